@@ -1,0 +1,1 @@
+"""JAX backend of REPPO."""

@@ -1,0 +1,295 @@
+"""REPPO agent state and one training iteration (Algorithm 1), as pure JAX functions.
+
+One call of :func:`make_iteration`'s result runs: rollout with the behaviour policy θ' (a snapshot
+taken once, at the start of the iteration), soft TD(λ) targets computed once, then epochs of
+shuffled minibatches, each a critic step followed by an actor step against the updated critic and
+the α/β multiplier steps. Every random draw has its own key: executed action, bootstrap action,
+actor sample, KL samples, shuffles — split per step and per minibatch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from reppo_jax import distributions as D
+from reppo_jax.losses import actor_loss, alpha_loss, beta_loss, critic_loss, q_value
+from reppo_jax.networks import Actor, Critic
+from reppo_jax.normalization import RunningStats, normalize, running_stats_update
+from reppo_jax.targets import soft_rewards, soft_td_lambda
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """Static, fully resolved hyperparameters (config + env facts), closed over by jit."""
+
+    obs_dim: int
+    action_dim: int
+    num_envs: int
+    num_steps: int
+    num_minibatches: int
+    num_epochs: int
+    gamma: float
+    lam: float
+    v_min: float
+    v_max: float
+    num_bins: int
+    sigma: float
+    value_kind: str
+    aux_mult: float
+    min_std: float
+    kl_target: float
+    kl_mode: str
+    kl_samples: int
+    entropy_target: float
+    normalize_obs: bool
+    actor_lr: float
+    critic_lr: float
+    multiplier_lr: float
+    max_grad_norm: float
+    multiplier_max_grad_norm: float
+
+
+class AgentState(NamedTuple):
+    actor: Any
+    critic: Any
+    log_alpha: jax.Array
+    log_beta: jax.Array
+    actor_opt: Any
+    critic_opt: Any
+    mult_opt: Any
+    obs_stats: RunningStats
+
+
+class Transition(NamedTuple):
+    obs: jax.Array          # normalised x_t
+    action: jax.Array       # executed a_t ∈ [−1, 1]^A
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    next_value: jax.Array   # V_{t+1} = Q(x_{t+1}, a′), x_{t+1} the true next observation
+    next_log_prob: jax.Array  # log π_θ'(a′|x_{t+1})
+    next_emb: jax.Array     # ψ_t = z(x_{t+1}, a′), the auxiliary target
+
+
+def optimizers(h: Hyper) -> tuple[optax.GradientTransformation, ...]:
+    """Global-norm clip + Adam for actor and critic; a separate one for the multipliers."""
+    actor = optax.chain(optax.clip_by_global_norm(h.max_grad_norm), optax.adam(h.actor_lr))
+    critic = optax.chain(optax.clip_by_global_norm(h.max_grad_norm), optax.adam(h.critic_lr))
+    mult = optax.chain(optax.clip_by_global_norm(h.multiplier_max_grad_norm),
+                       optax.adam(h.multiplier_lr))
+    return actor, critic, mult
+
+
+class Nets(NamedTuple):
+    actor: Actor
+    critic: Critic
+
+
+def policy(nets: Nets, h: Hyper, actor_params, obs):
+    mean, raw = nets.actor.apply({"params": actor_params}, obs)
+    return mean, D.policy_std(raw, h.min_std)
+
+
+def q_of(nets: Nets, h: Hyper, critic_params, obs, action):
+    out, z = nets.critic.apply({"params": critic_params}, obs, action)
+    return q_value(out, h.value_kind, h.v_min, h.v_max, h.num_bins), z
+
+
+def critic_update(nets: Nets, h: Hyper, opt, state: AgentState, mb: dict):
+    def loss_fn(params):
+        out, z = nets.critic.apply({"params": params}, mb["obs"], mb["action"])
+        pred_z, pred_r = nets.critic.apply({"params": params}, z, method=Critic.predict)
+        return critic_loss(out, mb["target"], pred_z, mb["next_emb"], pred_r, mb["reward"],
+                           kind=h.value_kind, v_min=h.v_min, v_max=h.v_max, num_bins=h.num_bins,
+                           sigma=h.sigma, aux_mult=h.aux_mult)
+
+    (loss, info), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.critic)
+    updates, opt_state = opt.update(grads, state.critic_opt, state.critic)
+    params = optax.apply_updates(state.critic, updates)
+    info = {"critic/loss": loss, "critic/value_loss": info["value_loss"],
+            "critic/aux_loss": info["aux_loss"], "critic/grad_norm": optax.global_norm(grads)}
+    return state._replace(critic=params, critic_opt=opt_state), info
+
+
+def actor_update(nets: Nets, h: Hyper, actor_opt, mult_opt, state: AgentState, behaviour,
+                 obs, key):
+    k_act, k_kl = jax.random.split(key)
+    alpha = jnp.exp(state.log_alpha)
+    beta = jnp.exp(state.log_beta)
+    old_mean, old_std = policy(nets, h, behaviour, obs)
+    noise = jax.random.normal(k_act, old_mean.shape, old_mean.dtype)
+    kl_noise = jax.random.normal(k_kl, (h.kl_samples,) + old_mean.shape, old_mean.dtype)
+
+    def loss_fn(params):
+        mean, std = policy(nets, h, params, obs)
+        action, pre = D.tanh_gaussian_sample(mean, std, noise)
+        log_prob = D.tanh_gaussian_log_prob(mean, std, pre)
+        q, _ = q_of(nets, h, state.critic, obs, action)
+        kl = D.kl_estimate(old_mean, old_std, mean, std, kl_noise)
+        loss, info = actor_loss(q, log_prob, kl, alpha, beta, h.kl_target, h.kl_mode)
+        return loss, (info, log_prob, kl)
+
+    (loss, (info, log_prob, kl)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.actor)
+    updates, actor_opt_state = actor_opt.update(grads, state.actor_opt, state.actor)
+    actor_params = optax.apply_updates(state.actor, updates)
+
+    entropy = jax.lax.stop_gradient(D.entropy_estimate(log_prob))
+    kl = jax.lax.stop_gradient(kl)
+
+    def mult_loss(logs):
+        la = alpha_loss(logs[0], entropy, h.entropy_target)
+        lb = beta_loss(logs[1], kl, h.kl_target) if h.kl_mode != "none" else 0.0 * logs[1]
+        return la + lb
+
+    logs = jnp.stack([state.log_alpha, state.log_beta])
+    mgrads = jax.grad(mult_loss)(logs)
+    mupdates, mult_opt_state = mult_opt.update(mgrads, state.mult_opt, logs)
+    logs = optax.apply_updates(logs, mupdates)
+    new_state = state._replace(actor=actor_params, actor_opt=actor_opt_state,
+                               log_alpha=logs[0], log_beta=logs[1], mult_opt=mult_opt_state)
+    info = {"actor/loss": loss, "actor/grad_norm": optax.global_norm(grads),
+            "actor/kl": info["kl_mean"], "actor/kl_violation_frac": info["kl_violation_frac"],
+            "actor/entropy": info["entropy_mean"], "actor/q": info["q_mean"],
+            "alpha": alpha, "beta": beta}
+    return new_state, info
+
+
+class Carry(NamedTuple):
+    """Everything one iteration threads through: agent, simulator, current raw obs, key."""
+
+    agent: AgentState
+    env_state: Any
+    obs: jax.Array
+    key: jax.Array
+
+
+def _norm(h: Hyper, stats: RunningStats, obs):
+    return normalize(obs, stats) if h.normalize_obs else obs
+
+
+def rollout(nets: Nets, h: Hyper, env, carry: Carry):
+    """Collect num_steps × num_envs transitions with the behaviour policy θ' = carry.agent.actor.
+
+    Statistics are updated with every new observation before it is normalised, so x_{t+1} is
+    normalised identically as a bootstrap input at step t and as the policy input at step t+1.
+    """
+    agent = carry.agent
+    behaviour, critic = agent.actor, agent.critic
+
+    def step(c, _):
+        stats, env_state, obs, key = c
+        key, k_act, k_boot = jax.random.split(key, 3)
+        x = _norm(h, stats, obs)
+        mean, std = policy(nets, h, behaviour, x)
+        action, _ = D.tanh_gaussian_sample(mean, std, jax.random.normal(k_act, mean.shape))
+        env_state, out = env.step(env_state, action)
+        if h.normalize_obs:
+            stats = running_stats_update(stats, out.obs)
+        x_next = _norm(h, stats, out.final_obs)
+        n_mean, n_std = policy(nets, h, behaviour, x_next)
+        a_next, pre_next = D.tanh_gaussian_sample(n_mean, n_std,
+                                                  jax.random.normal(k_boot, n_mean.shape))
+        next_log_prob = D.tanh_gaussian_log_prob(n_mean, n_std, pre_next)
+        next_value, next_emb = q_of(nets, h, critic, x_next, a_next)
+        tr = Transition(x, action, out.reward, out.terminated, out.truncated, next_value,
+                        next_log_prob, next_emb)
+        ep = {"done": jnp.logical_or(out.terminated, out.truncated),
+              "return": out.info["episode_return"], "length": out.info["episode_length"]}
+        return (stats, env_state, out.obs, key), (tr, ep)
+
+    (stats, env_state, obs, key), (batch, episodes) = jax.lax.scan(
+        step, (agent.obs_stats, carry.env_state, carry.obs, carry.key), None, length=h.num_steps)
+    carry = Carry(agent._replace(obs_stats=stats), env_state, obs, key)
+    return carry, batch, episodes
+
+
+def compute_targets(h: Hyper, agent: AgentState, batch: Transition) -> jax.Array:
+    """Soft TD(λ) targets, once per iteration, with α at rollout time."""
+    alpha = jnp.exp(agent.log_alpha)
+    r = soft_rewards(batch.reward, batch.next_log_prob, batch.terminated, alpha, h.gamma)
+    return soft_td_lambda(r, batch.next_value, batch.terminated, batch.truncated, h.gamma, h.lam)
+
+
+def update(nets: Nets, h: Hyper, opts, agent: AgentState, batch: Transition, targets, key):
+    """num_epochs × num_minibatches of (critic step, actor step, multiplier step).
+
+    Returns the new agent and metrics averaged over every minibatch of the iteration.
+    """
+    actor_opt, critic_opt, mult_opt = opts
+    behaviour = agent.actor  # θ' snapshot, fixed for the whole iteration
+    n = h.num_envs * h.num_steps
+    data = {"obs": batch.obs, "action": batch.action, "reward": batch.reward,
+            "target": targets, "next_emb": batch.next_emb}
+    data = jax.tree.map(lambda x: x.reshape((n,) + x.shape[2:]), data)
+
+    def epoch(agent, key):
+        k_perm, k_mb = jax.random.split(key)
+        perm = jax.random.permutation(k_perm, n)
+        mbs = jax.tree.map(lambda x: x[perm].reshape((h.num_minibatches, -1) + x.shape[1:]), data)
+        keys = jax.random.split(k_mb, h.num_minibatches)
+
+        def minibatch(agent, xs):
+            mb, k = xs
+            agent, c_info = critic_update(nets, h, critic_opt, agent, mb)
+            agent, a_info = actor_update(nets, h, actor_opt, mult_opt, agent, behaviour,
+                                         mb["obs"], k)
+            return agent, {**c_info, **a_info}
+
+        return jax.lax.scan(minibatch, agent, (mbs, keys))
+
+    agent, infos = jax.lax.scan(epoch, agent, jax.random.split(key, h.num_epochs))
+    return agent, jax.tree.map(jnp.mean, infos)
+
+
+def make_iteration(nets: Nets, h: Hyper, env):
+    """The whole iteration as one function of the carry, to be jitted once."""
+    opts = optimizers(h)
+
+    def iteration(carry: Carry):
+        carry, batch, episodes = rollout(nets, h, env, carry)
+        targets = compute_targets(h, carry.agent, batch)
+        key, k_upd = jax.random.split(carry.key)
+        agent, info = update(nets, h, opts, carry.agent, batch, targets, k_upd)
+        done = episodes["done"].astype(jnp.float32)
+        n_done = jnp.sum(done)
+        info = {**info,
+                "rollout/reward": jnp.mean(batch.reward),
+                "rollout/target": jnp.mean(targets),
+                "rollout/value": jnp.mean(batch.next_value),
+                "rollout/episodes": n_done,
+                "rollout/episode_return": jnp.sum(done * episodes["return"]) / jnp.maximum(n_done, 1),
+                }
+        return Carry(agent, carry.env_state, carry.obs, key), info
+
+    return iteration
+
+
+def make_evaluate(nets: Nets, h: Hyper, env, num_steps: int):
+    """Deterministic policy tanh(μ) on fresh episodes; returns each env's first episode return.
+
+    Observation statistics are frozen (passed in, never updated)."""
+
+    def evaluate(actor_params, stats: RunningStats, key):
+        env_state, obs = env.reset(key)
+
+        def step(c, _):
+            env_state, obs, ret, length, alive = c
+            mean, _ = policy(nets, h, actor_params, _norm(h, stats, obs))
+            env_state, out = env.step(env_state, D.deterministic_action(mean))
+            ret = ret + alive * out.reward
+            length = length + alive
+            done = jnp.logical_or(out.terminated, out.truncated)
+            alive = alive * (1.0 - done.astype(alive.dtype))
+            return (env_state, out.obs, ret, length, alive), None
+
+        zeros = jnp.zeros((env.num_envs,), jnp.float32)
+        (_, _, ret, length, _), _ = jax.lax.scan(
+            step, (env_state, obs, zeros, zeros, jnp.ones_like(zeros)), None, length=num_steps)
+        return ret, length
+
+    return evaluate

@@ -1,0 +1,66 @@
+"""Vectorised JAX environments: the :class:`~reppo_jax.envs.base.VecEnv` interface, the
+mujoco_playground DMC adapter and an analytic toy env.
+
+``make_env("dmc/CartpoleBalance", num_envs, ...)`` / ``make_env("toy/Bandit", num_envs, ...)``
+dispatch on the ``suite/`` prefix (a bare name means ``dmc``).
+"""
+
+from __future__ import annotations
+
+from reppo_jax.envs.base import StepOutput, VecEnv, VecEnvState
+
+__all__ = ["StepOutput", "VecEnv", "VecEnvState", "make_env", "make_dmc_env", "make_toy_env",
+           "supports_env"]
+
+
+def make_dmc_env(*args, **kwargs):
+    from reppo_jax.envs.dmc import make_dmc_env as _make
+
+    return _make(*args, **kwargs)
+
+
+def make_toy_env(*args, **kwargs):
+    from reppo_jax.envs.toy import make_toy_env as _make
+
+    return _make(*args, **kwargs)
+
+
+def supports_env(name: str) -> bool:
+    suite, _, task = name.rpartition("/")
+    suite = suite or "dmc"
+    if suite == "toy":
+        return task in ("Bandit", "BanditTerminate")
+    if suite == "dmc":
+        try:
+            from reppo_jax.envs.dmc import dmc_task_names
+
+            return task in dmc_task_names()
+        except ImportError:
+            return False
+    return False
+
+
+def make_env(name: str, num_envs: int, *, max_episode_steps: int | None = None,
+             action_repeat: int = 1, physics_impl: str = "jax",
+             random_episode_offsets: bool = True, **kwargs) -> VecEnv:
+    """Build a VecEnv from ``suite/Task`` ("dmc/CartpoleBalance", "toy/Bandit",
+    "toy/BanditTerminate")."""
+    suite, _, task = name.rpartition("/")
+    suite = suite or "dmc"
+    if suite == "dmc":
+        return make_dmc_env(task, num_envs, impl=physics_impl, max_episode_steps=max_episode_steps,
+                            action_repeat=action_repeat,
+                            random_episode_offsets=random_episode_offsets, **kwargs)
+    if suite == "toy":
+        if action_repeat != 1:
+            raise ValueError("toy envs do not support action_repeat")
+        if task == "Bandit":
+            kwargs.setdefault("terminate_prob", 0.0)
+        elif task == "BanditTerminate":
+            kwargs.setdefault("terminate_prob", 0.1)
+        else:
+            raise ValueError(f"unknown toy task {task!r}")
+        if max_episode_steps is not None:
+            kwargs["max_episode_steps"] = max_episode_steps
+        return make_toy_env(num_envs, random_episode_offsets=random_episode_offsets, **kwargs)
+    raise ValueError(f"unsupported env suite {suite!r} in {name!r}")

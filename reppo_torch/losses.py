@@ -1,0 +1,152 @@
+"""Critic, actor and multiplier losses in PyTorch; mirrors ``spec.reference.losses``.
+
+Per-sample helpers return tensors over the batch; the top-level losses return (scalar, info dict
+of 0-dim tensors). α and β enter the actor loss as plain values (detached if tensors); the
+multiplier losses take the log-parameters and detach the entropy / KL statistics.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from reppo_torch.hlgauss import hlgauss_decode, hlgauss_loss, hlgauss_target
+
+VALUE_KINDS = ("hlgauss", "mse")
+KL_MODES = ("clipped", "full", "none")
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in VALUE_KINDS:
+        raise ValueError(f"value kind must be one of {VALUE_KINDS}, got {kind!r}")
+
+
+def _const(x):
+    return x.detach() if isinstance(x, torch.Tensor) else x
+
+
+def mse_value_loss(q: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-sample squared error (Q − G)² (no ½ factor)."""
+    if q.shape != targets.shape:
+        raise ValueError(f"q {tuple(q.shape)} and targets {tuple(targets.shape)} must match")
+    return (q - targets) ** 2
+
+
+def value_loss(
+    q_out: torch.Tensor,
+    targets: torch.Tensor,
+    kind: str,
+    v_min: float,
+    v_max: float,
+    num_bins: int,
+    sigma: float,
+) -> torch.Tensor:
+    """Per-sample value loss of eq. 7: "hlgauss" → CE(q_out, hist(G)); "mse" → (q_out[..., 0] − G)².
+    The targets are computed without gradient by the caller (as in every backend)."""
+    _check_kind(kind)
+    if kind == "hlgauss":
+        if tuple(q_out.shape) != tuple(targets.shape) + (num_bins,):
+            raise ValueError(f"hlgauss q_out must have shape targets.shape + ({num_bins},), "
+                             f"got {tuple(q_out.shape)}")
+        return hlgauss_loss(q_out, hlgauss_target(targets, v_min, v_max, num_bins, sigma))
+    if tuple(q_out.shape) != tuple(targets.shape) + (1,):
+        raise ValueError(f"mse q_out must have shape targets.shape + (1,), got {tuple(q_out.shape)}")
+    return mse_value_loss(q_out[..., 0], targets)
+
+
+def q_value(q_out: torch.Tensor, kind: str, v_min: float, v_max: float,
+            num_bins: int) -> torch.Tensor:
+    """Scalar Q: HL-Gauss expectation, or q_out[..., 0] for "mse"."""
+    _check_kind(kind)
+    if kind == "hlgauss":
+        return hlgauss_decode(q_out, v_min, v_max, num_bins)
+    if q_out.dim() == 0 or q_out.shape[-1] != 1:
+        raise ValueError(f"mse q_out must have a trailing dim of size 1, got {tuple(q_out.shape)}")
+    return q_out[..., 0]
+
+
+def aux_loss(
+    pred_next_emb: torch.Tensor,
+    next_emb: torch.Tensor,
+    pred_reward: torch.Tensor,
+    rewards: torch.Tensor,
+) -> torch.Tensor:
+    """Per-sample mean_features (f_p(z_t) − z_{t+1})² + (r̂_t − r_t)² (eq. 17 + reward head)."""
+    if pred_next_emb.dim() == 0 or pred_next_emb.shape != next_emb.shape:
+        raise ValueError(f"pred_next_emb {tuple(pred_next_emb.shape)} and next_emb "
+                         f"{tuple(next_emb.shape)} must match (..., H)")
+    if pred_reward.shape != rewards.shape or pred_reward.shape != pred_next_emb.shape[:-1]:
+        raise ValueError(f"pred_reward {tuple(pred_reward.shape)} and rewards "
+                         f"{tuple(rewards.shape)} must have the batch shape "
+                         f"{tuple(pred_next_emb.shape[:-1])}")
+    return torch.mean((pred_next_emb - next_emb) ** 2, dim=-1) + (pred_reward - rewards) ** 2
+
+
+def critic_loss(
+    q_out: torch.Tensor,
+    targets: torch.Tensor,
+    pred_next_emb: torch.Tensor,
+    next_emb: torch.Tensor,
+    pred_reward: torch.Tensor,
+    rewards: torch.Tensor,
+    *,
+    kind: str,
+    v_min: float,
+    v_max: float,
+    num_bins: int,
+    sigma: float,
+    aux_mult: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Eq. 7: mean value loss + aux_mult · mean aux loss; info has both unweighted means."""
+    vl = value_loss(q_out, targets, kind, v_min, v_max, num_bins, sigma)
+    al = aux_loss(pred_next_emb, next_emb, pred_reward, rewards)
+    if vl.shape != al.shape:
+        raise ValueError(f"value loss batch {tuple(vl.shape)} and aux loss batch "
+                         f"{tuple(al.shape)} differ")
+    v_mean, a_mean = torch.mean(vl), torch.mean(al)
+    return v_mean + aux_mult * a_mean, {"value_loss": v_mean, "aux_loss": a_mean}
+
+
+def actor_loss(
+    q_values: torch.Tensor,
+    log_probs: torch.Tensor,
+    kl: torch.Tensor,
+    alpha: torch.Tensor | float,
+    beta: torch.Tensor | float,
+    kl_target: float,
+    mode: str,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Eq. 13 per state, batch mean: "clipped" ℓ = α logπ − Q if kl < kl_target else β·kl;
+    "full" ℓ = α logπ − Q + β·kl; "none" ℓ = α logπ − Q. α, β are constants."""
+    if mode not in KL_MODES:
+        raise ValueError(f"kl mode must be one of {KL_MODES}, got {mode!r}")
+    if not (q_values.shape == log_probs.shape == kl.shape):
+        raise ValueError(f"q_values {tuple(q_values.shape)}, log_probs {tuple(log_probs.shape)} "
+                         f"and kl {tuple(kl.shape)} must have the same shape")
+    a, b = _const(alpha), _const(beta)
+    objective = a * log_probs - q_values
+    violated = kl >= kl_target  # the float scalar is compared in kl's dtype
+    if mode == "clipped":
+        per_state = torch.where(violated, b * kl, objective)
+    elif mode == "full":
+        per_state = objective + b * kl
+    else:
+        per_state = objective
+    with torch.no_grad():
+        info = {
+            "kl_violation_frac": torch.mean(violated.to(kl.dtype)),
+            "kl_mean": torch.mean(kl),
+            "entropy_mean": -torch.mean(log_probs),
+            "q_mean": torch.mean(q_values),
+        }
+    return torch.mean(per_state), info
+
+
+def alpha_loss(log_alpha: torch.Tensor, entropy: torch.Tensor,
+               entropy_target: float) -> torch.Tensor:
+    """Eq. 11: L_α = e^{log α} · mean(Ĥ − ε_H), Ĥ detached."""
+    return torch.exp(log_alpha) * torch.mean(entropy.detach() - entropy_target)
+
+
+def beta_loss(log_beta: torch.Tensor, kl: torch.Tensor, kl_target: float) -> torch.Tensor:
+    """Eq. 12: L_β = −e^{log β} · mean(KL̂ − ε_KL), KL̂ detached."""
+    return -torch.exp(log_beta) * torch.mean(kl.detach() - kl_target)

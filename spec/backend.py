@@ -1,0 +1,76 @@
+"""The small protocol every backend implements; the CLI and tools call only this.
+
+A backend lives in the package ``reppo_<name>`` and exposes ``reppo_<name>.backend.get_backend()``
+returning an object that satisfies :class:`Backend`. The CLI imports it lazily by name, so
+installing one backend's extra never requires the other framework.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
+
+from spec.config import ReppoConfig
+
+MetricsSink = Callable[[Mapping[str, Any]], None]
+"""Receives one flat dict of metrics (``env_steps`` always present); the CLI appends it to
+``metrics.jsonl`` (adding ``wall_s``) and to any other enabled sink."""
+
+
+@dataclass(frozen=True)
+class TrainHooks:
+    """Callbacks the trainer calls; all optional so tools can run a backend headless.
+
+    - ``on_train_metrics(metrics)``: once per iteration, metrics averaged over the iteration.
+    - ``on_eval_metrics(metrics)``: after every evaluation; must contain ``env_steps`` and
+      ``eval/return_mean`` (plus ``eval/success_rate`` where the suite has one).
+    - ``on_progress(env_steps, metrics)``: lightweight progress-bar update.
+    - ``should_stop()``: polled between iterations (SIGINT handling); True ends training cleanly.
+    """
+
+    on_train_metrics: MetricsSink | None = None
+    on_eval_metrics: MetricsSink | None = None
+    on_progress: Callable[[int, Mapping[str, Any]], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished (or cleanly stopped) training run reports back to the CLI."""
+
+    env_steps: int
+    iterations: int
+    final_eval: Mapping[str, float] = field(default_factory=dict)
+    best_eval_return: float | None = None
+    compile_s: float | None = None
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What ``reppo train|eval`` needs from a framework port."""
+
+    name: str
+
+    def supports_env(self, env_name: str) -> bool:
+        """True if this backend has an adapter for ``suite/Name``."""
+
+    def train(
+        self,
+        config: ReppoConfig,
+        run_dir: Path,
+        hooks: TrainHooks,
+        resume: bool = False,
+    ) -> TrainResult:
+        """Train per ``config``, writing checkpoints under ``run_dir / 'checkpoints'``."""
+
+    def evaluate(
+        self, config: ReppoConfig, run_dir: Path, episodes: int, checkpoint: Path | None = None
+    ) -> Mapping[str, float]:
+        """Evaluate the deterministic policy of a saved run (latest checkpoint by default)."""
+
+    def export_params(self, state: Any) -> dict[str, Any]:
+        """Backend state → canonical parameter layout (``spec.params``), numpy arrays."""
+
+    def import_params(self, config: ReppoConfig, params: Mapping[str, Any]) -> Any:
+        """Canonical parameter layout → backend state ready to act/evaluate."""

@@ -1,0 +1,695 @@
+"""Typed, frozen configuration for REPPO, grouped as the paper's Table 2 is.
+
+``ReppoConfig(env, rollout, critic, actor, loss, run)``: every field has a default (the paper's
+Table 2 value where it has one), a documented paper symbol, and a validity rule checked at
+construction. Errors are :class:`ConfigError` with a one-line message that names
+``section.field``, the offending value and what is allowed, e.g.
+``rollout.num_envs=-3 is invalid: must be an integer >= 1``.
+
+Serialisation: :meth:`ReppoConfig.to_dict` / :meth:`ReppoConfig.from_dict` and the JSON pair are
+lossless (tuples and ``None`` survive). CLI overrides (``--section.field=value``) go through
+:func:`apply_overrides`, which converts strings by each field's declared type.
+
+Values left ``None`` are derived from the environment's facts by the ``resolved_*`` helpers
+(γ from the episode length, the HL-Gauss support from the reward range and γ, learning rates
+from ``rollout.lr``); an explicit value always wins.
+
+This module imports the standard library only (``spec.derived`` lazily, for the resolvers).
+"""
+
+
+import dataclasses
+import difflib
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ConfigError",
+    "EnvConfig",
+    "RolloutConfig",
+    "CriticConfig",
+    "ActorConfig",
+    "LossConfig",
+    "RunConfig",
+    "ReppoConfig",
+    "SECTIONS",
+    "NORMS",
+    "CRITIC_LOSSES",
+    "KL_MODES",
+    "ACTOR_GRADIENTS",
+    "PHYSICS_IMPLS",
+    "DEVICES",
+    "LOG_SINKS",
+    "apply_overrides",
+    "override_pairs",
+    "field_names",
+    "parse_override",
+    "resolved_gamma",
+    "resolved_value_range",
+    "resolved_critic_lr",
+    "resolved_actor_lr",
+    "resolved_multiplier_lr",
+    "resolved_multiplier_max_grad_norm",
+    "resolved_minibatch_size",
+]
+
+SCHEMA_VERSION = 1
+"""Version of the serialised config layout; bumped on any rename/removal of a field."""
+
+NORMS = ("rms", "layer", "none")
+CRITIC_LOSSES = ("hlgauss", "mse")
+KL_MODES = ("clipped", "full", "none")
+ACTOR_GRADIENTS = ("pathwise", "score")
+PHYSICS_IMPLS = ("jax", "warp", "c", "cpp", "auto", "physx_cpu", "physx_cuda")
+DEVICES = ("auto", "cpu", "cuda", "gpu")
+LOG_SINKS = ("jsonl", "tensorboard", "wandb")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value, override or serialised config (one-line message)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Field declaration helpers: validity rules live in the field metadata, next to the default.
+# --------------------------------------------------------------------------------------------
+
+
+def _f(default: Any, **rules: Any) -> Any:
+    """A dataclass field with validity rules: ge/gt/le/lt (numbers), choices, items, nonempty."""
+    return field(default=default, metadata=rules)
+
+
+def _fmt_num(x: float) -> str:
+    return repr(x) if isinstance(x, float) and not float(x).is_integer() else f"{x:g}"
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    """``X | None`` -> (X, True); anything else -> (tp, False)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return args[0], True
+    return tp, False
+
+
+def _type_word(tp: Any) -> str:
+    base, optional = _unwrap_optional(tp)
+    if base is bool:
+        word = "a boolean (true/false)"
+    elif base is int:
+        word = "an integer"
+    elif base is float:
+        word = "a number"
+    elif base is str:
+        word = "a string"
+    elif typing.get_origin(base) is tuple:
+        word = "a list of strings"
+    else:  # pragma: no cover - only the types above are used
+        word = str(base)
+    return word + (" or none" if optional else "")
+
+
+def _rule_text(tp: Any, rules: Mapping[str, Any]) -> str:
+    """Human text for 'must be ...' built from the field type and its rules."""
+    base, optional = _unwrap_optional(tp)
+    if "choices" in rules:
+        text = "one of " + ", ".join(repr(c) for c in rules["choices"])
+    elif "items" in rules:
+        text = "a list of " + ", ".join(repr(c) for c in rules["items"])
+    else:
+        text = _type_word(base)
+        lo = ("ge", rules["ge"]) if "ge" in rules else ("gt", rules["gt"]) if "gt" in rules else None
+        hi = ("le", rules["le"]) if "le" in rules else ("lt", rules["lt"]) if "lt" in rules else None
+        if lo and hi:
+            text += (f" in {'[' if lo[0] == 'ge' else '('}{_fmt_num(lo[1])}, "
+                     f"{_fmt_num(hi[1])}{']' if hi[0] == 'le' else ')'}")
+        elif lo:
+            text += f" {'>=' if lo[0] == 'ge' else '>'} {_fmt_num(lo[1])}"
+        elif hi:
+            text += f" {'<=' if hi[0] == 'le' else '<'} {_fmt_num(hi[1])}"
+        if rules.get("nonempty"):
+            text += " (non-empty)"
+    if optional:
+        text += " (or none)"
+    return text
+
+
+def _invalid(section: str, name: str, value: Any, must: str) -> ConfigError:
+    return ConfigError(f"{section}.{name}={value!r} is invalid: must be {must}")
+
+
+def _coerce_and_check(section: str, f: dataclasses.Field, value: Any) -> Any:
+    """Type-check ``value`` against ``f.type`` (resolved), apply the rules, return the canonical
+    value (int -> float for float fields, list -> tuple for tuple fields)."""
+    tp = f.type
+    base, optional = _unwrap_optional(tp)
+    rules = f.metadata
+    must = _rule_text(tp, rules)
+    if value is None:
+        if optional:
+            return None
+        raise _invalid(section, f.name, value, must)
+    if base is bool:
+        if not isinstance(value, bool):
+            raise _invalid(section, f.name, value, must)
+    elif base is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _invalid(section, f.name, value, must)
+    elif base is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _invalid(section, f.name, value, must)
+        value = float(value)
+        if not math.isfinite(value):
+            raise _invalid(section, f.name, value, must + " (finite)")
+    elif base is str:
+        if not isinstance(value, str):
+            raise _invalid(section, f.name, value, must)
+    elif typing.get_origin(base) is tuple:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise _invalid(section, f.name, value, must)
+        value = tuple(value)
+        if "items" in rules:
+            bad = [v for v in value if v not in rules["items"]]
+            if bad:
+                raise _invalid(section, f.name, value, must)
+        if len(set(value)) != len(value):
+            raise _invalid(section, f.name, value, must + " without duplicates")
+        return value
+    if "choices" in rules and value not in rules["choices"]:
+        raise _invalid(section, f.name, value, must)
+    if "ge" in rules and not value >= rules["ge"]:
+        raise _invalid(section, f.name, value, must)
+    if "gt" in rules and not value > rules["gt"]:
+        raise _invalid(section, f.name, value, must)
+    if "le" in rules and not value <= rules["le"]:
+        raise _invalid(section, f.name, value, must)
+    if "lt" in rules and not value < rules["lt"]:
+        raise _invalid(section, f.name, value, must)
+    if rules.get("nonempty") and not value:
+        raise _invalid(section, f.name, value, must)
+    return value
+
+
+class _Section:
+    """Mixin for the section dataclasses: validates every field at construction."""
+
+    SECTION: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = _coerce_and_check(self.SECTION, f, getattr(self, f.name))
+            object.__setattr__(self, f.name, value)
+        self._check()
+
+    def _check(self) -> None:
+        """Section-local cross-field checks (override in subclasses)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+
+def _jsonable(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+# --------------------------------------------------------------------------------------------
+# Sections (paper Table 2 grouping). Attribute docstrings give the paper symbol.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnvConfig(_Section):
+    """Environment and problem discount ("Environment" / "Problem Discount" in Table 2)."""
+
+    SECTION: ClassVar[str] = "env"
+
+    name: str = _f("dmc/CartpoleBalance", nonempty=True)
+    """Environment id ``suite/Name`` (see ``reppo envs``)."""
+    max_episode_steps: int | None = _f(None, ge=1)
+    """Episode length in agent steps ("max env steps"); None = the environment's own."""
+    gamma: float | None = _f(None, ge=0.0, lt=1.0)
+    """Discount γ; None = 1 − 10 / max_episode_steps (Table 2)."""
+    v_min: float | None = _f(None)
+    """Lower end of the HL-Gauss support, v_min; None = r_min / (1 − γ) (Table 2)."""
+    v_max: float | None = _f(None)
+    """Upper end of the HL-Gauss support, v_max; None = r_max / (1 − γ) (Table 2)."""
+    physics_impl: str = _f("jax", choices=PHYSICS_IMPLS)
+    """Simulator implementation: 'jax'/'warp'/'c'/'cpp' select MJX's implementation for
+    mujoco_playground; 'physx_cpu'/'physx_cuda' ManiSkill's; 'auto' = the adapter's default."""
+    normalize_obs: bool = _f(True)
+    """Running mean/variance observation normalisation (paper D.4)."""
+    action_repeat: int = _f(1, ge=1)
+    """Simulator steps per agent step (1 = none)."""
+
+    def _check(self) -> None:
+        suite, sep, task = self.name.partition("/")
+        if not (sep and suite and task) or "/" in task:
+            raise _invalid("env", "name", self.name, "'suite/Name', e.g. 'dmc/CartpoleBalance'")
+        if self.v_min is not None and self.v_max is not None and not self.v_min < self.v_max:
+            raise ConfigError(
+                f"env.v_min={self.v_min!r} is invalid: must be < env.v_max={self.v_max!r}"
+            )
+
+
+@dataclass(frozen=True)
+class RolloutConfig(_Section):
+    """Data collection and optimisation ("Environment" / "Optimization" in Table 2)."""
+
+    SECTION: ClassVar[str] = "rollout"
+
+    num_envs: int = _f(1024, ge=1)
+    """Parallel environments, "n envs" (Table 2: 1024)."""
+    num_steps: int = _f(128, ge=1)
+    """Steps per environment per iteration, "n steps" (Table 2: 128)."""
+    num_minibatches: int = _f(64, ge=1)
+    """Minibatches per epoch, "n mini batches" (Table 2: 64); must divide num_envs·num_steps."""
+    num_epochs: int = _f(8, ge=1)
+    """Passes over each iteration's batch, "n epochs" (Table 2: 8)."""
+    total_env_steps: int = _f(50_000_000, ge=1)
+    """Training budget in environment (agent) steps, "total time steps" (Table 2: 5e7)."""
+    lr: float = _f(3e-4, gt=0.0)
+    """Adam learning rate, "lr" (Table 2: 3e-4); the default for critic, actor and α/β."""
+    max_grad_norm: float = _f(0.5, gt=0.0)
+    """Global gradient-norm clip, "maximum grad norm" (Table 2: 0.5)."""
+
+
+@dataclass(frozen=True)
+class CriticConfig(_Section):
+    """Critic architecture and value loss ("Critic Architecture" in Table 2)."""
+
+    SECTION: ClassVar[str] = "critic"
+
+    hidden_dim: int = _f(512, ge=1)
+    """Width h of every critic layer and of the embedding z, "critic hidden dim" (512)."""
+    num_encoder_layers: int = _f(2, ge=1)
+    """Layers of the encoder φ(x, a) → z, "num critic encoder layers" (2)."""
+    num_head_layers: int = _f(2, ge=1)
+    """Layers of the Q head f_c(z), "num critic head layers" (2)."""
+    num_pred_layers: int = _f(2, ge=1)
+    """Layers of the self-predictive head f_p(z), "num critic pred layers" (2)."""
+    num_bins: int = _f(151, ge=2)
+    """HL-Gauss histogram bins h, "num HL-Gauss bins" (151)."""
+    loss: str = _f("hlgauss", choices=CRITIC_LOSSES)
+    """Value loss: 'hlgauss' (cross-entropy to HL-Gauss histogram, D.2) or 'mse' (ablation)."""
+    norm: str = _f("rms", choices=NORMS)
+    """Normalisation in each Linear → Norm → SiLU block: 'rms' (paper), 'layer', 'none'."""
+    sigma_ratio: float = _f(0.75, gt=0.0)
+    """HL-Gauss σ as a multiple of the bin width (0.75)."""
+    logit_prior_scale: float = _f(40.0, ge=0.0)
+    """Initial Q-head logit offset = scale × hist(0), so the initial Q ≈ 0 (0 disables)."""
+    aux_loss_mult: float = _f(1.0, ge=0.0)
+    """Weight of the self-predictive auxiliary loss (eq. 17), "aux loss mult" (1.0)."""
+    lr: float | None = _f(None, gt=0.0)
+    """Critic learning rate; None = rollout.lr."""
+
+
+@dataclass(frozen=True)
+class ActorConfig(_Section):
+    """Actor architecture ("Actor Architecture" in Table 2)."""
+
+    SECTION: ClassVar[str] = "actor"
+
+    hidden_dim: int = _f(512, ge=1)
+    """Width of the actor's hidden layers, "actor hidden dim" (512)."""
+    num_layers: int = _f(3, ge=1)
+    """Linear layers in the actor, "num actor layers" (3: two blocks and an output Linear)."""
+    min_std: float = _f(0.1, ge=0.0)
+    """Floor on the Gaussian std: σ = exp(ρ) + min_std (paper runs: 0.1)."""
+    norm: str = _f("rms", choices=NORMS)
+    """Normalisation in each actor block: 'rms' (paper), 'layer', 'none'."""
+    gradient: str = _f("pathwise", choices=ACTOR_GRADIENTS)
+    """Policy-gradient estimator: 'pathwise' (REPPO) or 'score' (likelihood-ratio ablation)."""
+    lr: float | None = _f(None, gt=0.0)
+    """Actor learning rate; None = rollout.lr."""
+
+
+@dataclass(frozen=True)
+class LossConfig(_Section):
+    """RL loss: λ-returns, KL trust region, entropy ("RL Loss" / "Problem Discount")."""
+
+    SECTION: ClassVar[str] = "loss"
+
+    lam: float = _f(0.95, ge=0.0, le=1.0)
+    """TD(λ) mixing λ (Table 2: 0.95; D-REPPO on Atari: 0.65)."""
+    kl_target: float = _f(0.1, gt=0.0)
+    """KL trust-region size ε_KL, "KL_tar" (0.1)."""
+    kl_mode: str = _f("clipped", choices=KL_MODES)
+    """'clipped': per-state switch of eq. 13; 'full': always add β·KL̂; 'none': no KL (ablation)."""
+    kl_samples: int = _f(16, ge=1)
+    """Samples k from the behaviour policy per state for the KL estimate (16)."""
+    alpha_init: float = _f(0.01, gt=0.0)
+    """Initial entropy multiplier α, "α start" (0.01)."""
+    beta_init: float = _f(0.01, gt=0.0)
+    """Initial KL multiplier β, "β start" (0.01)."""
+    entropy_target_mult: float = _f(0.5)
+    """Entropy target ε_H = −mult · |A| ("ε_H = 0.5 × dim A"); discrete: fraction of log|A|."""
+    multiplier_lr: float | None = _f(None, gt=0.0)
+    """Learning rate of log α and log β; None = the actor's learning rate."""
+    multiplier_max_grad_norm: float | None = _f(None, gt=0.0)
+    """Gradient-norm clip of the α/β optimiser; None = rollout.max_grad_norm."""
+
+
+@dataclass(frozen=True)
+class RunConfig(_Section):
+    """Bookkeeping: seeding, evaluation, checkpoints, device, logging (not in Table 2)."""
+
+    SECTION: ClassVar[str] = "run"
+
+    seed: int = _f(0, ge=0)
+    """The one integer seed; every random stream derives from it (reppo_common.seeding)."""
+    eval_interval: int = _f(100_000, ge=1)
+    """Evaluate the deterministic policy every this many env steps (and at the end)."""
+    eval_episodes: int = _f(16, ge=1)
+    """Episodes per evaluation."""
+    checkpoint_interval: int = _f(1_000_000, ge=0)
+    """Save a checkpoint every this many env steps (0 = only at the end)."""
+    keep_checkpoints: int = _f(3, ge=1)
+    """Most recent checkpoints kept on disk."""
+    device: str = _f("auto", choices=DEVICES)
+    """Compute device: 'auto' (accelerator if present), 'cpu', 'cuda'/'gpu'."""
+    log: tuple[str, ...] = _f(("jsonl",), items=LOG_SINKS)
+    """Metric sinks; metrics.jsonl is always written, 'tensorboard'/'wandb' are optional extras."""
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "env": EnvConfig,
+    "rollout": RolloutConfig,
+    "critic": CriticConfig,
+    "actor": ActorConfig,
+    "loss": LossConfig,
+    "run": RunConfig,
+}
+"""Section name -> dataclass, in Table 2 order."""
+
+
+def _divisors_near(n: int, k: int, count: int = 5) -> list[int]:
+    divs = [d for d in range(1, int(math.isqrt(n)) + 1) if n % d == 0]
+    divs = sorted(set(divs + [n // d for d in divs]))
+    return sorted(sorted(divs, key=lambda d: (abs(math.log(d / k)), d))[:count])
+
+
+@dataclass(frozen=True)
+class ReppoConfig:
+    """The whole configuration: one section per Table 2 group plus ``run``."""
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    actor: ActorConfig = field(default_factory=ActorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    schema_version: int = SCHEMA_VERSION
+    """Layout version of the serialised config (see :data:`SCHEMA_VERSION`)."""
+
+    def __post_init__(self) -> None:
+        for name, cls in SECTIONS.items():
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(
+                    f"config section {name!r} must be a {cls.__name__}, "
+                    f"got {type(getattr(self, name)).__name__}"
+                )
+        if self.schema_version != SCHEMA_VERSION:
+            raise ConfigError(_schema_message(self.schema_version))
+        r = self.rollout
+        batch = r.num_envs * r.num_steps
+        if batch % r.num_minibatches:
+            near = ", ".join(str(d) for d in _divisors_near(batch, r.num_minibatches))
+            raise ConfigError(
+                f"rollout.num_minibatches={r.num_minibatches} is invalid: the batch "
+                f"rollout.num_envs*rollout.num_steps = {r.num_envs}*{r.num_steps} = {batch} is not "
+                f"divisible by it; valid counts near it: {near}"
+            )
+        if r.total_env_steps < batch:
+            raise ConfigError(
+                f"rollout.total_env_steps={r.total_env_steps} is invalid: must be >= one "
+                f"iteration's batch rollout.num_envs*rollout.num_steps = {batch}"
+            )
+
+    # -- serialisation -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain dict (JSON-ready; tuples become lists, restored by from_dict)."""
+        out: dict[str, Any] = {"schema_version": self.schema_version}
+        for name in SECTIONS:
+            out[name] = getattr(self, name).to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ReppoConfig":
+        """Inverse of :meth:`to_dict`. Missing sections/fields take their defaults; unknown keys
+        and a different ``schema_version`` raise :class:`ConfigError`."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"config must be a mapping of sections, got {type(data).__name__}")
+        version = data.get("schema_version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise ConfigError(_schema_message(version))
+        sections: dict[str, Any] = {}
+        for key, value in data.items():
+            if key == "schema_version":
+                continue
+            if key not in SECTIONS:
+                raise ConfigError(f"unknown config section {key!r}{_suggest(key, list(SECTIONS))}")
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"config section {key!r} must be a mapping, got {value!r}")
+            known = {f.name for f in dataclasses.fields(SECTIONS[key])}
+            for fname in value:
+                if fname not in known:
+                    raise ConfigError(
+                        f"unknown config field '{key}.{fname}'"
+                        f"{_suggest(f'{key}.{fname}', field_names())}"
+                    )
+            sections[key] = SECTIONS[key](**value)
+        return cls(**sections)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ReppoConfig":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config is not valid JSON: {e}") from None
+        return cls.from_dict(data)
+
+
+def _schema_message(version: Any) -> str:
+    return (
+        f"config schema_version={version!r} is not supported: this reppo reads schema_version "
+        f"{SCHEMA_VERSION}; re-create the config with this version (reppo train) or use the "
+        f"reppo release that wrote it"
+    )
+
+
+def field_names() -> list[str]:
+    """Every ``section.field`` name, in declaration order."""
+    return [f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)]
+
+
+def _suggest(word: str, candidates: list[str]) -> str:
+    low = {c.lower(): c for c in candidates}
+    hits = difflib.get_close_matches(word.lower(), list(low), n=3, cutoff=0.5)
+    if not hits:
+        return ""
+    return "; did you mean " + " or ".join(repr(low[h]) for h in hits) + "?"
+
+
+# --------------------------------------------------------------------------------------------
+# Overrides
+# --------------------------------------------------------------------------------------------
+
+_TRUE = {"true", "1", "yes", "y", "on"}
+_FALSE = {"false", "0", "no", "n", "off"}
+_NONE = {"none", "null"}
+
+
+def _lookup(key: str) -> tuple[str, dataclasses.Field]:
+    """``section.field`` -> (section, Field) or ConfigError with a suggestion."""
+    names = field_names()
+    section, dot, fname = key.partition(".")
+    if not dot:
+        same = [n for n in names if n.split(".", 1)[1] == key]
+        hint = ("; did you mean " + " or ".join(repr(s) for s in same) + "?") if same else (
+            _suggest(key, names))
+        raise ConfigError(f"config override key {key!r} must be 'section.field'{hint}")
+    if section not in SECTIONS:
+        raise ConfigError(f"unknown config section {section!r} in {key!r}{_suggest(key, names)}")
+    for f in dataclasses.fields(SECTIONS[section]):
+        if f.name == fname:
+            return section, f
+    raise ConfigError(f"unknown config field {key!r}{_suggest(key, names)}")
+
+
+def _parse_value(section: str, f: dataclasses.Field, text: str) -> Any:
+    """Convert the string ``text`` to ``f``'s declared type (validation comes later)."""
+    base, optional = _unwrap_optional(f.type)
+    s = text.strip()
+
+    def bad() -> ConfigError:
+        return ConfigError(
+            f"{section}.{f.name}={text!r} is invalid: expected {_type_word(f.type)}"
+        )
+
+    if optional and s.lower() in _NONE:
+        return None
+    if base is bool:
+        if s.lower() in _TRUE:
+            return True
+        if s.lower() in _FALSE:
+            return False
+        raise bad()
+    if base is int:
+        try:
+            return int(s)
+        except ValueError:
+            pass
+        try:  # accept integral float notation such as 5e7
+            x = float(s)
+        except ValueError:
+            raise bad() from None
+        if math.isfinite(x) and x.is_integer():
+            return int(x)
+        raise bad()
+    if base is float:
+        try:
+            return float(s)
+        except ValueError:
+            raise bad() from None
+    if base is str:
+        return text
+    if typing.get_origin(base) is tuple:
+        return tuple(p.strip() for p in s.split(",") if p.strip())
+    raise bad()  # pragma: no cover
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``'section.field=value'`` (a leading ``--`` is tolerated) -> (``'section.field'``, value
+    converted to the field's type). Raises ConfigError on unknown keys or unparsable values."""
+    text = item[2:] if item.startswith("--") else item
+    key, eq, raw = text.partition("=")
+    if not eq:
+        raise ConfigError(f"override {item!r} must look like section.field=value")
+    section, f = _lookup(key.strip())
+    return f"{section}.{f.name}", _parse_value(section, f, raw)
+
+
+def _flatten(overrides: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, value in overrides.items():
+        if key in SECTIONS and isinstance(value, Mapping):
+            out.extend((f"{key}.{k}", v) for k, v in value.items())
+        else:
+            out.append((key, value))
+    return out
+
+
+def override_pairs(
+    overrides: list[str] | tuple[str, ...] | Mapping[str, Any],
+) -> list[tuple[str, Any]]:
+    """Normalise overrides to ``[("section.field", typed value), ...]`` (see apply_overrides).
+
+    Keys are checked (unknown ones raise ConfigError with a suggestion) and string values are
+    converted by the field's type; values are not range-checked here."""
+    if isinstance(overrides, Mapping):
+        pairs = []
+        for key, value in _flatten(overrides):
+            section, f = _lookup(key)
+            if isinstance(value, str) and _unwrap_optional(f.type)[0] is not str:
+                value = _parse_value(section, f, value)
+            pairs.append((f"{section}.{f.name}", value))
+        return pairs
+    if isinstance(overrides, str):
+        raise ConfigError("overrides must be a list of 'section.field=value' strings")
+    return [parse_override(item) for item in overrides]
+
+
+def apply_overrides(
+    cfg: ReppoConfig, overrides: list[str] | tuple[str, ...] | Mapping[str, Any]
+) -> ReppoConfig:
+    """Return a new, validated config with ``overrides`` applied (the input is unchanged).
+
+    ``overrides`` is either a list of ``section.field=value`` strings (CLI form; values are
+    parsed by the field's type: ints also as ``5e7``, floats as ``3e-4``, bools from
+    true/false/1/0/yes/no, ``none``/``null`` for optional fields, comma lists for tuples), or a
+    mapping, nested ``{"rollout": {"num_envs": 64}}`` or flat ``{"rollout.num_envs": 64}``;
+    string values in a mapping are parsed like CLI values, other values must already have the
+    field's type. All overrides are applied before validation, so cross-field rules (e.g.
+    minibatch divisibility) see the final values; later entries win.
+    """
+    data = cfg.to_dict()
+    for key, value in override_pairs(overrides):
+        section, fname = key.split(".", 1)
+        data[section][fname] = _jsonable(value)
+    return ReppoConfig.from_dict(data)
+
+
+# --------------------------------------------------------------------------------------------
+# Resolution of values left to the environment's facts
+# --------------------------------------------------------------------------------------------
+
+
+def resolved_gamma(cfg: ReppoConfig, max_episode_steps: int) -> float:
+    """γ: ``env.gamma`` if set, else 1 − 10 / T with T = ``env.max_episode_steps`` if set, else
+    the environment's own ``max_episode_steps`` (in agent steps)."""
+    if cfg.env.gamma is not None:
+        return cfg.env.gamma
+    from spec.derived import discount_from_episode_steps
+
+    steps = cfg.env.max_episode_steps if cfg.env.max_episode_steps is not None else max_episode_steps
+    try:
+        return discount_from_episode_steps(steps)
+    except ValueError as e:
+        raise ConfigError(f"cannot derive env.gamma from max_episode_steps={steps}: {e}; "
+                          f"set env.gamma explicitly") from None
+
+
+def resolved_value_range(
+    cfg: ReppoConfig, reward_range: tuple[float, float], gamma: float
+) -> tuple[float, float]:
+    """(v_min, v_max): each explicit ``env.v_min``/``env.v_max`` wins; the rest is
+    r / (1 − γ) over the suite's per-step ``reward_range`` (Table 2)."""
+    from spec.derived import value_range
+
+    lo, hi = value_range(reward_range[0], reward_range[1], gamma)
+    v_min = cfg.env.v_min if cfg.env.v_min is not None else lo
+    v_max = cfg.env.v_max if cfg.env.v_max is not None else hi
+    if not v_min < v_max:
+        raise ConfigError(
+            f"env.v_min={v_min!r} is invalid: must be < env.v_max={v_max!r} "
+            f"(derived from reward range {tuple(reward_range)} and gamma={gamma})"
+        )
+    return float(v_min), float(v_max)
+
+
+def resolved_critic_lr(cfg: ReppoConfig) -> float:
+    """Critic learning rate: ``critic.lr`` or ``rollout.lr``."""
+    return cfg.critic.lr if cfg.critic.lr is not None else cfg.rollout.lr
+
+
+def resolved_actor_lr(cfg: ReppoConfig) -> float:
+    """Actor learning rate: ``actor.lr`` or ``rollout.lr``."""
+    return cfg.actor.lr if cfg.actor.lr is not None else cfg.rollout.lr
+
+
+def resolved_multiplier_lr(cfg: ReppoConfig) -> float:
+    """Learning rate of log α / log β: ``loss.multiplier_lr`` or the actor's."""
+    return cfg.loss.multiplier_lr if cfg.loss.multiplier_lr is not None else resolved_actor_lr(cfg)
+
+
+def resolved_multiplier_max_grad_norm(cfg: ReppoConfig) -> float:
+    """Gradient clip of the α/β optimiser: ``loss.multiplier_max_grad_norm`` or
+    ``rollout.max_grad_norm``."""
+    m = cfg.loss.multiplier_max_grad_norm
+    return m if m is not None else cfg.rollout.max_grad_norm
+
+
+def resolved_minibatch_size(cfg: ReppoConfig) -> int:
+    """num_envs · num_steps / num_minibatches (Table 2 "batch size")."""
+    from spec.derived import minibatch_size
+
+    r = cfg.rollout
+    return minibatch_size(r.num_envs, r.num_steps, r.num_minibatches)

@@ -1,0 +1,176 @@
+"""Critic, actor and multiplier losses (paper eq. 7, 11–13, 17; REFERENCE-NOTES "Losses").
+
+Per-sample helpers return arrays over the batch; the top-level losses return
+(scalar, info dict of scalars). Multipliers α = e^{log α}, β = e^{log β} enter the actor loss as
+positive constants (stop-gradient); their own losses take the log-parameters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spec.reference._common import as_float, float_dtype
+from spec.reference.hlgauss import hlgauss_decode, hlgauss_loss, hlgauss_target
+
+VALUE_KINDS = ("hlgauss", "mse")
+KL_MODES = ("clipped", "full", "none")
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in VALUE_KINDS:
+        raise ValueError(f"value kind must be one of {VALUE_KINDS}, got {kind!r}")
+
+
+def mse_value_loss(q: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Per-sample squared error (Q − G)² for the MSE-critic ablation (no ½ factor)."""
+    dt = float_dtype(q, targets)
+    q, targets = as_float(q, dt), as_float(targets, dt)
+    if q.shape != targets.shape:
+        raise ValueError(f"q {q.shape} and targets {targets.shape} must have the same shape")
+    return (q - targets) ** 2
+
+
+def value_loss(
+    q_out: np.ndarray,
+    targets: np.ndarray,
+    kind: str,
+    v_min: float,
+    v_max: float,
+    num_bins: int,
+    sigma: float,
+) -> np.ndarray:
+    """Per-sample value loss of eq. 7: "hlgauss" → CE(q_out, hist(G^λ)) (D.2);
+    "mse" → (q_out[..., 0] − G)² with a one-output head (the ½ is omitted on purpose)."""
+    _check_kind(kind)
+    q_out = np.asarray(q_out)
+    if kind == "hlgauss":
+        if q_out.shape != np.shape(targets) + (num_bins,):
+            raise ValueError(
+                f"hlgauss q_out must have shape targets.shape + ({num_bins},) = "
+                f"{np.shape(targets) + (num_bins,)}, got {q_out.shape}"
+            )
+        dt = float_dtype(q_out, targets)
+        probs = hlgauss_target(as_float(targets, dt), v_min, v_max, num_bins, sigma)
+        return hlgauss_loss(q_out, probs)
+    if q_out.shape != np.shape(targets) + (1,):
+        raise ValueError(f"mse q_out must have shape targets.shape + (1,), got {q_out.shape}")
+    return mse_value_loss(q_out[..., 0], targets)
+
+
+def q_value(q_out: np.ndarray, kind: str, v_min: float, v_max: float, num_bins: int) -> np.ndarray:
+    """Scalar Q from the head output: HL-Gauss expectation (D.2) or q_out[..., 0] for "mse"."""
+    _check_kind(kind)
+    if kind == "hlgauss":
+        return hlgauss_decode(q_out, v_min, v_max, num_bins)
+    q_out = np.asarray(q_out)
+    if q_out.ndim == 0 or q_out.shape[-1] != 1:
+        raise ValueError(f"mse q_out must have a trailing dim of size 1, got {q_out.shape}")
+    return as_float(q_out, float_dtype(q_out))[..., 0]
+
+
+def aux_loss(
+    pred_next_emb: np.ndarray,
+    next_emb: np.ndarray,
+    pred_reward: np.ndarray,
+    rewards: np.ndarray,
+) -> np.ndarray:
+    """Per-sample latent self-prediction loss (eq. 17, D.3) plus reward prediction:
+    mean_features (f_p(z_t) − z_{t+1})² + (r̂_t − r_t)²; z_{t+1} = φ(x_{t+1}, a′) stored at rollout."""
+    dt = float_dtype(pred_next_emb, next_emb, pred_reward, rewards)
+    p, n = as_float(pred_next_emb, dt), as_float(next_emb, dt)
+    pr, r = as_float(pred_reward, dt), as_float(rewards, dt)
+    if p.ndim == 0 or p.shape != n.shape:
+        raise ValueError(f"pred_next_emb {p.shape} and next_emb {n.shape} must match (..., H)")
+    if pr.shape != r.shape or pr.shape != p.shape[:-1]:
+        raise ValueError(
+            f"pred_reward {pr.shape} and rewards {r.shape} must have the batch shape {p.shape[:-1]}"
+        )
+    return np.mean((p - n) ** 2, axis=-1) + (pr - r) ** 2
+
+
+def critic_loss(
+    q_out: np.ndarray,
+    targets: np.ndarray,
+    pred_next_emb: np.ndarray,
+    next_emb: np.ndarray,
+    pred_reward: np.ndarray,
+    rewards: np.ndarray,
+    *,
+    kind: str,
+    v_min: float,
+    v_max: float,
+    num_bins: int,
+    sigma: float,
+    aux_mult: float,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Eq. 7: mean_i value_loss_i + aux_mult · mean_i aux_loss_i.
+    Returns (scalar, {"value_loss", "aux_loss"}) with the two unweighted means."""
+    vl = value_loss(q_out, targets, kind, v_min, v_max, num_bins, sigma)
+    al = aux_loss(pred_next_emb, next_emb, pred_reward, rewards)
+    if vl.shape != al.shape:
+        raise ValueError(f"value loss batch {vl.shape} and aux loss batch {al.shape} differ")
+    dt = float_dtype(vl, al)
+    v_mean, a_mean = np.mean(vl).astype(dt), np.mean(al).astype(dt)
+    total = v_mean + dt.type(aux_mult) * a_mean
+    return total, {"value_loss": v_mean, "aux_loss": a_mean}
+
+
+def actor_loss(
+    q_values: np.ndarray,
+    log_probs: np.ndarray,
+    kl: np.ndarray,
+    alpha: float,
+    beta: float,
+    kl_target: float,
+    mode: str,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Eq. 13 per state i, then the batch mean. With Q_i = Q(x_i, ã_i), ã_i ~ π_θ
+    reparameterised, logπ_i = log π_θ(ã_i|x_i), kl_i the k-sample forward KL estimate:
+
+    - "clipped": ℓ_i = α·logπ_i − Q_i if kl_i < kl_target else β·kl_i   (eq. 13)
+    - "full":    ℓ_i = α·logπ_i − Q_i + β·kl_i                         (Lagrangian, no switch)
+    - "none":    ℓ_i = α·logπ_i − Q_i                                  (no KL term)
+
+    Info: kl_violation_frac (fraction with kl_i ≥ kl_target, reported in every mode), kl_mean,
+    entropy_mean (= −mean logπ), q_mean.
+    """
+    if mode not in KL_MODES:
+        raise ValueError(f"kl mode must be one of {KL_MODES}, got {mode!r}")
+    dt = float_dtype(q_values, log_probs, kl)
+    q, lp, k = (as_float(v, dt) for v in (q_values, log_probs, kl))
+    if not (q.shape == lp.shape == k.shape):
+        raise ValueError(
+            f"q_values {q.shape}, log_probs {lp.shape} and kl {k.shape} must have the same shape"
+        )
+    a, b = dt.type(alpha), dt.type(beta)
+    objective = a * lp - q
+    violated = k >= dt.type(kl_target)
+    if mode == "clipped":
+        per_state = np.where(violated, b * k, objective)
+    elif mode == "full":
+        per_state = objective + b * k
+    else:
+        per_state = objective
+    info = {
+        "kl_violation_frac": np.mean(violated.astype(dt)).astype(dt),
+        "kl_mean": np.mean(k).astype(dt),
+        "entropy_mean": (-np.mean(lp)).astype(dt),
+        "q_mean": np.mean(q).astype(dt),
+    }
+    return np.mean(per_state).astype(dt), info
+
+
+def alpha_loss(log_alpha: float | np.ndarray, entropy: np.ndarray, entropy_target: float) -> np.ndarray:
+    """Eq. 11: L_α = e^{log α} · mean(Ĥ − ε_H), Ĥ treated as a constant.
+    ∂L/∂log α = α·mean(Ĥ − ε_H): entropy above target ⇒ gradient descent lowers α."""
+    dt = float_dtype(log_alpha, entropy)
+    h = as_float(entropy, dt)
+    return (np.exp(as_float(log_alpha, dt)) * np.mean(h - dt.type(entropy_target))).astype(dt)
+
+
+def beta_loss(log_beta: float | np.ndarray, kl: np.ndarray, kl_target: float) -> np.ndarray:
+    """Eq. 12 (sign as run, REFERENCE-NOTES): L_β = −e^{log β} · mean(KL̂ − ε_KL), KL̂ constant.
+    KL above target ⇒ ∂L/∂log β < 0 ⇒ gradient descent raises β."""
+    dt = float_dtype(log_beta, kl)
+    k = as_float(kl, dt)
+    return (-np.exp(as_float(log_beta, dt)) * np.mean(k - dt.type(kl_target))).astype(dt)

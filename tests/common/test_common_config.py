@@ -1,0 +1,165 @@
+import dataclasses
+import json
+
+import pytest
+
+from spec.config import (ConfigError, EnvConfig, LossConfig, ReppoConfig, RolloutConfig,
+                         RunConfig, SECTIONS, apply_overrides, field_names, parse_override,
+                         resolved_actor_lr, resolved_gamma, resolved_multiplier_lr,
+                         resolved_value_range)
+
+
+def err(fn, *a, **k) -> str:
+    with pytest.raises(ConfigError) as e:
+        fn(*a, **k)
+    msg = str(e.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_defaults_match_table2():
+    c = ReppoConfig()
+    r = c.rollout
+    assert (r.num_envs, r.num_steps, r.num_minibatches, r.num_epochs) == (1024, 128, 64, 8)
+    assert (r.lr, r.max_grad_norm, r.total_env_steps) == (3e-4, 0.5, 50_000_000)
+    assert (c.loss.lam, c.loss.kl_target, c.loss.kl_samples) == (0.95, 0.1, 16)
+    assert (c.loss.alpha_init, c.loss.beta_init, c.loss.entropy_target_mult) == (0.01, 0.01, 0.5)
+    assert (c.critic.num_bins, c.critic.hidden_dim, c.actor.hidden_dim) == (151, 512, 512)
+    assert (c.critic.num_encoder_layers, c.critic.num_head_layers, c.critic.num_pred_layers) == (2, 2, 2)
+    assert c.actor.num_layers == 3 and c.critic.aux_loss_mult == 1.0
+    assert c.schema_version == 1 and c.run.log == ("jsonl",)
+
+
+def test_every_field_is_documented():
+    import inspect
+
+    import spec.config as mod
+
+    src = inspect.getsource(mod)
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            i = src.index(f"    {f.name}: ", src.index(f"class {cls.__name__}"))
+            after = src[i:].split("\n", 2)[1].strip()
+            assert after.startswith('"""'), f"{section}.{f.name} has no docstring"
+
+
+@pytest.mark.parametrize("make,needles", [
+    (lambda: RolloutConfig(num_envs=-3), ["rollout.num_envs=-3", ">= 1"]),
+    (lambda: LossConfig(lam=1.5), ["loss.lam=1.5", "[0, 1]"]),
+    (lambda: apply_overrides(ReppoConfig(), ["critic.num_bins=1"]), ["critic.num_bins=1", ">= 2"]),
+    (lambda: EnvConfig(v_min=5.0, v_max=1.0), ["env.v_min=5.0", "env.v_max=1.0"]),
+    (lambda: EnvConfig(v_min=1.0, v_max=1.0), ["env.v_min=1.0", "<"]),
+    (lambda: LossConfig(kl_target=0.0), ["loss.kl_target=0.0", "> 0"]),
+    (lambda: apply_overrides(ReppoConfig(), ["actor.min_std=-0.1"]), ["actor.min_std", ">= 0"]),
+    (lambda: apply_overrides(ReppoConfig(), ["rollout.lr=0"]), ["rollout.lr=0.0", "> 0"]),
+    (lambda: apply_overrides(ReppoConfig(), ["critic.norm=batch"]), ["critic.norm='batch'", "'rms'"]),
+    (lambda: apply_overrides(ReppoConfig(), ["critic.loss=l1"]), ["critic.loss", "'hlgauss'"]),
+    (lambda: apply_overrides(ReppoConfig(), ["loss.kl_mode=half"]), ["loss.kl_mode", "'clipped'"]),
+    (lambda: apply_overrides(ReppoConfig(), ["actor.gradient=x"]), ["actor.gradient", "'pathwise'"]),
+    (lambda: apply_overrides(ReppoConfig(), ["env.physics_impl=x"]), ["env.physics_impl", "'warp'"]),
+    (lambda: apply_overrides(ReppoConfig(), ["run.device=tpu"]), ["run.device='tpu'", "'cuda'"]),
+    (lambda: apply_overrides(ReppoConfig(), ["run.log=jsonl,csv"]), ["run.log", "'tensorboard'"]),
+    (lambda: apply_overrides(ReppoConfig(), ["env.gamma=1"]), ["env.gamma=1.0", "[0, 1)"]),
+    (lambda: apply_overrides(ReppoConfig(), ["env.name=CartpoleBalance"]), ["env.name", "suite/Name"]),
+])
+def test_validation_messages_name_field_value_range(make, needles):
+    msg = err(make)
+    for n in needles:
+        assert n in msg, msg
+
+
+def test_minibatch_divisibility_names_batch_and_suggests():
+    msg = err(apply_overrides, ReppoConfig(), ["rollout.num_envs=10", "rollout.num_steps=10",
+                                               "rollout.num_minibatches=7"])
+    assert "rollout.num_minibatches=7" in msg and "100" in msg
+    assert "5" in msg.split("near it:")[1] and "10" in msg.split("near it:")[1]
+
+
+def test_type_checks():
+    assert "rollout.num_envs=True" in err(RolloutConfig, num_envs=True)
+    assert "rollout.num_envs=2.0" in err(RolloutConfig, num_envs=2.0)
+    assert "env.normalize_obs=1" in err(EnvConfig, normalize_obs=1)
+    assert RolloutConfig(lr=1).lr == 1.0 and isinstance(RolloutConfig(lr=1).lr, float)
+    assert "rollout.lr=nan" in err(RolloutConfig, lr=float("nan"))
+    assert RunConfig(log=["jsonl", "wandb"]).log == ("jsonl", "wandb")
+
+
+def test_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ReppoConfig().rollout.num_envs = 3  # type: ignore[misc]
+
+
+def test_json_round_trip_lossless():
+    c = apply_overrides(ReppoConfig(), ["env.v_min=-1", "env.v_max=2.5", "run.log=jsonl,wandb",
+                                        "critic.lr=1e-4", "env.max_episode_steps=500"])
+    d = c.to_dict()
+    assert json.loads(c.to_json()) == d
+    c2 = ReppoConfig.from_json(c.to_json())
+    assert c2 == c and c2.run.log == ("jsonl", "wandb") and c2.env.gamma is None
+    assert isinstance(c2.env.v_min, float)
+
+
+def test_from_dict_unknown_and_schema():
+    assert "did you mean 'rollout.num_envs'" in err(ReppoConfig.from_dict, {"rollout": {"num_env": 3}})
+    assert "did you mean 'rollout" in err(ReppoConfig.from_dict, {"rollot": {"num_envs": 3}})
+    msg = err(ReppoConfig.from_dict, {"schema_version": 99})
+    assert "schema_version=99" in msg and "1" in msg
+    assert "JSON" in err(ReppoConfig.from_json, "{not json")
+
+
+def test_override_parsing_types():
+    c = apply_overrides(ReppoConfig(), [
+        "rollout.lr=3e-4", "rollout.total_env_steps=5e6", "rollout.num_envs=32",
+        "rollout.num_minibatches=8", "env.normalize_obs=no", "env.gamma=0.97", "env.gamma=none",
+        "env.v_max=null", "env.v_min=-10", "run.log=jsonl, tensorboard", "--run.seed=7",
+        "env.name=dmc/WalkerRun",
+    ])
+    assert c.rollout.lr == 3e-4 and c.rollout.total_env_steps == 5_000_000
+    assert c.env.normalize_obs is False and c.env.gamma is None and c.env.v_max is None
+    assert c.env.v_min == -10.0 and c.run.log == ("jsonl", "tensorboard") and c.run.seed == 7
+    for word, value in [("true", True), ("1", True), ("yes", True), ("False", False), ("0", False)]:
+        assert parse_override(f"env.normalize_obs={word}") == ("env.normalize_obs", value)
+
+
+def test_override_errors():
+    assert "did you mean 'rollout.num_envs'" in err(apply_overrides, ReppoConfig(), ["rollout.num_env=3"])
+    assert "'rollout.num_envs'" in err(apply_overrides, ReppoConfig(), ["num_envs=3"])
+    assert "unknown config section 'rollot'" in err(apply_overrides, ReppoConfig(), ["rollot.num_envs=3"])
+    msg = err(apply_overrides, ReppoConfig(), ["rollout.num_envs=abc"])
+    assert "rollout.num_envs='abc'" in msg and "integer" in msg
+    assert "integer" in err(apply_overrides, ReppoConfig(), ["rollout.num_envs=1.5"])
+    assert "boolean" in err(apply_overrides, ReppoConfig(), ["env.normalize_obs=maybe"])
+    assert "section.field=value" in err(apply_overrides, ReppoConfig(), ["rollout.num_envs"])
+    assert "rollout.num_envs='none'" in err(apply_overrides, ReppoConfig(), ["rollout.num_envs=none"])
+
+
+def test_overrides_mapping_and_immutability():
+    base = ReppoConfig()
+    c = apply_overrides(base, {"rollout": {"num_envs": 64, "num_minibatches": 8},
+                               "loss.lam": "0.5"})
+    assert c.rollout.num_envs == 64 and c.loss.lam == 0.5 and base.rollout.num_envs == 1024
+    # intermediate states need not be valid: only the final config is checked
+    c = apply_overrides(base, ["rollout.num_envs=10", "rollout.num_steps=10",
+                               "rollout.num_minibatches=5", "rollout.total_env_steps=1000"])
+    assert c.rollout.num_minibatches == 5
+
+
+def test_field_names_cover_readme():
+    names = set(field_names())
+    for n in ["env.physics_impl", "env.action_repeat", "critic.logit_prior_scale",
+              "loss.multiplier_max_grad_norm", "run.keep_checkpoints", "actor.gradient"]:
+        assert n in names
+
+
+def test_resolvers():
+    c = ReppoConfig()
+    assert resolved_gamma(c, 1000) == pytest.approx(0.99)
+    assert resolved_gamma(apply_overrides(c, ["env.max_episode_steps=100"]), 1000) == pytest.approx(0.9)
+    assert resolved_gamma(apply_overrides(c, ["env.gamma=0.97"]), 1000) == 0.97
+    lo, hi = resolved_value_range(c, (0.0, 1.0), 0.99)
+    assert lo == 0.0 and hi == pytest.approx(100.0)
+    c2 = apply_overrides(c, ["env.v_max=150"])
+    assert resolved_value_range(c2, (0.0, 1.0), 0.99) == (0.0, 150.0)
+    assert "env.v_min" in err(resolved_value_range, apply_overrides(c, ["env.v_min=200"]), (0.0, 1.0), 0.99)
+    assert resolved_actor_lr(c) == 3e-4
+    assert resolved_multiplier_lr(apply_overrides(c, ["actor.lr=1e-3"])) == 1e-3

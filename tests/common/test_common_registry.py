@@ -1,0 +1,42 @@
+import pytest
+
+from reppo_common.errors import UserError
+from reppo_common.registry import REGISTRY, list_envs, resolve_env, suggest_envs
+from spec.config import ReppoConfig, resolved_gamma, resolved_value_range
+
+
+def test_counts_and_facts():
+    assert len(list_envs("dmc")) == 25
+    assert len(list_envs("maniskill")) == 9
+    assert len(list_envs("minatar")) == 4
+    assert len(list_envs("atari")) == 11
+    e = resolve_env("dmc/CartpoleBalance")
+    assert e.action_space == "continuous" and e.backends == ("jax", "torch")
+    assert e.max_episode_steps == 1000 and e.reward_range == (0.0, 1.0) and e.default_preset == "cpu"
+    p = resolve_env("maniskill/PickCube-v1")
+    assert p.success_metric and p.backends == ("torch",) and p.max_episode_steps == 50
+    assert resolve_env("atari/Pong").max_episode_steps == 27_000
+    assert resolve_env("minatar/Breakout").action_space == "discrete"
+
+
+def test_case_insensitive():
+    assert resolve_env("DMC/cartpolebalance").full_name == "dmc/CartpoleBalance"
+
+
+def test_suggestions():
+    with pytest.raises(UserError) as e:
+        resolve_env("dmc/CartpoleBalanc")
+    assert "dmc/CartpoleBalance" in str(e.value)
+    with pytest.raises(UserError, match="--env dmc/CheetahRun"):
+        resolve_env("CheetahRun")
+    assert suggest_envs("cheetahrn")[0] == "dmc/CheetahRun"
+    with pytest.raises(UserError, match="did you mean 'dmc'"):
+        list_envs("dmcc")
+
+
+def test_every_env_resolves_gamma_and_value_range():
+    for e in REGISTRY.values():
+        cfg = ReppoConfig()
+        g = resolved_gamma(cfg, e.max_episode_steps)
+        lo, hi = resolved_value_range(cfg, e.reward_range, g)
+        assert 0 < g < 1 and lo < hi
