@@ -78,7 +78,7 @@ class Backend:
                 import jax.numpy as jnp
                 return jnp.asarray(x)
             import torch
-            return torch.from_numpy(np.ascontiguousarray(x).copy())
+            return torch.from_numpy(np.array(x, order="C", copy=True))
         return x  # python scalars, strings: passed as they are
 
     def numpy(self, y):
@@ -280,6 +280,29 @@ def counterpart(backend: str, qualname: str) -> Callable:
     if entry is None:
         raise MissingCounterpart(f"no {backend} counterpart registered for {qualname}")
     return resolve_target(entry) if isinstance(entry, str) else entry
+
+
+_JIT_CACHE: dict = {}
+
+
+def jitted(fn: Callable) -> Callable:
+    """``fn`` under ``jax.jit`` as the backend runs it: strings, ints and bools are static (they
+    pick code paths and shapes), floats and arrays are traced (weakly typed Python floats keep
+    the arrays' dtype), so one compilation serves every drawn hyperparameter of a shape."""
+    import jax
+
+    def is_static(v):
+        return isinstance(v, (str, bool, int)) and not isinstance(v, np.generic)
+
+    def call(*args, **kwargs):
+        static = tuple(i for i, a in enumerate(args) if is_static(a))
+        static_kw = tuple(sorted(k for k, v in kwargs.items() if is_static(v)))
+        key = (fn, static, static_kw)
+        if key not in _JIT_CACHE:
+            _JIT_CACHE[key] = jax.jit(fn, static_argnums=static, static_argnames=static_kw)
+        return _JIT_CACHE[key](*args, **kwargs)
+
+    return call
 
 
 def reference(qualname: str) -> Callable:

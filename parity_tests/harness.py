@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from parity_tests.backends import BACKENDS, MissingCounterpart, counterpart, reference
+from parity_tests.backends import BACKENDS, MissingCounterpart, counterpart, jitted, reference
 from parity_tests.tolerance import (
     FD_RTOL, ULPS, assert_close, backend_vjp, eps, reference_fd_vjp,
 )
@@ -32,11 +32,12 @@ def cast(args, dtype):
     return tuple(out)
 
 
-def _fn(be, qualname):
+def _fn(be, qualname, jit=True):
     try:
-        return counterpart(be.name, qualname)
+        fn = counterpart(be.name, qualname)
     except MissingCounterpart as e:
         pytest.fail(f"{be.name}: {e} (see test_coverage)")
+    return jitted(fn) if (jit and be.name == "jax") else fn
 
 
 def compare_tree(actual, expected, dtype, layer, scale, what):
@@ -97,7 +98,9 @@ def check_grads(qualname, args, kwargs=None, *, dtype, wrt, select=_first, scale
                 f"{name} grad of arg {arg_i} has dtype {grads[name][i].dtype}"
         if len(names) == 2:
             a, b = grads[names[0]][i], grads[names[1]][i]
-            g_scale = scale + float(np.max(np.abs(b), initial=0.0))
+            # ``scale``: magnitude of the chain-rule terms per unit cotangent
+            g_scale = scale * float(np.max(np.abs(ct), initial=0.0)) + float(
+                np.max(np.abs(b), initial=0.0))
             assert_close(a, b, dtype, layer, g_scale,
                          f"grad {qualname} wrt arg {arg_i}: {names[0]} vs {names[1]}")
     if fd and np.dtype(dtype) == np.float64:

@@ -15,21 +15,21 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-BATCH_SHAPES = ((1,), (3,), (2, 3))
-ACTION_DIMS = (1, 2, 6)
+BATCH_SHAPES = ((1,), (2, 3))
+ACTION_DIMS = (1, 6)
 KL_SAMPLES = (1, 4)
-NUM_BINS = (2, 3, 11, 51)
-ROLLOUT_SHAPES = ((1, 1), (4, 3), (8, 2))
+NUM_BINS = (2, 3, 51)
+ROLLOUT_SHAPES = ((1, 1), (6, 3))
 KL_MODES = ("clipped", "full", "none")
 
 
 def _finite(lo: float, hi: float) -> st.SearchStrategy[float]:
-    return st.floats(lo, hi, allow_nan=False, allow_infinity=False, width=32)
+    return st.floats(lo, hi, allow_nan=False, allow_infinity=False)
 
 
 def arrays(shape, lo: float, hi: float, edges=()) -> st.SearchStrategy[np.ndarray]:
-    """float64 arrays in [lo, hi] (float32-representable, so the cast to float32 is exact), with
-    the given edge values mixed in elementwise."""
+    """float64 arrays in [lo, hi] with the given edge values mixed in elementwise (tests cast
+    them to the tested dtype once, and every implementation sees the cast array)."""
     elems = _finite(lo, hi)
     if edges:
         elems = st.one_of(elems, st.sampled_from(tuple(float(e) for e in edges)))

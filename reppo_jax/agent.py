@@ -112,7 +112,7 @@ def critic_update(nets: Nets, h: Hyper, opt, state: AgentState, mb: dict):
     updates, opt_state = opt.update(grads, state.critic_opt, state.critic)
     params = optax.apply_updates(state.critic, updates)
     info = {"critic/loss": loss, "critic/value_loss": info["value_loss"],
-            "critic/aux_loss": info["aux_loss"], "critic/grad_norm": optax.global_norm(grads)}
+            "critic/aux_loss": info["aux_loss"], "critic/grad_norm": optax.tree.norm(grads)}
     return state._replace(critic=params, critic_opt=opt_state), info
 
 
@@ -152,7 +152,7 @@ def actor_update(nets: Nets, h: Hyper, actor_opt, mult_opt, state: AgentState, b
     logs = optax.apply_updates(logs, mupdates)
     new_state = state._replace(actor=actor_params, actor_opt=actor_opt_state,
                                log_alpha=logs[0], log_beta=logs[1], mult_opt=mult_opt_state)
-    info = {"actor/loss": loss, "actor/grad_norm": optax.global_norm(grads),
+    info = {"actor/loss": loss, "actor/grad_norm": optax.tree.norm(grads),
             "actor/kl": info["kl_mean"], "actor/kl_violation_frac": info["kl_violation_frac"],
             "actor/entropy": info["entropy_mean"], "actor/q": info["q_mean"],
             "alpha": alpha, "beta": beta}

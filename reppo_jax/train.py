@@ -21,20 +21,16 @@ from spec.config import ReppoConfig
 
 
 def make_env(config: ReppoConfig, num_envs: int, *, evaluation: bool = False):
-    """Build the vectorised env named by ``config.env.name`` (``suite/Task``)."""
-    suite, _, task = config.env.name.partition("/")
-    if suite == "dmc":
-        from reppo_jax.envs.dmc import make_dmc_env
+    """Build the vectorised env named by ``config.env.name`` (``suite/Task``).
 
-        return make_dmc_env(task, num_envs, impl=config.env.physics_impl,
-                            max_episode_steps=config.env.max_episode_steps,
-                            action_repeat=config.env.action_repeat,
-                            random_episode_offsets=not evaluation)
-    if suite == "toy":
-        from reppo_jax.envs.toy import make_toy_env
+    Evaluation envs start every episode from a fresh reset without random offsets and use the
+    cheap "cached" auto-reset: an evaluation only scores each env's first episode."""
+    from reppo_jax.envs import make_env as make
 
-        return make_toy_env(num_envs)
-    raise ValueError(f"the jax backend has no adapter for suite {suite!r} (env {config.env.name})")
+    kwargs = {"reset_strategy": "cached"} if evaluation and config.env.name.startswith("dmc/") else {}
+    return make(config.env.name, num_envs, max_episode_steps=config.env.max_episode_steps,
+                action_repeat=config.env.action_repeat, physics_impl=config.env.physics_impl,
+                random_episode_offsets=not evaluation, **kwargs)
 
 
 def resolve_hyper(config: ReppoConfig, env) -> A.Hyper:
@@ -108,6 +104,19 @@ def state_to_canonical(state: A.AgentState) -> dict[str, np.ndarray]:
     return out
 
 
+def enable_compilation_cache() -> None:
+    """Persist compiled XLA programs across processes (``REPPO_JAX_CACHE``, default
+    ``~/.cache/reppo/jax``; set it to an empty string to disable). A rerun of the same config,
+    ``reppo eval`` after ``reppo train``, or the test suite then skip most compile time."""
+    import os
+
+    path = os.environ.get("REPPO_JAX_CACHE", str(Path.home() / ".cache" / "reppo" / "jax"))
+    if not path or jax.config.jax_compilation_cache_dir:
+        return
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 @dataclass
 class Trainer:
     """Owns the jitted iteration and evaluation for one run."""
@@ -117,6 +126,7 @@ class Trainer:
     eval_env: Any = None
 
     def __post_init__(self) -> None:
+        enable_compilation_cache()
         cfg = self.config
         if self.env is None:
             self.env = make_env(cfg, cfg.rollout.num_envs)

@@ -21,12 +21,10 @@ Reset strategies (``reset_strategy``):
 * ``"fresh"`` (default): a done env restarts from a freshly sampled initial state with an
   independent key (exact semantics). A vmapped playground reset costs about as much as a step
   (measured: 192k resets/s vs 197k steps/s, CartpoleBalance, 128 envs, CPU), so resetting all envs
-  every step would halve throughput. Instead ``lax.switch`` on the number of done envs: none ->
-  no reset work; 1..K -> reset only K envs (``reset_subset_size``, default
-  ``max(4, 2*ceil(N/max_episode_steps))``) and scatter them into the done slots; more -> reset all
-  envs and select. With random offsets ~N/max_episode_steps envs end per step, so the small
-  branch is the common one even for thousands of envs. (Under an outer ``vmap`` the switch
-  becomes a select and every branch runs.)
+  every step would halve throughput. Instead a ``lax.while_loop`` resets only the done envs, in
+  chunks of K (``reset_subset_size``, default ``max(4, 2*ceil(N/max_episode_steps))``): zero
+  iterations on most steps, one when up to K envs ended. The reset is traced once, which keeps
+  compile time low. (Under an outer ``vmap`` the loop runs until every batch member is done.)
 * ``"cached"``: playground/brax behaviour, each env restarts from the initial state it drew at
   ``reset`` (no reset cost, but every episode of an env starts from the same state).
 
@@ -145,28 +143,28 @@ class DmcVecEnv:
     def _fresh_reset_where(self, done, key, sim):
         """Replace the sim state of done envs by fresh, independently keyed reset states.
 
-        ``lax.switch`` on the number of done envs: 0 -> nothing; 1..K -> reset only K envs and
-        scatter them into the done slots (K = ``reset_subset_size``); > K -> vmapped reset of all
-        envs, selected where done."""
+        A ``lax.while_loop`` resets the done envs in chunks of K (``reset_subset_size``) and
+        scatters them into their slots: zero iterations when nothing ended (the common step),
+        one when up to K ended, more only when many envs end together. The playground reset is
+        traced once (a switch over subset/full branches traced it twice and doubled compile
+        time)."""
         n, k_sub = self.num_envs, self.reset_subset_size
+        slots = jnp.nonzero(done, size=n, fill_value=n)[0]
         num_done = jnp.sum(done.astype(jnp.int32))
 
-        def none(key, sim):
-            return sim
+        def cond(c):
+            return c[0] < num_done
 
-        def full(key, sim):
-            return select_where(done, self._reset_sim(key), sim)
+        def body(c):
+            start, key, sim = c
+            key, k = jax.random.split(key)
+            idx = jax.lax.dynamic_slice(jnp.concatenate([slots, jnp.full((k_sub,), n)]),
+                                        (start,), (k_sub,))
+            fresh = cast_like(jax.vmap(self.env.reset)(jax.random.split(k, k_sub)), sim)
+            sim = jax.tree.map(lambda s, f: s.at[idx].set(f, mode="drop"), sim, fresh)
+            return start + k_sub, key, sim
 
-        def subset(key, sim):
-            idx = jnp.nonzero(done, size=k_sub, fill_value=n)[0]
-            fresh = cast_like(jax.vmap(self.env.reset)(jax.random.split(key, k_sub)), sim)
-            return jax.tree.map(lambda s, f: s.at[idx].set(f, mode="drop"), sim, fresh)
-
-        if k_sub >= n:
-            branch = jnp.where(num_done == 0, 0, 1)
-            return jax.lax.switch(branch, (none, full), key, sim)
-        branch = jnp.where(num_done == 0, 0, jnp.where(num_done <= k_sub, 1, 2))
-        return jax.lax.switch(branch, (none, subset, full), key, sim)
+        return jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), key, sim))[2]
 
     # -- VecEnv API -----------------------------------------------------------------------------
     def reset(self, key: jax.Array) -> tuple[VecEnvState, jax.Array]:

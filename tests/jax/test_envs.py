@@ -101,7 +101,6 @@ def test_truncation_auto_reset_and_final_obs(dmc):
     assert not term.any()
     obs, fobs, rew = map(np.asarray, (outs.obs, outs.final_obs, outs.reward))
     ep_ret, ep_len = np.asarray(outs.info["episode_return"]), np.asarray(outs.info["episode_length"])
-    raw_step = jax.jit(jax.vmap(env.env.step))
     times = np.asarray(sims.data.time)  # sim time of the state *before* each step
     for i in range(N):
         done_t = np.flatnonzero(trunc[:, i])
@@ -112,19 +111,21 @@ def test_truncation_auto_reset_and_final_obs(dmc):
         for t in done_t:
             np.testing.assert_allclose(ep_ret[t, i], rew[start:t + 1, i].sum(), rtol=1e-5)
             assert ep_len[t, i] == t + 1 - start
-            # obs after done is a reset observation: the carried sim restarted at time 0
-            assert times[t + 1, i] == 0.0 if t + 1 < T else True
+            if t + 1 < T:  # obs after done is a reset observation: the sim restarted at time 0
+                assert times[t + 1, i] == 0.0
+                np.testing.assert_array_equal(np.asarray(sims.obs[t + 1, i]), obs[t, i])
             assert not np.allclose(fobs[t, i], obs[t, i])
             start = t + 1
         not_done = ~trunc[:, i]
         np.testing.assert_array_equal(fobs[not_done, i], obs[not_done, i])
-    # final_obs equals a manual, non-resetting step of the pre-step state
-    t0 = int(done_t[0]) if len(done_t) else 0
+    # final_obs equals a manual, non-resetting step of the pre-step state: replay the same
+    # compiled scan from that state with the time-limit counter cleared.
     t = int(np.flatnonzero(trunc.any(axis=1))[0])
     pre = jax.tree.map(lambda x: x[t], sims)
-    manual = raw_step(pre, jnp.clip(dmc["actions"][t], -1, 1))
-    np.testing.assert_allclose(np.asarray(manual.obs), fobs[t], rtol=1e-6, atol=1e-6)
-    del t0
+    replay = state0._replace(sim=pre, step_count=jnp.zeros_like(state0.step_count))
+    _, (out_m, _) = dmc["scan"](replay, jnp.roll(dmc["actions"], -t, axis=0))
+    assert not np.asarray(out_m.truncated[0]).any()
+    np.testing.assert_allclose(np.asarray(out_m.obs[0]), fobs[t], rtol=1e-6, atol=1e-6)
     # the reset obs lies in CartpoleBalance's initial distribution: |cart| <= 0.1, cos ~ 1
     reset_obs = obs[trunc]
     assert np.all(np.abs(reset_obs[:, 0]) <= 0.1) and np.all(reset_obs[:, 1] > 0.99)
