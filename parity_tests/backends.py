@@ -120,7 +120,7 @@ def _stack_features(params, prefix) -> tuple[int, ...]:
 
 def _jax_cast(params, dtype):
     import jax.numpy as jnp
-    return {k: jnp.asarray(v, dtype) for k, v in _np_params(params).items()}
+    return {k: jnp.asarray(v).astype(dtype) for k, v in params.items()}
 
 
 def _jax_rms_norm(x, scale, eps=1e-6):
@@ -283,6 +283,8 @@ def counterpart(backend: str, qualname: str) -> Callable:
 
 
 _JIT_CACHE: dict = {}
+import os as _os
+JIT = _os.environ.get("PARITY_JIT", "1") == "1"
 
 
 def jitted(fn: Callable) -> Callable:
@@ -293,6 +295,9 @@ def jitted(fn: Callable) -> Callable:
 
     def is_static(v):
         return isinstance(v, (str, bool, int)) and not isinstance(v, np.generic)
+
+    if not JIT:
+        return fn
 
     def call(*args, **kwargs):
         static = tuple(i for i, a in enumerate(args) if is_static(a))

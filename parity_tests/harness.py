@@ -88,7 +88,7 @@ def check_grads(qualname, args, kwargs=None, *, dtype, wrt, select=_first, scale
     ct = np.random.default_rng(0).standard_normal(out.shape).astype(dtype)
     grads = {}
     for be in available_backends():
-        fn = _fn(be, qualname)
+        fn = _fn(be, qualname, jit=False)  # backend_vjp jits the whole VJP
         with be.precision(dtype):
             grads[be.name] = backend_vjp(be, fn, args, kwargs, wrt, ct, select)
     names = sorted(grads)
@@ -108,10 +108,11 @@ def check_grads(qualname, args, kwargs=None, *, dtype, wrt, select=_first, scale
         f_mag = float(np.sum(np.abs(ct * out)))
         for i, arg_i in enumerate(wrt):
             g = fd_g[i]
-            atol = FD_RTOL * (float(np.max(np.abs(g), initial=0.0)) + 1e-3 * f_mag + 1.0)
+            m = ~np.isnan(g)
+            atol = FD_RTOL * (float(np.max(np.abs(g[m]), initial=0.0)) + 1e-3 * f_mag + 1.0)
             for name in names:
                 np.testing.assert_allclose(
-                    grads[name][i], g, rtol=FD_RTOL, atol=atol,
+                    grads[name][i][m], g[m], rtol=FD_RTOL, atol=atol,
                     err_msg=f"{name} grad of {qualname} wrt arg {arg_i} vs reference FD")
     return grads
 

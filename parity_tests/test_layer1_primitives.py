@@ -106,7 +106,7 @@ def test_tanh_gaussian_sample(dtype, p):
     check_values("distributions.tanh_gaussian_sample", (mean, std, noise), dtype=dtype,
                  scale=scale)
     check_grads("distributions.tanh_gaussian_sample", (mean, std, noise), dtype=dtype,
-                wrt=(0, 1), select=lambda out: out[0], scale=scale)
+                wrt=(0, 1), scale=scale)  # d action / d(mean, std)
 
 
 @given(p=S.policy_batch())
@@ -157,14 +157,11 @@ def test_deterministic_action(dtype, p):
     check_grads("distributions.deterministic_action", (pre,), dtype=dtype, wrt=(0,), scale=1.0)
 
 
-@given(p=S.policy_batch(with_pre=False, with_noise=True), q=S.policy_batch(with_pre=False),
-       same=st.booleans())
-def test_kl_estimate(dtype, p, q, same):
+@given(p=S.policy_batch(with_pre=False, with_noise=True), data=st.data(), same=st.booleans())
+def test_kl_estimate(dtype, p, data, same):
     old_mean, old_std, _, noise = p
-    mean, std = (old_mean, old_std) if same else (q[0], q[1])
-    if mean.shape != old_mean.shape:
-        mean = np.broadcast_to(mean.reshape(-1)[:1], old_mean.shape).copy()
-        std = np.broadcast_to(std.reshape(-1)[:1], old_std.shape).copy()
+    mean = old_mean if same else data.draw(S.arrays(old_mean.shape, -5.0, 5.0))
+    std = old_std if same else np.exp(data.draw(S.arrays(old_mean.shape, -5.0, 2.0))) + 0.1
     x = old_mean + old_std * noise
     scale = max(_glp_scale(old_mean, old_std, x[j]) + _glp_scale(mean, std, x[j])
                 for j in range(x.shape[0]))
@@ -182,16 +179,18 @@ def _hl_scale(v_min, v_max, n, sigma):
     return (max(abs(v_min), abs(v_max)) + w) / sigma
 
 
-@given(data=st.data(), sup=S.support(), shape=S.batch_shapes)
-def test_hlgauss_target(dtype, data, sup, shape):
-    v_min, v_max, n, sigma = sup
+@given(data=st.data(), case=st.sampled_from(S.HIST_CASES))
+def test_hlgauss_target(dtype, data, case):
+    shape, n = case
+    v_min, v_max, n, sigma = data.draw(S.support(n))
     y = data.draw(S.hl_targets(shape, v_min, v_max, n))
     check_values("hlgauss.hlgauss_target", (y, v_min, v_max, n, sigma), dtype=dtype,
                  scale=_hl_scale(v_min, v_max, n, sigma))
 
 
-@given(data=st.data(), n=st.sampled_from(S.NUM_BINS), shape=S.batch_shapes)
-def test_hlgauss_loss(dtype, data, n, shape):
+@given(data=st.data(), case=st.sampled_from(S.HIST_CASES))
+def test_hlgauss_loss(dtype, data, case):
+    shape, n = case
     logits = data.draw(S.arrays(shape + (n,), -50.0, 50.0, edges=(0.0,)))
     raw = data.draw(S.arrays(shape + (n,), 0.0, 1.0, edges=(0.0,))) + 1e-3
     probs = raw / raw.sum(-1, keepdims=True)
@@ -200,9 +199,10 @@ def test_hlgauss_loss(dtype, data, n, shape):
     check_grads("hlgauss.hlgauss_loss", (logits, probs), dtype=dtype, wrt=(0,), scale=1.0)
 
 
-@given(data=st.data(), sup=S.support(), shape=S.batch_shapes)
-def test_hlgauss_decode(dtype, data, sup, shape):
-    v_min, v_max, n, _ = sup
+@given(data=st.data(), case=st.sampled_from(S.HIST_CASES))
+def test_hlgauss_decode(dtype, data, case):
+    shape, n = case
+    v_min, v_max, n, _ = data.draw(S.support(n))
     logits = data.draw(S.arrays(shape + (n,), -50.0, 50.0, edges=(0.0,)))
     scale = max(abs(v_min), abs(v_max))
     check_values("hlgauss.hlgauss_decode", (logits, v_min, v_max, n), dtype=dtype, scale=scale)
@@ -245,9 +245,9 @@ def test_mse_value_loss(dtype, shape, data):
 
 @st.composite
 def critic_batch(draw, kind):
-    shape = draw(S.batch_shapes)
-    v_min, v_max, n, sigma = draw(S.support())
-    h = draw(st.sampled_from((1, 4)))
+    shape, n = draw(st.sampled_from(S.HIST_CASES))
+    v_min, v_max, n, sigma = draw(S.support(n))
+    h = 4
     out = n if kind == "hlgauss" else 1
     q_out = draw(S.arrays(shape + (out,), -30.0, 30.0))
     if kind == "mse":

@@ -111,8 +111,8 @@ def critic_update(nets: Nets, h: Hyper, opt, state: AgentState, mb: dict):
     (loss, info), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.critic)
     updates, opt_state = opt.update(grads, state.critic_opt, state.critic)
     params = optax.apply_updates(state.critic, updates)
-    info = {"critic/loss": loss, "critic/value_loss": info["value_loss"],
-            "critic/aux_loss": info["aux_loss"], "critic/grad_norm": optax.tree.norm(grads)}
+    info = {"train/critic_loss": loss, "train/value_loss": info["value_loss"],
+            "train/aux_loss": info["aux_loss"], "train/critic_grad_norm": optax.tree.norm(grads)}
     return state._replace(critic=params, critic_opt=opt_state), info
 
 
@@ -152,10 +152,10 @@ def actor_update(nets: Nets, h: Hyper, actor_opt, mult_opt, state: AgentState, b
     logs = optax.apply_updates(logs, mupdates)
     new_state = state._replace(actor=actor_params, actor_opt=actor_opt_state,
                                log_alpha=logs[0], log_beta=logs[1], mult_opt=mult_opt_state)
-    info = {"actor/loss": loss, "actor/grad_norm": optax.tree.norm(grads),
-            "actor/kl": info["kl_mean"], "actor/kl_violation_frac": info["kl_violation_frac"],
-            "actor/entropy": info["entropy_mean"], "actor/q": info["q_mean"],
-            "alpha": alpha, "beta": beta}
+    info = {"train/actor_loss": loss, "train/actor_grad_norm": optax.tree.norm(grads),
+            "train/kl": info["kl_mean"], "train/kl_violation_frac": info["kl_violation_frac"],
+            "train/entropy": info["entropy_mean"], "train/q": info["q_mean"],
+            "train/alpha": alpha, "train/beta": beta}
     return new_state, info
 
 

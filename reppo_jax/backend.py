@@ -22,7 +22,10 @@ class JaxBackend:
         from reppo_jax.train import train
 
         if resume:
-            raise NotImplementedError("resume is not implemented yet for the jax backend")
+            from reppo_common.errors import UserError
+
+            raise UserError("--resume is not implemented yet for the jax backend; start a new "
+                            "run (checkpoints hold the policy for `reppo eval`)")
         return train(config, Path(run_dir), hooks)
 
     def evaluate(self, config: ReppoConfig, run_dir: Path, episodes: int,

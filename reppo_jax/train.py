@@ -15,6 +15,7 @@ import numpy as np
 from reppo_jax import agent as A
 from reppo_jax.networks import Actor, Critic, flatten, nest
 from reppo_jax.normalization import RunningStats
+from reppo_common.errors import UserError
 from spec import derived, params as P
 from spec.backend import TrainHooks, TrainResult
 from spec.config import ReppoConfig
@@ -44,6 +45,10 @@ def resolve_hyper(config: ReppoConfig, env) -> A.Hyper:
         lo, hi = derived.value_range(env.reward_range[0], env.reward_range[1], gamma)
         v_min = e.v_min if e.v_min is not None else lo
         v_max = e.v_max if e.v_max is not None else hi
+    if a.gradient != "pathwise":
+        raise UserError(f"actor.gradient={a.gradient!r} is not implemented in the jax backend yet "
+                         "(the score-function ablation belongs to the paper-experiments work); "
+                         "use actor.gradient=pathwise")
     actor_lr = a.lr if a.lr is not None else r.lr
     return A.Hyper(
         obs_dim=env.obs_dim, action_dim=env.action_dim, num_envs=r.num_envs,

@@ -10,8 +10,9 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet -e '.[jax,dev]'
-# TORCH: the parity issue enables the torch backend's tests by installing its extra here:
-# .venv/bin/python -m pip install --quiet -e '.[torch]'
+# The parity suite compares the numpy reference with both frameworks, so CI installs torch too:
+# the pinned CPU build (==2.13.0, on the machines' disk), not the full torch extra (mani-skill).
+.venv/bin/python -m pip install --quiet 'torch==2.13.0'
 
 set +e
 .venv/bin/python -m pytest -q "$@"

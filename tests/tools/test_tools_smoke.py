@@ -1,0 +1,45 @@
+"""Subprocess smoke tests of the benchmarking tools (tiny sizes; marked slow)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("jax")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(args, timeout):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.slow
+def test_bench_throughput_toy_reports_train_and_sim():
+    p = _run(["tools/bench_throughput.py", "--env", "toy/Bandit", "--preset", "tiny",
+              "--iterations", "2", "--repeats", "1", "--rollout.num_epochs=2", "--json"],
+             timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads(p.stdout.strip().splitlines()[-1])
+    assert res["env"] == "toy/Bandit" and res["num_epochs"] == 2
+    assert res["env_steps_per_repeat"] == 2 * 8 * 8
+    for k in ("train_compile_s", "train_sps", "sim_sps", "train_over_sim_time_per_step",
+              "train_sps_over_baseline"):
+        assert res[k] > 0, k
+    assert res["train_metrics_finite"]
+    assert "RECORDED" in p.stdout and "train/sim" in p.stdout
+
+
+@pytest.mark.slow
+def test_compare_ppo_rejects_unknown_env(tmp_path):
+    p = _run(["tools/compare_ppo.py", "--env", "dmc/CartpoleBalanc", "--steps", "1000",
+              "--out", str(tmp_path)], timeout=300)
+    assert p.returncode == 2
+    assert "unknown DMC task 'dmc/CartpoleBalanc'" in p.stderr
+    assert "dmc/CartpoleBalance" in p.stderr  # suggestion
+    assert not (tmp_path / "curves.json").exists()
