@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
-LOG2 = jnp.log(2.0)
+LOG2 = math.log(2.0)  # a Python float: exact in float64, not a float32 constant
 
 
 def policy_std(raw_std: jax.Array, min_std: float) -> jax.Array:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import erf
@@ -14,7 +16,7 @@ def hlgauss_target(
     width = (v_max - v_min) / (num_bins - 1)
     edges = jnp.linspace(v_min - width / 2, v_max + width / 2, num_bins + 1, dtype=y.dtype)
     y = jnp.clip(y, v_min, v_max)[..., None]
-    cdf = erf((edges - y) / (jnp.sqrt(2.0).astype(y.dtype) * sigma))
+    cdf = erf((edges - y) / (math.sqrt(2.0) * sigma))
     probs = cdf[..., 1:] - cdf[..., :-1]
     return probs / (cdf[..., -1:] - cdf[..., :1])
 

@@ -12,11 +12,16 @@ import jax.numpy as jnp
 from reppo_jax.hlgauss import hlgauss_decode, hlgauss_loss, hlgauss_target
 
 
+def mse_value_loss(q, targets):
+    """Per-sample squared error (Q − G)² for the MSE-critic ablation (no ½ factor)."""
+    return jnp.square(q - targets)
+
+
 def value_loss(q_out, targets, kind: str, v_min: float, v_max: float, num_bins: int, sigma: float):
     """Per-sample critic regression loss: HL-Gauss cross-entropy, or squared error (MSE ablation)."""
     if kind == "hlgauss":
         return hlgauss_loss(q_out, hlgauss_target(targets, v_min, v_max, num_bins, sigma))
-    return jnp.square(q_out[..., 0] - targets)
+    return mse_value_loss(q_out[..., 0], targets)
 
 
 def q_value(q_out, kind: str, v_min: float, v_max: float, num_bins: int):

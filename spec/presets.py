@@ -30,8 +30,8 @@ CPU_SIZES: dict[str, Any] = {
     "rollout": {
         "num_envs": 64,
         "num_steps": 32,
-        "num_minibatches": 4,
-        "num_epochs": 4,
+        "num_minibatches": 16,
+        "num_epochs": 8,
         "total_env_steps": 1_000_000,
     },
     "critic": {"hidden_dim": 128},
