@@ -10,13 +10,14 @@ Norm is RMSNorm (scale) or LayerNorm (scale, bias) with ε = 1e-6, written out a
 
 from __future__ import annotations
 
-import re
 from typing import Iterator, Mapping, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from spec.reference.networks import num_layers  # layout bookkeeping, framework-neutral
 
 NORMS = ("rms", "layer", "none")
 NORM_EPS = 1e-6
@@ -176,17 +177,6 @@ class Critic(nn.Module):
                 dtype=dtype, device=device)
         load_canonical(m, flat)
         return m
-
-
-def num_layers(params: Mapping[str, object], prefix: str) -> int:
-    """Number of Dense layers of a stack = count of ``<prefix>/<i>/kernel`` (must be 0..n−1)."""
-    pat = re.compile(re.escape(prefix) + r"/(\d+)/kernel$")
-    idx = sorted(int(m.group(1)) for k in params if (m := pat.match(k)))
-    if not idx:
-        raise ValueError(f"no layers '{prefix}/<i>/kernel' in params")
-    if idx != list(range(len(idx))):
-        raise ValueError(f"layers of '{prefix}' are not numbered 0..n-1: {idx}")
-    return len(idx)
 
 
 Modules = Union[nn.Module, Mapping[str, nn.Module], Sequence[nn.Module]]
