@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-_unused_init = nn.initializers.zeros  # weights are always loaded from the canonical layout
+_unused_init = nn.initializers.zeros  # never used: weights always come from the canonical layout
 
 
 class Norm(nn.Module):
@@ -112,16 +112,9 @@ class Critic(nn.Module):
         z = self.encoder(jnp.concatenate([obs, action], axis=-1))
         return self.q_head(z), z
 
-    def embed(self, obs: jax.Array, action: jax.Array) -> jax.Array:
-        return self.encoder(jnp.concatenate([obs, action], axis=-1))
-
     def predict(self, z: jax.Array) -> tuple[jax.Array, jax.Array]:
         out = self.predictor(z)
         return out[..., :-1], out[..., -1]
-
-    def init_all(self, obs: jax.Array, action: jax.Array) -> Any:
-        q, z = self(obs, action)
-        return q, self.predict(z)
 
 
 def nest(flat: Mapping[str, Any], prefix: str) -> dict:

@@ -14,7 +14,7 @@ import numpy as np
 
 from reppo_jax import agent as A
 from reppo_jax.networks import Actor, Critic, flatten, nest
-from reppo_jax.normalization import RunningStats
+from reppo_jax.normalization import RunningStats, running_stats_update
 from reppo_common.errors import UserError
 from spec import derived, params as P
 from spec.backend import TrainHooks, TrainResult
@@ -150,8 +150,6 @@ class Trainer:
         state = state_from_canonical(self.h, canonical_init(self.config, self.h, seed))
         env_state, obs = self.env.reset(k_env)
         if self.h.normalize_obs:
-            from reppo_jax.normalization import running_stats_update
-
             state = state._replace(obs_stats=running_stats_update(state.obs_stats, obs))
         # fresh, distinct buffers: the jitted iteration donates its input
         return jax.tree.map(jnp.copy, A.Carry(state, env_state, obs, k_run))
