@@ -8,14 +8,13 @@ from typing import Any, Mapping
 from spec.backend import TrainHooks, TrainResult
 from spec.config import ReppoConfig
 
-SUITES = ("dmc", "toy")
-
-
 class JaxBackend:
     name = "jax"
 
     def supports_env(self, env_name: str) -> bool:
-        return env_name.partition("/")[0] in SUITES
+        from reppo_jax.envs import supports_env
+
+        return supports_env(env_name)
 
     def train(self, config: ReppoConfig, run_dir: Path, hooks: TrainHooks,
               resume: bool = False) -> TrainResult:

@@ -149,7 +149,9 @@ class DmcVecEnv:
         traced once (a switch over subset/full branches traced it twice and doubled compile
         time)."""
         n, k_sub = self.num_envs, self.reset_subset_size
-        slots = jnp.nonzero(done, size=n, fill_value=n)[0]
+        # done slots first, then padding with the out-of-range index n (dropped by the scatter),
+        # long enough that every chunk's slice stays in bounds
+        slots = jnp.nonzero(done, size=n + k_sub, fill_value=n)[0]
         num_done = jnp.sum(done.astype(jnp.int32))
 
         def cond(c):
@@ -158,8 +160,7 @@ class DmcVecEnv:
         def body(c):
             start, key, sim = c
             key, k = jax.random.split(key)
-            idx = jax.lax.dynamic_slice(jnp.concatenate([slots, jnp.full((k_sub,), n)]),
-                                        (start,), (k_sub,))
+            idx = jax.lax.dynamic_slice(slots, (start,), (k_sub,))
             fresh = cast_like(jax.vmap(self.env.reset)(jax.random.split(k, k_sub)), sim)
             sim = jax.tree.map(lambda s, f: s.at[idx].set(f, mode="drop"), sim, fresh)
             return start + k_sub, key, sim
