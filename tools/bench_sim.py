@@ -33,6 +33,24 @@ from reppo_jax.envs.base import cast_like  # noqa: E402
 from reppo_jax.envs.dmc import make_dmc_env  # noqa: E402
 
 
+def random_action_scan(env, num_steps):
+    """``run(state, key) -> (state, key, reward_sum)``: ``num_steps`` vectorised steps of ``env``
+    with uniform random actions in [-1, 1] (the pure-simulation workload both benchmarks time)."""
+    n, a_dim = env.num_envs, env.action_dim
+
+    def run(state, key):
+        def body(s, k):
+            act = jax.random.uniform(k, (n, a_dim), minval=-1.0, maxval=1.0)
+            s, out = env.step(s, act)
+            return s, out.reward.sum()
+
+        key, k = jax.random.split(key)
+        state, r = jax.lax.scan(body, state, jax.random.split(k, num_steps))
+        return state, key, r.sum()
+
+    return run
+
+
 def _time_scan(fn, args, repeats):
     t0 = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
@@ -70,15 +88,7 @@ def main(argv=None):
         env = make_dmc_env(task, n, impl=a.impl, reset_strategy=strategy)
         state, _ = jax.jit(env.reset)(key)
 
-        def run(state, key, env=env):
-            def body(s, k):
-                act = jax.random.uniform(k, (n, env.action_dim), minval=-1.0, maxval=1.0)
-                s, out = env.step(s, act)
-                return s, out.reward.sum()
-            s, r = jax.lax.scan(body, state, jax.random.split(key, T))
-            return s, r.sum()
-
-        c, t = _time_scan(run, (state, key), a.repeats)
+        c, t = _time_scan(random_action_scan(env, T), (state, key), a.repeats)
         results[f"wrapper[{strategy}]"] = (c, t)
         raw_env = env.env
 

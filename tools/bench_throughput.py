@@ -127,18 +127,9 @@ def bench_simulation(env, num_steps, seed, iterations, repeats):
     """Same measurement for a jitted scan of ``num_steps`` random-action steps of ``env``."""
     import jax
 
-    n, a_dim = env.num_envs, env.action_dim
+    from tools.bench_sim import random_action_scan
 
-    def run(state, key):
-        def body(s, k):
-            act = jax.random.uniform(k, (n, a_dim), minval=-1.0, maxval=1.0)
-            s, out = env.step(s, act)
-            return s, out.reward.sum()
-
-        key, k = jax.random.split(key)
-        state, r = jax.lax.scan(body, state, jax.random.split(k, num_steps))
-        return state, key, r.sum()
-
+    run = random_action_scan(env, num_steps)
     key = jax.random.PRNGKey(seed + 12345)
     state, _ = jax.jit(env.reset)(key)
     t0 = time.perf_counter()
