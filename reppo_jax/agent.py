@@ -116,14 +116,23 @@ def critic_update(nets: Nets, h: Hyper, opt, state: AgentState, mb: dict):
     return state._replace(critic=params, critic_opt=opt_state), info
 
 
-def actor_update(nets: Nets, h: Hyper, actor_opt, mult_opt, state: AgentState, behaviour,
-                 obs, key):
+def actor_noise(h: Hyper, key, batch: int) -> tuple[jax.Array, jax.Array]:
+    """Independent standard-normal draws for one actor step: the reparameterised actor sample
+    (B, A) and the k KL samples (k, B, A), from separate keys."""
     k_act, k_kl = jax.random.split(key)
+    noise = jax.random.normal(k_act, (batch, h.action_dim), jnp.float32)
+    kl_noise = jax.random.normal(k_kl, (h.kl_samples, batch, h.action_dim), jnp.float32)
+    return noise, kl_noise
+
+
+def actor_update(nets: Nets, h: Hyper, actor_opt, mult_opt, state: AgentState, behaviour,
+                 obs, noise, kl_noise):
+    """Actor step on the current critic, then the α/β step. The noise is passed in (see
+    :func:`actor_noise`) so that the update is a deterministic function of its inputs — the
+    parity suite feeds the same noise to every port."""
     alpha = jnp.exp(state.log_alpha)
     beta = jnp.exp(state.log_beta)
     old_mean, old_std = policy(nets, h, behaviour, obs)
-    noise = jax.random.normal(k_act, old_mean.shape, old_mean.dtype)
-    kl_noise = jax.random.normal(k_kl, (h.kl_samples,) + old_mean.shape, old_mean.dtype)
 
     def loss_fn(params):
         mean, std = policy(nets, h, params, obs)
@@ -157,6 +166,20 @@ def actor_update(nets: Nets, h: Hyper, actor_opt, mult_opt, state: AgentState, b
             "train/entropy": info["entropy_mean"], "train/q": info["q_mean"],
             "train/alpha": alpha, "train/beta": beta}
     return new_state, info
+
+
+def minibatch_step(nets: Nets, h: Hyper, opts, state: AgentState, behaviour, mb: dict,
+                   noise, kl_noise) -> tuple[AgentState, dict]:
+    """One minibatch of Algorithm 1: critic step, then actor and α/β step on the updated critic.
+
+    ``mb`` holds ``obs`` (normalised), ``action``, ``reward``, ``target``, ``next_emb``; the
+    actor noise is explicit (see :func:`actor_noise`). This is the unit the parity suite's
+    layer 3 runs in every port."""
+    actor_opt, critic_opt, mult_opt = opts
+    state, c_info = critic_update(nets, h, critic_opt, state, mb)
+    state, a_info = actor_update(nets, h, actor_opt, mult_opt, state, behaviour, mb["obs"],
+                                 noise, kl_noise)
+    return state, {**c_info, **a_info}
 
 
 class Carry(NamedTuple):
@@ -220,7 +243,6 @@ def update(nets: Nets, h: Hyper, opts, agent: AgentState, batch: Transition, tar
 
     Returns the new agent and metrics averaged over every minibatch of the iteration.
     """
-    actor_opt, critic_opt, mult_opt = opts
     behaviour = agent.actor  # θ' snapshot, fixed for the whole iteration
     n = h.num_envs * h.num_steps
     data = {"obs": batch.obs, "action": batch.action, "reward": batch.reward,
@@ -235,10 +257,8 @@ def update(nets: Nets, h: Hyper, opts, agent: AgentState, batch: Transition, tar
 
         def minibatch(agent, xs):
             mb, k = xs
-            agent, c_info = critic_update(nets, h, critic_opt, agent, mb)
-            agent, a_info = actor_update(nets, h, actor_opt, mult_opt, agent, behaviour,
-                                         mb["obs"], k)
-            return agent, {**c_info, **a_info}
+            noise, kl_noise = actor_noise(h, k, mb["obs"].shape[0])
+            return minibatch_step(nets, h, opts, agent, behaviour, mb, noise, kl_noise)
 
         return jax.lax.scan(minibatch, agent, (mbs, keys))
 
