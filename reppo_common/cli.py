@@ -9,6 +9,7 @@ needs to be installed.
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import time
@@ -18,6 +19,7 @@ from typing import Any, Mapping, Sequence
 from spec.config import ConfigError, ReppoConfig, apply_overrides, override_pairs
 from spec.presets import DEFAULT_PRESET, PRESETS, preset_config
 
+from reppo_common.checkpoints import RESUME_CHANGEABLE  # fields a resume may change
 from reppo_common.errors import EXIT_USAGE, UserError
 from reppo_common.registry import SUITES, list_envs, resolve_env
 
@@ -25,13 +27,6 @@ BACKENDS = ("jax", "torch")
 """Backend names ``--backend`` accepts (package ``reppo_<name>``)."""
 
 FRAMEWORK_EXTRA = {"jax": "jax", "torch": "torch"}
-
-RESUME_CHANGEABLE = {
-    "rollout.total_env_steps", "run.eval_interval", "run.eval_episodes",
-    "run.checkpoint_interval", "run.keep_checkpoints", "run.device", "run.log",
-}
-"""Config fields that may differ when resuming a run (everything else is fixed by config.json)."""
-
 
 # --------------------------------------------------------------------------------------------
 # Backend loading
@@ -71,11 +66,18 @@ def load_backend(name: str) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
+class _ArgParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one-line UserErrors (printed by main like any other)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _ArgParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks for errors")
 
-    p = argparse.ArgumentParser(
+    p = _ArgParser(
         prog="reppo",
         description="REPPO: Relative Entropy Pathwise Policy Optimization.",
         epilog="Config overrides: --section.field=value, e.g. --rollout.num_envs=32 "
@@ -109,6 +111,9 @@ def _build_parser() -> argparse.ArgumentParser:
     e.add_argument("--backend", default=None, help="default: the backend that trained the run")
     e.add_argument("--episodes", type=int, default=None, help="default: run.eval_episodes")
     e.add_argument("--checkpoint", default=None, help="checkpoint path (default: latest)")
+    e.add_argument("--video", metavar="OUT.mp4", default=None,
+                   help="also write an MP4 of one deterministic-policy episode (dmc/ tasks; "
+                        "renders on CPU with MUJOCO_GL=egl)")
 
     s = sub.add_parser("envs", parents=[common], help="list environments")
     s.add_argument("--suite", default=None, help=f"one of: {', '.join(SUITES)}")
@@ -218,9 +223,24 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     if not backend.supports_env(env.full_name):
         raise UserError(f"backend {args.backend!r} does not support {env.full_name} yet")
 
+    resumed = None
     if args.resume:
+        # validate the checkpoint completely before anything in the run dir is modified
+        check = getattr(backend, "check_resume", None)
+        resumed = check(cfg, run.path) if check is not None else None
         if cfg != run.load_config():
-            run.config_path.write_text(cfg.to_json() + "\n")
+            try:
+                run.config_path.write_text(cfg.to_json() + "\n")
+            except OSError as e:
+                raise UserError(f"cannot write {run.config_path}: {e.strerror or e}") from None
+        if resumed is not None:
+            from reppo_common.checkpoints import rewind_metrics
+
+            # records after the checkpoint were written by the killed process; the resumed
+            # run writes them again
+            rewind_metrics(run.metrics_path, resumed.env_steps)
+            print(f"reppo: resuming from {resumed.manifest_path.name} (iteration "
+                  f"{resumed.iteration}, {resumed.env_steps:,} env steps)", file=sys.stderr)
     else:
         path = Path(args.run_dir) if args.run_dir else default_run_dir(
             env.full_name, args.backend, cfg.run.seed)
@@ -231,7 +251,8 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
 
     from spec.backend import TrainHooks
 
-    writer = MetricsWriter(run.metrics_path)
+    writer = MetricsWriter(run.metrics_path,
+                           wall_offset=resumed.wall_s if resumed is not None else None)
     sinks = open_sinks(tuple(cfg.run.log), run.path, cfg.to_dict())
     stop = {"flag": False}
     best: dict[str, float | None] = {"eval": None}
@@ -266,6 +287,7 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
         on_eval_metrics=on_eval,
         on_progress=on_progress,
         should_stop=lambda: stop["flag"],
+        wall_clock=lambda: writer.wall_s,
     )
     old_handler = signal.signal(signal.SIGINT, on_sigint)
     t0 = time.monotonic()
@@ -288,6 +310,8 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     status = "stopped" if stop["flag"] else "done"
     print(f"{status}: {steps:,} env steps, best eval return {best_txt}, wall {wall:.0f}s, "
           f"run dir {run.path}")
+    if stop["flag"]:
+        print(f"continue with: reppo train --resume {run.path}")
     return 0
 
 
@@ -305,15 +329,64 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.episodes is not None and args.episodes < 1:
         raise UserError(f"--episodes={args.episodes} is invalid: must be an integer >= 1")
     episodes = args.episodes or cfg.run.eval_episodes
-    backend = load_backend(name)
     ckpt = Path(args.checkpoint) if args.checkpoint else None
     if ckpt is not None and not ckpt.exists():
         raise UserError(f"checkpoint {str(ckpt)!r} does not exist")
-    results = backend.evaluate(cfg, run.path, episodes, ckpt)
+    params_file = _check_eval_params(run, ckpt)
+    if args.video:
+        if name != "jax":
+            raise UserError(f"--video is implemented by the jax backend only (run backend "
+                            f"{name!r}); pass --backend jax")
+        if not args.video.lower().endswith(".mp4"):
+            raise UserError(f"--video must name an .mp4 file, got {args.video!r}")
+        if params_file is None:
+            raise UserError(f"no checkpoints in {run.checkpoints_dir} to record a video from")
+        # MUJOCO_GL is read at mujoco's first import (by the backend's envs): headless EGL
+        os.environ.setdefault("MUJOCO_GL", "egl")
+    backend = load_backend(name)
+    if args.video:  # fail fast, before evaluating, if this machine cannot render
+        from reppo_jax.video import check_rendering, find_ffmpeg
+
+        check_rendering()
+        find_ffmpeg()
+    try:
+        results = backend.evaluate(cfg, run.path, episodes, ckpt)
+    except FileNotFoundError as e:
+        raise UserError(f"cannot evaluate {run.path}: {e}") from None
     print(f"eval {cfg.env.name} ({name}, {episodes} episodes) from {run.path}")
     for k, v in results.items():
         print(f"  {k:<24} {v:.4g}" if isinstance(v, float) else f"  {k:<24} {v}")
+    if args.video:
+        from reppo_jax.video import record_video
+
+        v = record_video(cfg, params_file, args.video, seed=cfg.run.seed + 3_000_017)
+        print(f"video {v['path']}: {v['frames']} frames at {v['fps']:.0f} fps, episode return "
+              f"{v['return']:.1f}")
     return 0
+
+
+def _check_eval_params(run: Any, ckpt: Path | None) -> Path | None:
+    """The params file ``reppo eval`` reads (``ckpt`` or the latest ``params_*.npz``), checked
+    to be a readable reppo params file so a missing, corrupt or truncated checkpoint is a
+    one-line error before any framework loads. None if the run has no checkpoint (the backend
+    then reports it)."""
+    from spec.params import load_params
+
+    if ckpt is None:
+        if not run.checkpoints_dir.is_dir():
+            raise UserError(f"{run.path} has no checkpoints/ directory; train the run first or "
+                            f"pass --checkpoint")
+        found = sorted(run.checkpoints_dir.glob("params_*.npz"))
+        if not found:
+            return None
+        ckpt = found[-1]
+    if ckpt.is_dir():
+        raise UserError(f"checkpoint {str(ckpt)!r} is a directory; pass a params_*.npz file")
+    try:
+        load_params(ckpt)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read checkpoint: {e}") from None
+    return ckpt
 
 
 def _table(rows: list[list[str]]) -> str:

@@ -14,3 +14,8 @@ class UserError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(str(message).split()))
+
+
+class TrainingDiverged(UserError):
+    """Training produced NaN/inf; the message names the first non-finite quantity, the
+    iteration and the last good checkpoint (which is left intact)."""

@@ -75,6 +75,10 @@ _ATARI = (
 """The Atari-10 subset (Aitchison et al., 2023) plus Pong as a quick check."""
 
 
+_DMC_PRESETS = {"PendulumSwingup": "cpu-repeat4"}
+"""DMC tasks whose default preset is not ``cpu`` (chosen by measurement; see spec/presets.py)."""
+
+
 def _build() -> dict[str, EnvSpec]:
     reg: dict[str, EnvSpec] = {}
 
@@ -83,7 +87,8 @@ def _build() -> dict[str, EnvSpec]:
         reg[full] = EnvSpec(suite, name, full, space, backends, rr, steps, success, preset)
 
     for n in _DMC:
-        add("dmc", n, "continuous", ("jax", "torch"), (0.0, 1.0), 1000, False, "cpu")
+        add("dmc", n, "continuous", ("jax", "torch"), (0.0, 1.0), 1000, False,
+            _DMC_PRESETS.get(n, "cpu"))
     for n, steps in _MANISKILL.items():
         # Dense normalised ManiSkill rewards lie in [0, 1]; the preset fixes v in [-15, 15].
         add("maniskill", n, "continuous", ("torch",), (0.0, 1.0), steps, True, "maniskill")

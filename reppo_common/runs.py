@@ -172,7 +172,7 @@ class MetricsWriter:
     the file stays one object per line.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, wall_offset: float | None = None) -> None:
         self.path = Path(path)
         offset = 0.0
         if self.path.exists():
@@ -181,6 +181,8 @@ class MetricsWriter:
                 if isinstance(rec.get("wall_s"), (int, float)):
                     offset = float(rec["wall_s"])
                     break
+        if wall_offset is not None:  # resume: continue from the checkpoint's wall time
+            offset = float(wall_offset)
         self._offset = offset
         self._t0 = time.monotonic()
         try:
@@ -206,8 +208,12 @@ class MetricsWriter:
         for k, v in out.items():  # non-finite floats -> null keeps the file strict JSON
             if isinstance(v, float) and not math.isfinite(v):
                 out[k] = None
-        self._fh.write(json.dumps(out, default=_json_default, allow_nan=False) + "\n")
-        self._fh.flush()
+        try:
+            self._fh.write(json.dumps(out, default=_json_default, allow_nan=False) + "\n")
+            self._fh.flush()
+        except OSError as e:
+            raise UserError(f"cannot write {self.path}: {e.strerror or e} (disk full or run "
+                            f"directory not writable?)") from None
         return out
 
     def close(self) -> None:

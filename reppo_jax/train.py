@@ -15,8 +15,12 @@ import numpy as np
 from reppo_jax import agent as A
 from reppo_jax.networks import Actor, Critic, flatten, nest
 from reppo_jax.normalization import RunningStats, running_stats_update
-from reppo_common.errors import UserError
+from reppo_common import checkpoints as C
+from reppo_common.errors import TrainingDiverged, UserError
+from reppo_jax import checkpoint as CK
+from reppo_jax.checkpoint import guard_iteration
 from spec import derived, params as P
+from spec.hyper import resolve_hyper as resolve
 from spec.backend import TrainHooks, TrainResult
 from spec.config import ReppoConfig
 
@@ -36,36 +40,12 @@ def make_env(config: ReppoConfig, num_envs: int, *, evaluation: bool = False):
 
 def resolve_hyper(config: ReppoConfig, env) -> A.Hyper:
     """Config + env facts → the static hyperparameters (γ, value range, σ, entropy target)."""
-    e, r, c, a, l = config.env, config.rollout, config.critic, config.actor, config.loss
-    gamma = e.gamma if e.gamma is not None else derived.discount_from_episode_steps(
-        env.max_episode_steps)
-    if e.v_min is not None and e.v_max is not None:
-        v_min, v_max = e.v_min, e.v_max
-    else:
-        lo, hi = derived.value_range(env.reward_range[0], env.reward_range[1], gamma)
-        v_min = e.v_min if e.v_min is not None else lo
-        v_max = e.v_max if e.v_max is not None else hi
-    if a.gradient != "pathwise":
-        raise UserError(f"actor.gradient={a.gradient!r} is not implemented in the jax backend yet "
-                         "(the score-function ablation belongs to the paper-experiments work); "
-                         "use actor.gradient=pathwise")
-    actor_lr = a.lr if a.lr is not None else r.lr
-    return A.Hyper(
-        obs_dim=env.obs_dim, action_dim=env.action_dim, num_envs=r.num_envs,
-        num_steps=r.num_steps, num_minibatches=r.num_minibatches, num_epochs=r.num_epochs,
-        gamma=float(gamma), lam=l.lam, v_min=float(v_min), v_max=float(v_max),
-        num_bins=c.num_bins if c.loss == "hlgauss" else 1,
-        sigma=derived.hlgauss_sigma(v_min, v_max, c.num_bins, c.sigma_ratio),
-        value_kind=c.loss, aux_mult=c.aux_loss_mult, min_std=a.min_std,
-        kl_target=l.kl_target, kl_mode=l.kl_mode, kl_samples=l.kl_samples,
-        entropy_target=derived.entropy_target(env.action_dim, l.entropy_target_mult),
-        normalize_obs=e.normalize_obs, actor_lr=actor_lr,
-        critic_lr=c.lr if c.lr is not None else r.lr,
-        multiplier_lr=l.multiplier_lr if l.multiplier_lr is not None else actor_lr,
-        max_grad_norm=r.max_grad_norm,
-        multiplier_max_grad_norm=(l.multiplier_max_grad_norm
-                                  if l.multiplier_max_grad_norm is not None else r.max_grad_norm),
-    )
+    if config.actor.gradient != "pathwise":
+        raise UserError(f"actor.gradient={config.actor.gradient!r} is not implemented in the jax "
+                        "backend yet (the score-function ablation belongs to the "
+                        "paper-experiments work); use actor.gradient=pathwise")
+    return resolve(config, obs_dim=env.obs_dim, action_dim=env.action_dim,
+                   max_episode_steps=env.max_episode_steps, reward_range=env.reward_range)
 
 
 def make_nets(config: ReppoConfig, h: A.Hyper) -> A.Nets:
@@ -130,6 +110,17 @@ class Trainer:
     env: Any = None
     eval_env: Any = None
 
+    def __new__(cls, config: ReppoConfig, env: Any = None, eval_env: Any = None):
+        """Dispatch on the action space: a discrete env (``env.discrete``, or a discrete
+        registry entry such as ``minatar/Breakout``) gets the D-REPPO trainer
+        (``reppo_jax.discrete_agent.DiscreteTrainer``), which has this class's interface."""
+        if cls is Trainer:
+            from reppo_jax.discrete_agent import DiscreteTrainer, is_discrete
+
+            if is_discrete(config, env):
+                cls = DiscreteTrainer
+        return super().__new__(cls)
+
     def __post_init__(self) -> None:
         enable_compilation_cache()
         cfg = self.config
@@ -140,9 +131,14 @@ class Trainer:
         self.h = resolve_hyper(cfg, self.env)
         self.nets = make_nets(cfg, self.h)
         self.iteration = jax.jit(A.make_iteration(self.nets, self.h, self.env), donate_argnums=0)
+        # the same iteration plus in-jit finiteness flags (reppo_jax.checkpoint.guard_iteration);
+        # train() uses this one, so only it is compiled there
+        self.guarded_iteration = jax.jit(
+            guard_iteration(A.make_iteration(self.nets, self.h, self.env)), donate_argnums=0)
         self._evaluate = jax.jit(A.make_evaluate(self.nets, self.h, self.eval_env,
                                                  self.eval_env.max_episode_steps))
-        self.steps_per_iteration = cfg.rollout.num_envs * cfg.rollout.num_steps
+        self.steps_per_iteration = derived.env_steps_per_iteration(
+            cfg.rollout.num_envs, cfg.rollout.num_steps, cfg.env.action_repeat)
 
     def init(self, seed: int) -> A.Carry:
         key = jax.random.PRNGKey(seed)
@@ -168,25 +164,50 @@ def _scalarize(info: Mapping[str, Any]) -> dict[str, float]:
 
 
 def train(config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks | None = None,
-          *, env=None, eval_env=None) -> TrainResult:
-    """Train per ``config``; evaluations every ``run.eval_interval`` env steps and at the end."""
+          *, env=None, eval_env=None, resume: bool = False,
+          trainer: "Trainer | None" = None) -> TrainResult:
+    """Train per ``config``; evaluations every ``run.eval_interval`` env steps and at the end,
+    full-state checkpoints (reppo_jax.checkpoint) every ``run.checkpoint_interval`` env steps,
+    at the end and when ``hooks.should_stop()`` turns True.
+
+    ``resume``: continue from the latest checkpoint in ``run_dir`` (validated first; a
+    mismatch is a UserError and nothing is written). The continuation is bit-identical to the
+    uninterrupted run on the same machine and package versions.
+    Every iteration is checked for NaN/inf (losses, gradient norms, new parameters); the first
+    non-finite quantity stops the run with :class:`TrainingDiverged` and no checkpoint of the
+    bad state is written."""
     hooks = hooks or TrainHooks()
-    trainer = Trainer(config, env, eval_env)
-    carry = trainer.init(config.run.seed)
+    trainer = trainer or Trainer(config, env, eval_env)
     per_iter = trainer.steps_per_iteration
     n_iters = max(1, config.rollout.total_env_steps // per_iter)
     eval_every = max(1, config.run.eval_interval // per_iter)
-    ckpt_every = max(1, config.run.checkpoint_interval // per_iter)
-    eval_key = jax.random.PRNGKey(config.run.seed + 1_000_003)
-    best = None
+    ckpt_interval = config.run.checkpoint_interval
+    ckpt_every = max(1, ckpt_interval // per_iter) if ckpt_interval > 0 else None  # 0: at end
     final_eval: dict[str, float] = {}
+    last_ckpt = None
+    if resume:
+        if run_dir is None:
+            raise UserError("resuming needs the run directory")
+        last_ckpt, tree = CK.check_resume(run_dir, config, trainer)
+        carry, eval_key = tree["carry"], tree["eval_key"]
+        start, best, wall0 = last_ckpt.iteration, last_ckpt.best_eval_return, last_ckpt.wall_s
+        final_eval = dict(last_ckpt.manifest.get("last_eval") or {})
+        if run_dir is not None:
+            C.remove_temp_files(Path(run_dir) / "checkpoints")
+    else:
+        carry = trainer.init(config.run.seed)
+        eval_key = CK.eval_key_init(config.run.seed)
+        start, best, wall0 = 0, None, 0.0
+    t_start = time.monotonic()
+    clock = getattr(hooks, "wall_clock", None) or (lambda: wall0 + time.monotonic() - t_start)
     compile_s = None
     t_train = 0.0
-    env_steps = 0
-    it = 0
-    for it in range(1, n_iters + 1):
+    env_steps = start * per_iter
+    it = start
+    for it in range(start + 1, n_iters + 1):
         t0 = time.perf_counter()
-        carry, info = trainer.iteration(carry)
+        carry, info = trainer.guarded_iteration(carry)
+        flags = np.asarray(info.pop(CK.GUARD_KEY))
         info = _scalarize(info)  # blocks until the iteration is done
         dt = time.perf_counter() - t0
         if compile_s is None:
@@ -194,43 +215,37 @@ def train(config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks | None = 
         else:
             t_train += dt
         env_steps = it * per_iter
-        timed_iters = it - 1
+        timed_iters = it - start - 1
         sps = timed_iters * per_iter / t_train if t_train > 0 else float("nan")
         metrics = {"env_steps": env_steps, "iteration": it, "train/sps": sps, **info}
         if hooks.on_train_metrics:
             hooks.on_train_metrics(metrics)
+        bad = CK.first_nonfinite(list(info), flags)
+        if bad is not None:
+            raise TrainingDiverged(
+                f"non-finite {bad} at iteration {it} (env_steps {env_steps:,}); last good "
+                f"checkpoint: {last_ckpt or 'none'}")
+        eval_return = None
         if it % eval_every == 0 or it == n_iters:
             eval_key, k = jax.random.split(eval_key)
             final_eval = trainer.evaluate(carry.agent, k)
-            best = final_eval["eval/return_mean"] if best is None else max(
-                best, final_eval["eval/return_mean"])
+            eval_return = final_eval["eval/return_mean"]
+            best = eval_return if best is None else max(best, eval_return)
             if hooks.on_eval_metrics:
                 hooks.on_eval_metrics({"env_steps": env_steps, "iteration": it, **final_eval})
-        if run_dir is not None and (it % ckpt_every == 0 or it == n_iters):
-            save_checkpoint(run_dir, config, carry.agent, env_steps, it)
+        stop = bool(hooks.should_stop and hooks.should_stop())
+        periodic = ckpt_every is not None and it % ckpt_every == 0
+        if run_dir is not None and (periodic or it == n_iters or stop):
+            last_ckpt = CK.save_state(
+                run_dir, config, carry, eval_key, iteration=it, env_steps=env_steps,
+                wall_s=clock(), eval_return=eval_return, best_eval_return=best,
+                last_eval=final_eval)
         if hooks.on_progress:
             hooks.on_progress(env_steps, {**metrics, **final_eval})
-        if hooks.should_stop and hooks.should_stop():
-            if run_dir is not None:
-                save_checkpoint(run_dir, config, carry.agent, env_steps, it)
+        if stop:
             break
     return TrainResult(env_steps=env_steps, iterations=it, final_eval=final_eval,
                        best_eval_return=best, compile_s=compile_s)
-
-
-def save_checkpoint(run_dir: Path, config: ReppoConfig, state: A.AgentState, env_steps: int,
-                    iteration: int) -> Path:
-    ckpt_dir = Path(run_dir) / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    path = ckpt_dir / f"params_{env_steps:012d}.npz"
-    P.save_params(path, state_to_canonical(state),
-                  {"backend": "jax", "env_steps": env_steps, "iteration": iteration,
-                   "config": config.to_dict()})
-    keep = config.run.keep_checkpoints
-    old = sorted(ckpt_dir.glob("params_*.npz"))
-    for p in old[:-keep] if keep > 0 else []:
-        p.unlink(missing_ok=True)
-    return path
 
 
 def latest_checkpoint(run_dir: Path) -> Path:

@@ -26,13 +26,17 @@ class TrainHooks:
     - ``on_eval_metrics(metrics)``: after every evaluation; must contain ``env_steps`` and
       ``eval/return_mean`` (plus ``eval/success_rate`` where the suite has one).
     - ``on_progress(env_steps, metrics)``: lightweight progress-bar update.
-    - ``should_stop()``: polled between iterations (SIGINT handling); True ends training cleanly.
+    - ``should_stop()``: polled between iterations (SIGINT handling); True ends training cleanly
+      (the backend finishes the iteration and writes a checkpoint).
+    - ``wall_clock()``: the run's wall time in seconds as written to metrics (``wall_s``); a
+      backend stores it in checkpoints so a resumed run's clock continues from there.
     """
 
     on_train_metrics: MetricsSink | None = None
     on_eval_metrics: MetricsSink | None = None
     on_progress: Callable[[int, Mapping[str, Any]], None] | None = None
     should_stop: Callable[[], bool] | None = None
+    wall_clock: Callable[[], float] | None = None
 
 
 @dataclass(frozen=True)

@@ -75,3 +75,16 @@ def minibatch_size(num_envs: int, num_steps: int, num_minibatches: int) -> int:
             f"num_envs*num_steps = {total} is not divisible by num_minibatches = {num_minibatches}"
         )
     return total // int(num_minibatches)
+
+
+def env_steps_per_iteration(num_envs: int, num_steps: int, action_repeat: int = 1) -> int:
+    """Simulator steps one iteration consumes: num_envs · num_steps · action_repeat.
+
+    ``env_steps`` in metrics, ``--steps`` and every ``*_interval`` count *simulator* control
+    steps, as Brax and the DMC literature do, so runs with different action repeats compare on
+    the same axis (an agent decision with action repeat k costs k env steps)."""
+    for name, v in (("num_envs", num_envs), ("num_steps", num_steps),
+                    ("action_repeat", action_repeat)):
+        if isinstance(v, bool) or int(v) != v or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    return int(num_envs) * int(num_steps) * int(action_repeat)

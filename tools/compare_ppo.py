@@ -27,7 +27,7 @@ Playground's tuning looks for ``'PendulumSwingUp'`` while the registry names the
 skipped. This tool looks the tuning up under the peer's spelling and applies it explicitly
 (printed; ``--no-peer-fix`` to reproduce playground's behaviour).
 
-REPPO: ``reppo_jax.train.train(config, run_dir=None, hooks)`` with ``--preset`` (default ``cpu``)
+REPPO: ``reppo_jax.train.train(config, run_dir=None, hooks)`` with ``--preset`` (default: the env's)
 plus ``--reppo-set`` overrides, ``rollout.total_env_steps`` = ``--steps``, an evaluation every
 ``--steps / --num-evals`` env steps on ``--eval-episodes`` episodes.
 
@@ -71,7 +71,9 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, required=True, help="env-step budget per run")
     p.add_argument("--num-envs", type=int, default=128, help="PPO parallel envs")
     p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--preset", default="cpu", help="REPPO preset")
+    p.add_argument("--preset", default=None,
+                   help="REPPO preset (default: the env's default preset, e.g. cpu-repeat4 for "
+                        "dmc/PendulumSwingup)")
     p.add_argument("--reppo-set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="REPPO config override (repeatable)")
     p.add_argument("--num-evals", type=int, default=10, help="evaluations per run (about)")
@@ -103,6 +105,10 @@ def parse_args(argv=None):
                 f"{', '.join('dmc/' + n for n in names)}")
     a.task = task
     a.env = f"dmc/{task}"
+    if a.preset is None:
+        from reppo_common.registry import REGISTRY
+
+        a.preset = REGISTRY[a.env].default_preset if a.env in REGISTRY else "cpu"
     if a.steps < 1 or a.num_envs < 1 or a.num_evals < 1 or a.eval_episodes < 1:
         p.error("--steps, --num-envs, --num-evals and --eval-episodes must be >= 1")
     a.algos = [x for x in a.algos.split(",") if x]
@@ -252,19 +258,19 @@ def run_ppo(a, seed: int):
 # ----------------------------------------------------------------------------------------------
 
 def reppo_config(a, seed: int):
+    from spec import derived
     from spec.config import ConfigError, override_pairs
     from spec.presets import preset_config
 
     try:
         pairs = dict(override_pairs(a.reppo_set))
-        ar = pairs.get("env.action_repeat") or preset_config(a.preset, pairs).env.action_repeat
-        agent_steps = max(1, a.steps // ar)
-        base = {"env.name": a.env, "run.seed": seed, "rollout.total_env_steps": agent_steps,
+        base = {"env.name": a.env, "run.seed": seed, "rollout.total_env_steps": a.steps,
                 "run.eval_episodes": a.eval_episodes}
         cfg = preset_config(a.preset, {**base, **pairs})
         if "run.eval_interval" not in pairs:  # a whole number of iterations between evals
-            per_iter = cfg.rollout.num_envs * cfg.rollout.num_steps
-            every = max(1, (agent_steps // per_iter) // a.num_evals) * per_iter
+            per_iter = derived.env_steps_per_iteration(
+                cfg.rollout.num_envs, cfg.rollout.num_steps, cfg.env.action_repeat)
+            every = max(1, (a.steps // per_iter) // a.num_evals) * per_iter
             cfg = preset_config(a.preset, {**base, **pairs, "run.eval_interval": every})
         return cfg
     except ConfigError as e:
@@ -276,12 +282,11 @@ def run_reppo(a, seed: int):
     from spec.backend import TrainHooks
 
     cfg = reppo_config(a, seed)
-    ar = cfg.env.action_repeat
     points = []
     t0 = time.perf_counter()
 
     def on_eval(m):
-        points.append({"env_steps": int(m["env_steps"]) * ar,
+        points.append({"env_steps": int(m["env_steps"]),
                        "return": float(m["eval/return_mean"]),
                        "wall_s": time.perf_counter() - t0})
         print(f"  reppo seed {seed} step {points[-1]['env_steps']:>9d} return "
@@ -289,7 +294,7 @@ def run_reppo(a, seed: int):
 
     res = train(cfg, run_dir=None, hooks=TrainHooks(on_eval_metrics=on_eval))
     return {"points": points, "wall_s": time.perf_counter() - t0, "config": cfg.to_dict(),
-            "total_env_steps": res.env_steps * ar, "compile_s": res.compile_s}
+            "total_env_steps": res.env_steps, "compile_s": res.compile_s}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,210 @@
+"""JAX side of full-state checkpoints: pytrees ↔ flat named numpy arrays, and the NaN/inf guard.
+
+The training state is one pytree, ``{"carry": Carry, "eval_key": key}``: agent (networks,
+optimiser states, log α/β and their optimiser state, observation statistics), the simulator
+state (:class:`~reppo_jax.envs.base.VecEnvState`, with its reset key and episode counters), the
+current raw observations, the training key and the evaluation key. It is stored leaf by leaf
+under names built from the pytree path (``carry/agent/actor_opt/0/mu/...``) and restored into a
+*template* with the same structure (``jax.eval_shape`` of a fresh init), so every mismatch — other
+observation shape, other network sizes, another optimiser — is reported by name before any
+array is used. Files, checksums and manifests are ``reppo_common.checkpoints``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from reppo_common.errors import UserError
+
+JAX_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "playground", "mujoco", "mujoco-mjx")
+"""Packages whose versions every JAX checkpoint records."""
+
+GUARD_KEY = "guard/finite"
+"""Info-dict key of the per-quantity finiteness flags added by :func:`guard_iteration`."""
+
+
+def _path_name(path: Sequence[Any]) -> str:
+    parts = []
+    for k in path:
+        for attr in ("name", "key", "idx"):
+            if hasattr(k, attr):
+                parts.append(str(getattr(k, attr)))
+                break
+        else:
+            parts.append(str(k))
+    return "/".join(parts)
+
+
+def _is_key(x: Any) -> bool:
+    dtype = getattr(x, "dtype", None)
+    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def tree_to_arrays(tree: Any) -> dict[str, np.ndarray]:
+    """Pytree → ``{path name: numpy array}`` (typed PRNG keys stored as their key data)."""
+    out: dict[str, np.ndarray] = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        name = _path_name(path)
+        if name in out:
+            raise ValueError(f"two pytree leaves share the name {name!r}")
+        out[name] = np.asarray(jax.random.key_data(leaf) if _is_key(leaf) else leaf)
+    return out
+
+
+def arrays_to_tree(arrays: Mapping[str, np.ndarray], template: Any, *, source: str = "checkpoint"
+                   ) -> Any:
+    """Inverse of :func:`tree_to_arrays` into the structure of ``template`` (arrays or
+    ``ShapeDtypeStruct``s). A missing or extra name, or a shape/dtype differing from the
+    template's, is a one-line UserError naming the leaf."""
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    names = [_path_name(p) for p, _ in leaves]
+    extra = sorted(set(arrays) - set(names))
+    out = []
+    for name, (_, ref) in zip(names, leaves):
+        if name not in arrays:
+            raise UserError(f"{source} lacks state array {name!r} (written by another version "
+                            f"of the agent or another optimiser?)")
+        value = np.asarray(arrays[name])
+        if _is_key(ref):
+            want_shape = jax.eval_shape(jax.random.key_data, ref).shape
+            want_dtype = np.dtype(np.uint32)
+        else:
+            want_shape, want_dtype = tuple(ref.shape), np.dtype(ref.dtype)
+        if value.shape != tuple(want_shape):
+            raise UserError(f"{source} has {name} with shape {value.shape}, this run expects "
+                            f"{tuple(want_shape)} (other observation shape, number of envs or "
+                            f"network sizes?)")
+        if value.dtype != want_dtype:
+            raise UserError(f"{source} has {name} with dtype {value.dtype}, this run expects "
+                            f"{want_dtype}")
+        arr = jnp.asarray(value)
+        if _is_key(ref):
+            arr = jax.random.wrap_key_data(arr, impl=jax.random.key_impl(ref))
+        out.append(arr)
+    if extra:
+        raise UserError(f"{source} has state array {extra[0]!r} this run does not have "
+                        f"({len(extra)} unexpected in all; another optimiser or agent version?)")
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+# --------------------------------------------------------------------------------------------
+# NaN / inf guard
+# --------------------------------------------------------------------------------------------
+
+_INFO_ORDER = ("rollout/reward", "rollout/value", "rollout/target", "train/critic_loss",
+               "train/value_loss", "train/aux_loss", "train/critic_grad_norm",
+               "train/actor_loss", "train/actor_grad_norm")
+"""Causal order in which non-finite quantities are reported: bad data, then losses, then
+gradients; the remaining info keys follow alphabetically, then the new parameters."""
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = [x for x in jax.tree.leaves(tree)
+              if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact)]
+    if not leaves:
+        return jnp.asarray(True)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def guard_names(info_keys: Sequence[str]) -> tuple[str, ...]:
+    """The order of the flags :func:`guard_iteration` returns for an info dict with these keys."""
+    ordered = [k for k in _INFO_ORDER if k in info_keys]
+    ordered += sorted(k for k in info_keys if k not in ordered)
+    return tuple(ordered) + ("params/critic", "params/actor", "params/log_alpha",
+                             "params/log_beta", "params/obs_norm", "optimizer_state")
+
+
+def guard_iteration(iteration):
+    """Wrap a ``carry -> (carry, info)`` iteration so that (under the same jit) it also returns
+    ``info[GUARD_KEY]``: a bool vector, one flag per :func:`guard_names` entry, True where the
+    quantity is finite. Costs one ``isfinite`` reduction per leaf."""
+
+    def guarded(carry):
+        carry, info = iteration(carry)
+        a = carry.agent
+        names = guard_names(tuple(info))
+        n_info = len(names) - 6
+        flags = [jnp.all(jnp.isfinite(info[k])) for k in names[:n_info]]
+        flags += [_all_finite(a.critic), _all_finite(a.actor), jnp.isfinite(a.log_alpha),
+                  jnp.isfinite(a.log_beta), _all_finite(a.obs_stats),
+                  _all_finite((a.actor_opt, a.critic_opt, a.mult_opt))]
+        return carry, {**info, GUARD_KEY: jnp.stack([jnp.asarray(f, bool) for f in flags])}
+
+    return guarded
+
+
+def first_nonfinite(info_keys: Sequence[str], flags: Any) -> str | None:
+    """Name of the first quantity whose flag is False, or None if all are finite."""
+    names = guard_names(tuple(k for k in info_keys if k != GUARD_KEY))
+    flags = np.asarray(flags)
+    bad = np.flatnonzero(~flags)
+    return names[int(bad[0])] if bad.size else None
+
+
+# --------------------------------------------------------------------------------------------
+# Full-state save / restore for the training loop
+# --------------------------------------------------------------------------------------------
+
+
+def eval_key_init(seed: int) -> jax.Array:
+    """The evaluation key stream's starting key (independent of the training key)."""
+    return jax.random.PRNGKey(seed + 1_000_003)
+
+
+def save_state(run_dir, config, carry, eval_key, *, iteration: int, env_steps: int,
+               wall_s: float, eval_return: float | None, best_eval_return: float | None,
+               last_eval: Mapping[str, Any], extra: Mapping[str, Any] | None = None):
+    """Write the canonical params plus the full training state of ``carry``/``eval_key`` under
+    ``run_dir/checkpoints`` and prune to ``run.keep_checkpoints`` + best. Returns the
+    :class:`~reppo_common.checkpoints.CheckpointInfo`; OSError → one-line UserError."""
+    from pathlib import Path
+
+    from reppo_common import checkpoints as C
+    from reppo_jax.train import state_to_canonical
+
+    ckpt_dir = Path(run_dir) / "checkpoints"
+    info = C.write_checkpoint(
+        ckpt_dir, backend="jax", env_steps=env_steps, iteration=iteration,
+        config=config.to_dict(), params=state_to_canonical(carry.agent),
+        state=tree_to_arrays({"carry": carry, "eval_key": eval_key}), wall_s=wall_s,
+        eval_return=eval_return, best_eval_return=best_eval_return, last_eval=last_eval,
+        versions=C.package_versions(JAX_PACKAGES), extra=extra)
+    try:
+        C.prune(ckpt_dir, config.run.keep_checkpoints)
+    except OSError as e:
+        raise UserError(f"cannot prune old checkpoints in {ckpt_dir}: {e.strerror or e}") from None
+    return info
+
+
+def check_resume(run_dir, config, trainer):
+    """Find the latest checkpoint of ``run_dir`` and validate it completely against this run
+    (backend, config schema and fields, checksums, every array's name/shape/dtype) without
+    modifying anything. Returns ``(info, state tree)``; the tree holds ``carry`` and
+    ``eval_key`` ready for the jitted iteration."""
+    import sys
+    from pathlib import Path
+
+    from reppo_common import checkpoints as C
+
+    info = C.find_resume_checkpoint(Path(run_dir) / "checkpoints", backend="jax",
+                                    config=config.to_dict())
+    notes = C.version_notes(info, C.package_versions(JAX_PACKAGES))
+    if notes:
+        print(f"note: resuming with other package versions than the checkpoint's "
+              f"({'; '.join(notes)}): the continuation is not guaranteed bit-identical",
+              file=sys.stderr)
+    arrays = C.load_state_arrays(info, verify=False)  # verified by find_resume_checkpoint
+    seed = config.run.seed
+    template = jax.eval_shape(lambda: {"carry": trainer.init(seed),
+                                       "eval_key": eval_key_init(seed)})
+    tree = arrays_to_tree(arrays, template, source=f"checkpoint {info}")
+    per_iter = trainer.steps_per_iteration
+    if info.env_steps != info.iteration * per_iter:
+        raise UserError(f"checkpoint {info} is at env_steps {info.env_steps} after "
+                        f"{info.iteration} iterations, this run takes {per_iter} steps per "
+                        f"iteration")
+    return info, tree

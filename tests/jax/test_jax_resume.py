@@ -1,0 +1,416 @@
+"""Full-state checkpoints and ``reppo train --resume`` for the JAX backend.
+
+The required property: on CPU, a run killed (SIGKILL) and resumed from its last checkpoint writes
+exactly the same subsequent train/eval metrics as the uninterrupted run (timing fields aside).
+The subprocess tests drive the real CLI through tests/jax/toy_cli.py (the analytic toy env, so
+compile times stay small; the persistent compilation cache is shared between the processes).
+Also: corrupt/truncated/mismatched checkpoints are refused with one line and nothing is
+modified, the NaN guard stops the run naming the quantity, SIGINT checkpoints and flushes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+jax = pytest.importorskip("jax")
+import jax.numpy as jnp  # noqa: E402
+
+from reppo_common import checkpoints as C  # noqa: E402
+from reppo_common import cli  # noqa: E402
+from reppo_common.errors import TrainingDiverged, UserError  # noqa: E402
+from reppo_common.registry import REGISTRY  # noqa: E402
+from reppo_common.runs import RunDir  # noqa: E402
+from reppo_jax import checkpoint as CK  # noqa: E402
+from reppo_jax.envs.toy import ToyBanditEnv, make_toy_env  # noqa: E402
+from reppo_jax.train import Trainer, evaluate_run, train  # noqa: E402
+from spec.backend import TrainHooks  # noqa: E402
+from spec.config import ReppoConfig, apply_overrides  # noqa: E402
+from spec.presets import preset_config  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from toy_cli import TOY_SPEC  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+DRIVER = Path(__file__).resolve().parent / "toy_cli.py"
+STEPS_PER_ITER = 64  # tiny preset: 8 envs x 8 steps
+TIMING = ("wall_s", "train/sps")
+
+# CLI run: 400 iterations, eval every 100, checkpoint every 40 (long enough to kill mid-run)
+CLI_ARGS = ["--env", "toy/Bandit", "--preset", "tiny", "--steps", str(400 * STEPS_PER_ITER),
+            "--no-progress", f"--run.eval_interval={100 * STEPS_PER_ITER}",
+            f"--run.checkpoint_interval={40 * STEPS_PER_ITER}"]
+
+
+def toy_config(iters: int = 12, **extra) -> ReppoConfig:
+    """The CLI's config (same iteration program, so the compile cache is shared)."""
+    over = {"env.name": "toy/Bandit", "rollout.total_env_steps": iters * STEPS_PER_ITER,
+            "run.eval_interval": 4 * STEPS_PER_ITER, "run.checkpoint_interval": 2 * STEPS_PER_ITER,
+            "run.keep_checkpoints": 100}
+    over.update(extra)
+    return apply_overrides(preset_config("tiny"), over)
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def reppo_toy(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(DRIVER), *args], cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    """metrics.jsonl records without the timing fields."""
+    out = []
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        out.append({k: v for k, v in rec.items() if k not in TIMING})
+    return out
+
+
+def digest_tree(path: Path) -> dict[str, str]:
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def wait_for_manifest(run_dir: Path, proc: subprocess.Popen, timeout: float = 900) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if list((run_dir / "checkpoints").glob("state_*.json")):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended before its first checkpoint: {proc.stderr.read()}")
+        time.sleep(0.02)
+    raise AssertionError("no checkpoint appeared")
+
+
+# --------------------------------------------------------------------------------------------
+# In-process: resume from an intermediate checkpoint, eval, NaN guard
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """An uninterrupted 12-iteration run with every checkpoint kept, plus its metrics."""
+    run_dir = tmp_path_factory.mktemp("full")
+    seen: list[dict] = []
+    result = train(toy_config(), run_dir, TrainHooks(on_train_metrics=seen.append,
+                                                     on_eval_metrics=seen.append))
+    return run_dir, seen, result
+
+
+def _strip(m: dict) -> dict:
+    return {k: v for k, v in m.items() if k not in TIMING}
+
+
+def test_resume_from_intermediate_checkpoint_is_exact(full_run, tmp_path):
+    run_dir, seen, result = full_run
+    steps = 6 * STEPS_PER_ITER
+    (tmp_path / "checkpoints").mkdir()
+    for p in (run_dir / "checkpoints").glob(f"*_{steps:012d}.*"):
+        shutil.copy(p, tmp_path / "checkpoints" / p.name)
+    resumed: list[dict] = []
+    r2 = train(toy_config(), tmp_path, TrainHooks(on_train_metrics=resumed.append,
+                                                  on_eval_metrics=resumed.append), resume=True)
+    expected = [_strip(m) for m in seen if m["env_steps"] > steps]
+    assert [_strip(m) for m in resumed] == expected
+    assert r2.env_steps == result.env_steps and r2.best_eval_return == result.best_eval_return
+    # the final checkpoints are bit-identical
+    last = f"{result.env_steps:012d}"
+    for name in (f"params_{last}.npz", f"state_{last}.npz"):
+        assert (C.sha256_file(run_dir / "checkpoints" / name)
+                == C.sha256_file(tmp_path / "checkpoints" / name)), name
+
+
+def test_checkpoint_holds_full_state(full_run):
+    run_dir, _, _ = full_run
+    info = C.latest_checkpoint(run_dir / "checkpoints")
+    m = info.manifest
+    assert m["backend"] == "jax" and m["iteration"] == 12 and m["env_steps"] == 768
+    assert m["wall_s"] > 0 and m["best_eval_return"] is not None
+    assert m["eval_return"] == m["last_eval"]["eval/return_mean"]
+    for pkg in ("jax", "jaxlib", "flax", "optax", "numpy", "playground", "reppo", "python"):
+        assert pkg in m["versions"], pkg
+    names = set(C.load_state_arrays(info))
+    for needle in ("carry/agent/actor/", "carry/agent/critic/", "carry/agent/log_alpha",
+                   "carry/agent/log_beta", "carry/agent/actor_opt/", "carry/agent/critic_opt/",
+                   "carry/agent/mult_opt/", "carry/agent/obs_stats/", "carry/env_state/key",
+                   "carry/env_state/step_count", "carry/env_state/episode_return",
+                   "carry/obs", "carry/key", "eval_key"):
+        assert any(n.startswith(needle) for n in names), needle
+
+
+def test_eval_reads_params_checkpoint(full_run):
+    run_dir, _, _ = full_run
+    out = evaluate_run(toy_config(), run_dir, 2)
+    assert out["eval/episodes"] == 2 and out["eval/return_mean"] > 0
+
+
+class NanAfterEnv(ToyBanditEnv):
+    """Toy env whose reward turns NaN from the 17th step of an episode (iteration 3 with 8
+    steps per iteration): a stand-in for a diverging simulator."""
+
+    def step(self, state, action, key=None):
+        bad = state.episode_length >= 16
+        new_state, out = super().step(state, action, key)
+        return new_state, out._replace(reward=jnp.where(bad, jnp.nan, out.reward))
+
+
+def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
+    cfg = toy_config(iters=6, **{"run.checkpoint_interval": STEPS_PER_ITER})
+    seen: list[dict] = []
+    with pytest.raises(TrainingDiverged) as e:
+        train(cfg, tmp_path, TrainHooks(on_train_metrics=seen.append),
+              env=NanAfterEnv(8), eval_env=make_toy_env(2))
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith("non-finite rollout/reward at iteration 3 (env_steps 192)"), msg
+    assert "state_000000000128.json" in msg
+    infos = C.list_checkpoints(tmp_path / "checkpoints")
+    assert [c.env_steps for c in infos] == [64, 128]  # nothing of the bad state
+    assert not list((tmp_path / "checkpoints").glob("*000000000192*"))
+    C.verify_files(infos[-1])
+    assert len(seen) == 3  # the bad iteration's metrics are logged for diagnosis
+
+
+def test_guard_names_params_and_order():
+    names = CK.guard_names(("train/q", "train/critic_loss", "rollout/reward"))
+    assert names[:3] == ("rollout/reward", "train/critic_loss", "train/q")
+    assert names[3:] == ("params/critic", "params/actor", "params/log_alpha", "params/log_beta",
+                         "params/obs_norm", "optimizer_state")
+    import numpy as np
+
+    flags = np.ones(len(names), bool)
+    assert CK.first_nonfinite(["train/q", "train/critic_loss", "rollout/reward"], flags) is None
+    flags[4] = False
+    assert CK.first_nonfinite(["train/q", "train/critic_loss", "rollout/reward"],
+                              flags) == "params/actor"
+
+
+# --------------------------------------------------------------------------------------------
+# Refusing corrupt / mismatched checkpoints (no iteration is compiled here)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def toy_registered(monkeypatch):
+    """toy/Bandit in this process's env registry for the duration of one test."""
+    monkeypatch.setitem(REGISTRY, TOY_SPEC.full_name, TOY_SPEC)
+
+
+@pytest.fixture
+def init_ckpt(tmp_path, toy_registered):
+    """A run directory (config.json, metrics.jsonl) with one checkpoint of the initial state."""
+    cfg = toy_config()
+    run = RunDir.create(tmp_path / "run", cfg, {"backend": "jax"})
+    (run.path / "metrics.jsonl").write_text('{"kind": "train", "env_steps": 64, "wall_s": 1.0}\n')
+    trainer = Trainer(cfg)
+    carry = trainer.init(cfg.run.seed)
+    info = CK.save_state(run.path, cfg, carry, CK.eval_key_init(cfg.run.seed), iteration=1,
+                         env_steps=STEPS_PER_ITER, wall_s=1.5, eval_return=None,
+                         best_eval_return=None, last_eval={})
+    return run.path, cfg, info
+
+
+def _check(run_dir, cfg, env=None):
+    trainer = Trainer(cfg, env, None if env is None else make_toy_env(cfg.run.eval_episodes))
+    return CK.check_resume(run_dir, cfg, trainer)
+
+
+def test_valid_checkpoint_restores_exact_arrays(init_ckpt):
+    run_dir, cfg, info = init_ckpt
+    got, tree = _check(run_dir, cfg)
+    assert got.env_steps == STEPS_PER_ITER and got.wall_s == 1.5
+    again = CK.tree_to_arrays(tree)
+    for k, v in C.load_state_arrays(info).items():
+        assert (again[k] == v).all() and again[k].dtype == v.dtype, k
+
+
+def test_refuses_corrupt_state(init_ckpt):
+    run_dir, cfg, info = init_ckpt
+    data = bytearray(info.state_path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    info.state_path.write_bytes(bytes(data))
+    with pytest.raises(UserError, match=r"state file .* is corrupt: sha256"):
+        _check(run_dir, cfg)
+
+
+def test_refuses_truncated_state_and_manifest(init_ckpt):
+    run_dir, cfg, info = init_ckpt
+    data = info.params_path.read_bytes()
+    info.params_path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match=r"params file .* is truncated or corrupt"):
+        _check(run_dir, cfg)
+    text = info.manifest_path.read_text()
+    info.manifest_path.write_text(text[: len(text) // 2])
+    with pytest.raises(UserError, match="manifest .* is corrupt or truncated"):
+        _check(run_dir, cfg)
+
+
+def _rewrite_manifest(info, **changes):
+    m = dict(info.manifest)
+    m.update(changes)
+    C.write_manifest(info.manifest_path, m)
+
+
+def test_refuses_other_backend(init_ckpt):
+    run_dir, cfg, info = init_ckpt
+    _rewrite_manifest(info, backend="torch")
+    with pytest.raises(UserError, match="written by backend 'torch', not 'jax'"):
+        _check(run_dir, cfg)
+
+
+def test_refuses_other_config_schema_version(init_ckpt):
+    run_dir, cfg, info = init_ckpt
+    _rewrite_manifest(info, config_schema_version=0)
+    with pytest.raises(UserError, match="config schema_version 0"):
+        _check(run_dir, cfg)
+
+
+def test_refuses_edited_manifest(init_ckpt):
+    run_dir, cfg, info = init_ckpt
+    m = json.loads(info.manifest_path.read_text())
+    m["iteration"] = 5  # hand edit without the checksum
+    info.manifest_path.write_text(json.dumps(m))
+    with pytest.raises(UserError, match="fails its checksum"):
+        _check(run_dir, cfg)
+
+
+def test_refuses_other_network_sizes(init_ckpt):
+    run_dir, cfg, info = init_ckpt
+    wider = apply_overrides(cfg, {"critic.hidden_dim": 64})
+    with pytest.raises(UserError, match=r"critic\.hidden_dim=32 in the checkpoint, "
+                                        r"critic\.hidden_dim=64"):
+        _check(run_dir, wider)
+    # an edited manifest config that matches: the array shapes still refuse it
+    _rewrite_manifest(info, config=wider.to_dict())
+    with pytest.raises(UserError, match=r"has carry/agent/critic/.* with shape .* expects"):
+        _check(run_dir, wider)
+
+
+def test_refuses_other_obs_shape(init_ckpt):
+    run_dir, cfg, _ = init_ckpt
+    with pytest.raises(UserError, match=r"carry/agent/.* with shape \(2.*expects.*\(3"):
+        _check(run_dir, cfg, env=make_toy_env(8, obs_dim=3))
+
+
+def test_cli_refusal_modifies_nothing(init_ckpt, capsys):
+    run_dir, cfg, info = init_ckpt
+    data = bytearray(info.state_path.read_bytes())
+    data[100] ^= 0x01
+    info.state_path.write_bytes(bytes(data))
+    # a metrics line after the checkpoint that a successful resume would drop
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write('{"kind": "train", "env_steps": 128, "wall_s": 2.0}\n')
+    before = digest_tree(run_dir)
+    rc = cli.main(["train", "--resume", str(run_dir), "--no-progress", "--steps", "2048"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("error: checkpoint state file") and "sha256" in err[-1]
+    assert digest_tree(run_dir) == before
+
+
+def test_cli_refuses_run_without_full_checkpoint(tmp_path, toy_registered, capsys):
+    run = RunDir.create(tmp_path / "run", toy_config(), {"backend": "jax"})
+    assert cli.main(["train", "--resume", str(run.path), "--no-progress"]) == 2
+    assert "no resumable checkpoint" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# The real CLI in subprocesses: SIGKILL + resume, SIGINT
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cli_reference(tmp_path_factory):
+    """The uninterrupted CLI run every interrupted run is compared with."""
+    run_dir = tmp_path_factory.mktemp("cli") / "ref"
+    p = reppo_toy("train", *CLI_ARGS, "--run-dir", str(run_dir))
+    assert p.returncode == 0, p.stderr[-3000:]
+    return run_dir
+
+
+def _interrupt(run_dir: Path, sig: int) -> subprocess.CompletedProcess:
+    proc = subprocess.Popen([sys.executable, str(DRIVER), "train", *CLI_ARGS, "--run-dir",
+                             str(run_dir)], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_manifest(run_dir, proc)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_sigkill_then_resume_gives_identical_metrics(cli_reference, tmp_path):
+    run_dir = tmp_path / "killed"
+    killed = _interrupt(run_dir, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL
+    last = C.latest_checkpoint(run_dir / "checkpoints")
+    total = 400 * STEPS_PER_ITER
+    assert last.env_steps < total, "the run finished before it was killed"
+    p = reppo_toy("train", "--resume", str(run_dir), "--no-progress")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert f"resuming from {last.manifest_path.name}" in p.stderr
+    ref, got = metrics(cli_reference), metrics(run_dir)
+    assert got == ref  # identical records, in order, no duplicates
+    # the clock continues from the checkpoint's wall time
+    recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    after = [r for r in recs if r["env_steps"] > last.env_steps]
+    assert after[0]["wall_s"] >= last.wall_s
+    assert all(a["wall_s"] <= b["wall_s"] for a, b in zip(recs, recs[1:]))
+
+
+def test_sigint_finishes_iteration_checkpoints_and_resumes(cli_reference, tmp_path):
+    run_dir = tmp_path / "interrupted"
+    p = _interrupt(run_dir, signal.SIGINT)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "stopped:" in p.stdout and "--resume" in p.stdout
+    recs = metrics(run_dir)
+    last = C.latest_checkpoint(run_dir / "checkpoints")
+    assert recs[-1]["env_steps"] == last.env_steps < 400 * STEPS_PER_ITER
+    C.verify_files(last)
+    p = reppo_toy("train", "--resume", str(run_dir), "--no-progress")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert metrics(run_dir) == metrics(cli_reference)
+
+
+@pytest.mark.slow
+def test_sigkill_resume_exact_on_cartpole(tmp_path):
+    """The same property with the real simulator (MJX CartpoleBalance) and the real CLI."""
+    args = ["--env", "dmc/CartpoleBalance", "--preset", "tiny", "--steps", str(60 * 64),
+            "--no-progress", "--run.eval_interval=1280", "--run.checkpoint_interval=640"]
+    cmd = [sys.executable, "-m", "reppo_common.cli", "train", *args]
+    ref = tmp_path / "ref"
+    p = subprocess.run(cmd + ["--run-dir", str(ref)], cwd=ROOT, env=_env(), capture_output=True,
+                       text=True, timeout=1500)
+    assert p.returncode == 0, p.stderr[-3000:]
+    run_dir = tmp_path / "killed"
+    proc = subprocess.Popen(cmd + ["--run-dir", str(run_dir)], cwd=ROOT, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_manifest(run_dir, proc, timeout=1500)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert C.latest_checkpoint(run_dir / "checkpoints").env_steps < 60 * 64
+    p = subprocess.run([sys.executable, "-m", "reppo_common.cli", "train", "--resume",
+                        str(run_dir), "--no-progress"], cwd=ROOT, env=_env(),
+                       capture_output=True, text=True, timeout=1500)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert metrics(run_dir) == metrics(ref)
