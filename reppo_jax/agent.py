@@ -9,7 +9,6 @@ actor sample, KL samples, shuffles — split per step and per minibatch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
@@ -21,37 +20,7 @@ from reppo_jax.losses import actor_loss, alpha_loss, beta_loss, critic_loss, q_v
 from reppo_jax.networks import Actor, Critic
 from reppo_jax.normalization import RunningStats, normalize, running_stats_update
 from reppo_jax.targets import soft_rewards, soft_td_lambda
-
-
-@dataclass(frozen=True)
-class Hyper:
-    """Static, fully resolved hyperparameters (config + env facts), closed over by jit."""
-
-    obs_dim: int
-    action_dim: int
-    num_envs: int
-    num_steps: int
-    num_minibatches: int
-    num_epochs: int
-    gamma: float
-    lam: float
-    v_min: float
-    v_max: float
-    num_bins: int
-    sigma: float
-    value_kind: str
-    aux_mult: float
-    min_std: float
-    kl_target: float
-    kl_mode: str
-    kl_samples: int
-    entropy_target: float
-    normalize_obs: bool
-    actor_lr: float
-    critic_lr: float
-    multiplier_lr: float
-    max_grad_norm: float
-    multiplier_max_grad_norm: float
+from spec.hyper import Hyper  # noqa: F401  (A.Hyper: resolved hyperparameters, shared by every port)
 
 
 class AgentState(NamedTuple):
