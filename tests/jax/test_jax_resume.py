@@ -389,6 +389,7 @@ def test_sigint_finishes_iteration_checkpoints_and_resumes(cli_reference, tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_sigkill_resume_exact_on_cartpole(tmp_path):
     """The same property with the real simulator (MJX CartpoleBalance) and the real CLI."""
     args = ["--env", "dmc/CartpoleBalance", "--preset", "tiny", "--steps", str(60 * 64),
