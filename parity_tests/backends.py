@@ -209,6 +209,8 @@ _SAME_NAME = {
     "losses": ("mse_value_loss", "value_loss", "q_value", "aux_loss", "critic_loss",
                "actor_loss", "alpha_loss", "beta_loss"),
     "normalization": ("running_stats_init", "running_stats_update", "normalize"),
+    "discrete": ("categorical_log_probs", "categorical_entropy", "categorical_kl",
+                 "discrete_actor_loss", "discrete_soft_value", "discrete_entropy_target"),
 }
 
 
@@ -241,15 +243,7 @@ REGISTRY: dict[str, dict[str, str | Callable]] = {
     },
 }
 
-_DISCRETE = ("categorical_log_probs", "categorical_entropy", "categorical_kl",
-             "discrete_actor_loss", "discrete_soft_value", "discrete_entropy_target")
-
-PENDING: dict[str, dict[str, str]] = {
-    "jax": {f"discrete.{f}": "D-REPPO (Atari) is ported to reppo_jax.discrete in its own issue"
-            for f in _DISCRETE},
-    "torch": {f"discrete.{f}": "D-REPPO is JAX-first; the torch port of the discrete losses "
-                               "is not scheduled yet" for f in _DISCRETE},
-}
+PENDING: dict[str, dict[str, str]] = {"jax": {}, "torch": {}}
 
 
 class MissingCounterpart(LookupError):

@@ -55,6 +55,8 @@ def param_layout(
     critic_norm: str,
     actor_norm: str,
     value_kind: str = "hlgauss",
+    action_space: str = "continuous",
+    torso: str = "none",
 ) -> dict[str, tuple[int, ...]]:
     """Names → shapes, in a fixed order (actor, encoder, q head, predictor, obs_norm, multipliers).
 
@@ -62,6 +64,18 @@ def param_layout(
     ``critic/q_head`` H → … → num_bins (1 for value_kind "mse"); ``critic/predictor``
     H → … → H + 1. Hidden widths equal the stack's hidden dim; n layers = n − 1 normalised blocks
     plus a final plain Linear.
+
+    ``action_space="discrete"`` (D-REPPO, ``action_dim`` = number of actions |A|): the actor
+    ends in |A| logits; the encoder sees the observation only (obs_dim → … → H) and the Q head
+    returns every action's histogram at once, H → … → |A|·num_bins (action-major: row j of the
+    reshaped (|A|, num_bins) output is Q(x, a_j)); the predictor's first layer takes
+    SiLU(z) ⊕ onehot(a), H + |A| → … → H + 1.
+
+    ``torso="nature_cnn"`` (Atari pixels, discrete only): the observation is C stacked 84×84
+    frames (obs_dim = C·84·84, uint8 scaled by 1/255) and actor and critic each get their own
+    Nature-CNN torso ``<net>/torso/{0,1,2}`` — conv kernels (kh, kw, in, out) 8×8/4 → 32,
+    4×4/2 → 64, 3×3/1 → 64, ReLU after each, flattened to 3136 features, which replace the
+    observation as the input of ``actor/layers`` and ``critic/encoder``.
     """
     for name, v in (("obs_dim", obs_dim), ("action_dim", action_dim),
                     ("critic_hidden", critic_hidden), ("actor_hidden", actor_hidden),
@@ -75,15 +89,34 @@ def param_layout(
         raise ValueError(f"value_kind must be one of {_VALUE_KINDS}, got {value_kind!r}")
     if value_kind == "hlgauss" and num_bins < 2:
         raise ValueError("an HL-Gauss critic needs num_bins >= 2")
+    if action_space not in ("continuous", "discrete"):
+        raise ValueError(f"action_space must be 'continuous' or 'discrete', got {action_space!r}")
+    discrete = action_space == "discrete"
+    if discrete and action_dim < 2:
+        raise ValueError(f"a discrete action space needs >= 2 actions, got {action_dim}")
     out_q = int(num_bins) if value_kind == "hlgauss" else 1
     layout: dict[str, tuple[int, ...]] = {}
-    _stack(layout, "actor/layers", obs_dim, actor_hidden, 2 * action_dim, actor_layers, actor_norm)
-    _stack(layout, "critic/encoder", obs_dim + action_dim, critic_hidden, critic_hidden,
-           num_encoder_layers, critic_norm)
-    _stack(layout, "critic/q_head", critic_hidden, critic_hidden, out_q, num_head_layers,
-           critic_norm)
-    _stack(layout, "critic/predictor", critic_hidden, critic_hidden, critic_hidden + 1,
-           num_pred_layers, critic_norm)
+    features = obs_dim
+    if torso == "nature_cnn":
+        if not discrete or obs_dim % (84 * 84):
+            raise ValueError("the nature_cnn torso needs a discrete action space and "
+                             f"obs_dim = C·84·84, got obs_dim={obs_dim}")
+        for net in ("actor", "critic"):
+            for i, shape in enumerate(nature_cnn_kernels(obs_dim // (84 * 84))):
+                layout[f"{net}/torso/{i}/kernel"] = shape
+                layout[f"{net}/torso/{i}/bias"] = (shape[-1],)
+        features = NATURE_CNN_FEATURES
+    elif torso != "none":
+        raise ValueError(f"torso must be 'none' or 'nature_cnn', got {torso!r}")
+    obs_in = features
+    _stack(layout, "actor/layers", obs_in, actor_hidden,
+           action_dim if discrete else 2 * action_dim, actor_layers, actor_norm)
+    _stack(layout, "critic/encoder", obs_in if discrete else obs_dim + action_dim, critic_hidden,
+           critic_hidden, num_encoder_layers, critic_norm)
+    _stack(layout, "critic/q_head", critic_hidden, critic_hidden,
+           action_dim * out_q if discrete else out_q, num_head_layers, critic_norm)
+    _stack(layout, "critic/predictor", critic_hidden + (action_dim if discrete else 0),
+           critic_hidden, critic_hidden + 1, num_pred_layers, critic_norm)
     layout["obs_norm/mean"] = (obs_dim,)
     layout["obs_norm/var"] = (obs_dim,)
     layout["obs_norm/count"] = ()
@@ -92,7 +125,18 @@ def param_layout(
     return layout
 
 
-def layout_from_config(cfg: Any, obs_dim: int, action_dim: int) -> dict[str, tuple[int, ...]]:
+NATURE_CNN_FEATURES = 7 * 7 * 64
+"""Flattened output of the Nature-CNN torso on 84×84 frames."""
+
+
+def nature_cnn_kernels(channels: int) -> tuple[tuple[int, int, int, int], ...]:
+    """Conv kernel shapes (kh, kw, in, out) of the Nature-CNN torso (strides 4, 2, 1)."""
+    return ((8, 8, channels, 32), (4, 4, 32, 64), (3, 3, 64, 64))
+
+
+def layout_from_config(cfg: Any, obs_dim: int, action_dim: int,
+                       action_space: str = "continuous",
+                       torso: str = "none") -> dict[str, tuple[int, ...]]:
     """``param_layout`` from a config duck-typed as ``cfg.critic.{hidden_dim, num_encoder_layers,
     num_head_layers, num_pred_layers, num_bins, norm, loss}`` and
     ``cfg.actor.{hidden_dim, num_layers, norm}`` (see spec/README.md)."""
@@ -109,6 +153,8 @@ def layout_from_config(cfg: Any, obs_dim: int, action_dim: int) -> dict[str, tup
         critic_norm=getattr(critic, "norm"),
         actor_norm=getattr(actor, "norm"),
         value_kind=getattr(critic, "loss", "hlgauss"),
+        action_space=action_space,
+        torso=torso,
     )
 
 
@@ -131,11 +177,17 @@ def init_params(
     alpha_init: float,
     beta_init: float,
     dtype=np.float32,
+    num_bins: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Initial parameters for ``layout`` (keys in layout order, draws in that order).
 
+    ``num_bins``: the histogram size when the Q head's output holds several histograms (the
+    discrete layout's |A|·num_bins); the logit prior is then repeated per action. None = the
+    whole output is one histogram.
+
     - kernels U(−1/√fan_in, +1/√fan_in), drawn in float64 then cast (PyTorch-style, as in the
-      paper commit); biases 0; norm scales 1, norm biases 0.
+      paper commit; fan_in = product of all but the last dim, i.e. kh·kw·in for a conv);
+      biases 0; norm scales 1, norm biases 0.
     - HL-Gauss Q head: the last bias is ``logit_prior_scale · hist(clip(0, v_min, v_max))``.
       This folds the paper code's learnable logit offset (40 × the histogram of 0, added to the
       head output) into the bias, so the initial head predicts ≈ 0 (the small random kernel only
@@ -154,12 +206,17 @@ def init_params(
     for name, shape in layout.items():
         shape = tuple(shape)
         if name.endswith("/kernel"):
-            bound = 1.0 / math.sqrt(shape[0])
+            bound = 1.0 / math.sqrt(math.prod(shape[:-1]))
             params[name] = rng.uniform(-bound, bound, size=shape).astype(dt)
-        elif name == f"critic/q_head/{q_last}/bias" and shape[0] > 1:
+        elif (name == f"critic/q_head/{q_last}/bias" and shape[0] > 1
+              and (num_bins is None or num_bins > 1)):
             y0 = np.clip(0.0, v_min, v_max)
-            hist = hlgauss_target(np.float64(y0), v_min, v_max, shape[0], sigma)
-            params[name] = (logit_prior_scale * hist).astype(dt)
+            bins = int(num_bins) if num_bins is not None else shape[0]
+            if shape[0] % bins:
+                raise ValueError(f"'{name}' has {shape[0]} outputs, not a multiple of "
+                                 f"num_bins={bins}")
+            hist = hlgauss_target(np.float64(y0), v_min, v_max, bins, sigma)
+            params[name] = np.tile(logit_prior_scale * hist, shape[0] // bins).astype(dt)
         elif name.endswith("/norm/scale"):
             params[name] = np.ones(shape, dt)
         elif name.endswith("/bias"):

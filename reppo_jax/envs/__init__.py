@@ -10,7 +10,7 @@ from __future__ import annotations
 from reppo_jax.envs.base import StepOutput, VecEnv, VecEnvState
 
 __all__ = ["StepOutput", "VecEnv", "VecEnvState", "make_env", "make_dmc_env", "make_toy_env",
-           "supports_env"]
+           "make_minatar_env", "supports_env"]
 
 
 def make_dmc_env(*args, **kwargs):
@@ -25,11 +25,17 @@ def make_toy_env(*args, **kwargs):
     return _make(*args, **kwargs)
 
 
+def make_minatar_env(*args, **kwargs):
+    from reppo_jax.envs.minatar import make_minatar_env as _make
+
+    return _make(*args, **kwargs)
+
+
 def supports_env(name: str) -> bool:
     suite, _, task = name.rpartition("/")
     suite = suite or "dmc"
     if suite == "toy":
-        return task in ("Bandit", "BanditTerminate")
+        return task in ("Bandit", "BanditTerminate", "DiscreteBandit")
     if suite == "dmc":
         try:
             from reppo_jax.envs.dmc import dmc_task_names
@@ -37,6 +43,14 @@ def supports_env(name: str) -> bool:
             return task in dmc_task_names()
         except ImportError:
             return False
+    if suite == "minatar":
+        from reppo_jax.envs.minatar import GAMES
+
+        return task in GAMES
+    if suite == "atari":
+        from reppo_jax.envs.atari import atari_available
+
+        return atari_available()
     return False
 
 
@@ -54,6 +68,13 @@ def make_env(name: str, num_envs: int, *, max_episode_steps: int | None = None,
     if suite == "toy":
         if action_repeat != 1:
             raise ValueError("toy envs do not support action_repeat")
+        if task == "DiscreteBandit":
+            from reppo_jax.envs.toy_discrete import make_discrete_bandit
+
+            if max_episode_steps is not None:
+                kwargs["max_episode_steps"] = max_episode_steps
+            return make_discrete_bandit(num_envs, random_episode_offsets=random_episode_offsets,
+                                        **kwargs)
         if task == "Bandit":
             kwargs.setdefault("terminate_prob", 0.0)
         elif task == "BanditTerminate":
@@ -63,4 +84,17 @@ def make_env(name: str, num_envs: int, *, max_episode_steps: int | None = None,
         if max_episode_steps is not None:
             kwargs["max_episode_steps"] = max_episode_steps
         return make_toy_env(num_envs, random_episode_offsets=random_episode_offsets, **kwargs)
+    if suite == "minatar":
+        if action_repeat != 1:
+            raise ValueError("minatar envs do not support action_repeat")
+        return make_minatar_env(task, num_envs, max_episode_steps=max_episode_steps,
+                                random_episode_offsets=random_episode_offsets)
+    if suite == "atari":
+        from reppo_jax.envs.atari import make_atari_env
+
+        if action_repeat != 1:
+            raise ValueError("atari envs use the ALE v5 frame skip of 4; action_repeat must be 1")
+        # training envs (random offsets requested) clip rewards; evaluation envs score raw
+        return make_atari_env(task, num_envs, max_episode_steps=max_episode_steps,
+                              clip_rewards=random_episode_offsets, seed=kwargs.get("seed", 0))
     raise ValueError(f"unsupported env suite {suite!r} in {name!r}")

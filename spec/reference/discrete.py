@@ -87,8 +87,12 @@ def discrete_actor_loss(
 
 
 def discrete_soft_value(q_values_all: np.ndarray, logits: np.ndarray, alpha: float) -> np.ndarray:
-    """Closed-form expected next soft value V(x) = Σ_j π_j (Q_j − α log π_j) — the D-REPPO
-    bootstrap V_{t+1} with the entropy bonus included (use with plain rewards, not r̃)."""
+    """Closed-form soft state value V(x) = Σ_j π_j (Q_j − α log π_j).
+
+    For TD(λ) targets use α = 0 (V_{t+1} = Σ_j π_j Q_j) together with the soft reward
+    r̃_t = r_t + (1 − term_t)·γ·α·H[π(·|x_{t+1})], i.e. ``targets.soft_rewards`` with
+    next_log_probs = −H: the entropy bonus of x_{t+1} then enters both branches of the λ-return.
+    Plain rewards with the soft V would weight it by (1 − λ) only (exact for λ = 0)."""
     dt = float_dtype(q_values_all, logits)
     q, logits = as_float(q_values_all, dt), as_float(logits, dt)
     if q.shape != logits.shape or q.ndim == 0:

@@ -1,0 +1,539 @@
+"""D-REPPO (paper Appendix C): the discrete-action agent, one jitted iteration, and its trainer.
+
+The iteration has the continuous agent's shape (``reppo_jax.agent``): rollout with the behaviour
+policy θ' (snapshot at the start of the iteration), soft TD(λ) targets once, then epochs of
+shuffled minibatches, each a critic step followed by an actor step against the updated critic and
+the α/β step. What changes for a categorical policy π(·|x) = softmax(actor(x)):
+
+* **Critic**: Q(x, ·) for every action in one pass. The encoder sees the observation only,
+  z = φ(x); the Q head returns an (|A|, num_bins) block of HL-Gauss logits; the critic loss
+  uses the row of the executed action. The self-predictive head takes SiLU(z) ⊕ onehot(a) and
+  predicts the next embedding z(x′) = φ(x′) and the reward (eq. 17 with the action as an input,
+  since z no longer contains it). Layout: ``spec.params.param_layout(action_space="discrete")``.
+* **Actor** (eq. 14–16): closed-form expectations over actions, ℓ_i = Σ_j π_j(α log π_j − Q_ij)
+  when the exact KL(π_θ'‖π_θ)(x_i) < ε_KL, else β·KL (per-state switch). No sampling, no
+  reparameterisation, so the update needs no noise at all.
+* **Targets**: the bootstrap is the closed-form expected value V_{t+1} = Σ_j π_θ'(a_j|x′) Q(x′, a_j)
+  and the entropy bonus the exact entropy, r̃_t = r_t + (1 − term_t)·γ·α·H[π_θ'(·|x′)]; these
+  feed the same ``soft_td_lambda`` as the continuous agent (``next_log_prob`` = −H).
+* **Multipliers**: L_α = α·sg(H̄ − ε_H) with the exact mean entropy and the categorical entropy
+  target ε_H = ``loss.entropy_target_mult`` · log|A| (``spec.reference.discrete``: the continuous
+  −mult·|A| can never bind because H ≥ 0); L_β as in the continuous agent with the exact KL.
+* **Evaluation**: the greedy action argmax_j π_j (the policy's mode, as tanh(μ) is the continuous
+  agent's).
+
+Environments signal a discrete action space with ``env.discrete = True`` and ``env.num_actions``
+(= ``env.action_dim``); actions are int32 indices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from reppo_jax import agent as A
+from reppo_jax import discrete as Dd
+from reppo_jax.losses import alpha_loss, beta_loss, critic_loss, q_value
+from reppo_jax.networks import MLP, stack_features
+from reppo_jax.normalization import normalize, running_stats_update
+from reppo_jax.targets import soft_rewards, soft_td_lambda
+from reppo_jax.train import Trainer, enable_compilation_cache
+from spec import derived
+
+
+# ---------------------------------------------------------------------------------------------
+# Networks
+# ---------------------------------------------------------------------------------------------
+
+
+class NatureCNN(nn.Module):
+    """Nature-DQN torso on stacked 84×84 frames: uint8 (..., C·84·84) or (..., C, 84, 84)
+    scaled by 1/255 → conv 8×8/4 (32) → 4×4/2 (64) → 3×3/1 (64), ReLU after each → 3136
+    features. Params ``{0,1,2}/{kernel (kh, kw, in, out), bias}`` (``spec.params``)."""
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        if obs.shape[-1] == 84:
+            lead, channels = obs.shape[:-3], obs.shape[-3]
+        else:
+            lead, channels = obs.shape[:-1], obs.shape[-1] // (84 * 84)
+        x = obs.reshape((-1, channels, 84, 84))
+        x = jnp.transpose(x.astype(jnp.float32) / 255.0, (0, 2, 3, 1))
+        for i, (f, k, st) in enumerate(((32, 8, 4), (64, 4, 2), (64, 3, 1))):
+            x = nn.relu(nn.Conv(f, (k, k), (st, st), padding="VALID", name=str(i))(x))
+        return x.reshape(lead + (-1,))
+
+
+class CategoricalActor(nn.Module):
+    """obs → |A| logits (canonical ``actor/layers``, after ``actor/torso`` for pixels)."""
+
+    num_actions: int
+    hidden_dim: int
+    num_layers: int
+    norm: str
+    torso: str = "none"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        if self.torso == "nature_cnn":
+            obs = NatureCNN(name="torso")(obs)
+        return MLP(stack_features(self.num_layers, self.hidden_dim, self.num_actions), self.norm,
+                   name="layers")(obs)
+
+
+class DiscreteCritic(nn.Module):
+    """obs → (Q-head output (..., |A|, q_out), embedding z); ``predict(z, onehot)`` → the
+    auxiliary head's (next embedding, reward)."""
+
+    hidden_dim: int
+    num_encoder_layers: int
+    num_head_layers: int
+    num_pred_layers: int
+    num_actions: int
+    q_out: int
+    norm: str
+    torso: str = "none"
+
+    def setup(self) -> None:
+        if self.torso == "nature_cnn":
+            self.cnn = NatureCNN(name="torso")
+        self.encoder = MLP(stack_features(self.num_encoder_layers, self.hidden_dim, self.hidden_dim),
+                           self.norm)
+        self.q_head = MLP(stack_features(self.num_head_layers, self.hidden_dim,
+                                         self.num_actions * self.q_out),
+                          self.norm, activate_input=True)
+        self.predictor = MLP(
+            stack_features(self.num_pred_layers, self.hidden_dim, self.hidden_dim + 1), self.norm)
+
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        if self.torso == "nature_cnn":
+            obs = self.cnn(obs)
+        z = self.encoder(obs)
+        out = self.q_head(z)
+        return out.reshape(out.shape[:-1] + (self.num_actions, self.q_out)), z
+
+    def predict(self, z: jax.Array, action_onehot: jax.Array) -> tuple[jax.Array, jax.Array]:
+        out = self.predictor(jnp.concatenate([nn.silu(z), action_onehot], axis=-1))
+        return out[..., :-1], out[..., -1]
+
+
+class Nets(NamedTuple):
+    actor: CategoricalActor
+    critic: DiscreteCritic
+
+
+def make_nets(config, h, torso: str = "none") -> Nets:
+    c, a = config.critic, config.actor
+    return Nets(
+        CategoricalActor(h.action_dim, a.hidden_dim, a.num_layers, a.norm, torso),
+        DiscreteCritic(c.hidden_dim, c.num_encoder_layers, c.num_head_layers, c.num_pred_layers,
+                       h.action_dim, h.num_bins, c.norm, torso),
+    )
+
+
+def torso_of(env) -> str:
+    """'nature_cnn' for pixel envs (``env.pixels``), else 'none' (flat observations)."""
+    return "nature_cnn" if getattr(env, "pixels", False) else "none"
+
+
+def logits_of(nets: Nets, actor_params, obs) -> jax.Array:
+    return nets.actor.apply({"params": actor_params}, obs)
+
+
+def q_all_of(nets: Nets, h, critic_params, obs) -> tuple[jax.Array, jax.Array]:
+    """(Q(x, a_j) for every action (..., |A|), embedding z)."""
+    out, z = nets.critic.apply({"params": critic_params}, obs)
+    return q_value(out, h.value_kind, h.v_min, h.v_max, h.num_bins), z
+
+
+# ---------------------------------------------------------------------------------------------
+# Update
+# ---------------------------------------------------------------------------------------------
+
+
+def critic_update(nets: Nets, h, opt, state: A.AgentState, mb: dict):
+    """One critic step on a minibatch: HL-Gauss CE of the executed action's row + aux loss."""
+    onehot = jax.nn.one_hot(mb["action"], h.action_dim, dtype=mb["obs"].dtype)
+
+    def loss_fn(params):
+        out_all, z = nets.critic.apply({"params": params}, mb["obs"])
+        out = jnp.take_along_axis(out_all, mb["action"][:, None, None], axis=1)[:, 0]
+        pred_z, pred_r = nets.critic.apply({"params": params}, z, onehot,
+                                           method=DiscreteCritic.predict)
+        return critic_loss(out, mb["target"], pred_z, mb["next_emb"], pred_r, mb["reward"],
+                           kind=h.value_kind, v_min=h.v_min, v_max=h.v_max, num_bins=h.num_bins,
+                           sigma=h.sigma, aux_mult=h.aux_mult)
+
+    (loss, info), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.critic)
+    updates, opt_state = opt.update(grads, state.critic_opt, state.critic)
+    params = optax.apply_updates(state.critic, updates)
+    info = {"train/critic_loss": loss, "train/value_loss": info["value_loss"],
+            "train/aux_loss": info["aux_loss"], "train/critic_grad_norm": optax.tree.norm(grads)}
+    return state._replace(critic=params, critic_opt=opt_state), info
+
+
+def actor_update(nets: Nets, h, actor_opt, mult_opt, state: A.AgentState, behaviour, obs):
+    """Actor step (eq. 14–16, closed form) on the current critic, then the α/β step."""
+    alpha = jnp.exp(state.log_alpha)
+    beta = jnp.exp(state.log_beta)
+    q_all, _ = q_all_of(nets, h, state.critic, obs)
+    q_all = jax.lax.stop_gradient(q_all)
+    old_logits = jax.lax.stop_gradient(logits_of(nets, behaviour, obs))
+
+    def loss_fn(params):
+        logits = logits_of(nets, params, obs)
+        return Dd.discrete_actor_loss(q_all, logits, old_logits, alpha, beta, h.kl_target,
+                                      h.kl_mode)
+
+    (loss, info), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.actor)
+    updates, actor_opt_state = actor_opt.update(grads, state.actor_opt, state.actor)
+    actor_params = optax.apply_updates(state.actor, updates)
+
+    entropy = jax.lax.stop_gradient(info["entropy_mean"])
+    kl = jax.lax.stop_gradient(info["kl_mean"])
+
+    def mult_loss(logs):
+        la = alpha_loss(logs[0], entropy, h.entropy_target)
+        lb = beta_loss(logs[1], kl, h.kl_target) if h.kl_mode != "none" else 0.0 * logs[1]
+        return la + lb
+
+    logs = jnp.stack([state.log_alpha, state.log_beta])
+    mgrads = jax.grad(mult_loss)(logs)
+    mupdates, mult_opt_state = mult_opt.update(mgrads, state.mult_opt, logs)
+    logs = optax.apply_updates(logs, mupdates)
+    new_state = state._replace(actor=actor_params, actor_opt=actor_opt_state,
+                               log_alpha=logs[0], log_beta=logs[1], mult_opt=mult_opt_state)
+    info = {"train/actor_loss": loss, "train/actor_grad_norm": optax.tree.norm(grads),
+            "train/kl": info["kl_mean"], "train/kl_violation_frac": info["kl_violation_frac"],
+            "train/entropy": info["entropy_mean"], "train/q": info["q_mean"],
+            "train/alpha": alpha, "train/beta": beta}
+    return new_state, info
+
+
+def minibatch_step(nets: Nets, h, opts, state: A.AgentState, behaviour, mb: dict
+                   ) -> tuple[A.AgentState, dict]:
+    """Critic step, then actor and α/β step on the updated critic (Algorithm 1's inner loop).
+    ``mb``: ``obs`` (normalised), ``action`` (int32), ``reward``, ``target``, ``next_emb``."""
+    actor_opt, critic_opt, mult_opt = opts
+    state, c_info = critic_update(nets, h, critic_opt, state, mb)
+    state, a_info = actor_update(nets, h, actor_opt, mult_opt, state, behaviour, mb["obs"])
+    return state, {**c_info, **a_info}
+
+
+def _norm(h, stats, obs):
+    return normalize(obs, stats) if h.normalize_obs else obs
+
+
+def bootstrap(nets: Nets, h, behaviour, critic, x_next):
+    """At the true next observation x′ (normalised): (Σ_j π_θ'(a_j|x′) Q(x′, a_j), H[π_θ'(·|x′)],
+    z(x′)) — the closed-form bootstrap value, the exact entropy and the auxiliary target."""
+    n_logits = logits_of(nets, behaviour, x_next)
+    q_next, z_next = q_all_of(nets, h, critic, x_next)
+    return (Dd.discrete_soft_value(q_next, n_logits, 0.0), Dd.categorical_entropy(n_logits),
+            z_next)
+
+
+def rollout(nets: Nets, h, env, carry: A.Carry):
+    """num_steps × num_envs transitions with actions sampled from π_θ' (one key per step).
+
+    Statistics are updated with every new observation before it is normalised (as the continuous
+    agent does). ``Transition.next_log_prob`` holds −H[π_θ'(·|x′)] so that ``soft_rewards``
+    gives r̃ = r + γ·α·H."""
+    agent = carry.agent
+    behaviour, critic = agent.actor, agent.critic
+
+    def step(c, _):
+        stats, env_state, obs, key = c
+        key, k_act = jax.random.split(key)
+        x = _norm(h, stats, obs)
+        action = Dd.sample_actions(k_act, logits_of(nets, behaviour, x))
+        env_state, out = env.step(env_state, action)
+        if h.normalize_obs:
+            stats = running_stats_update(stats, out.obs)
+        x_next = _norm(h, stats, out.final_obs)
+        next_value, next_entropy, next_emb = bootstrap(nets, h, behaviour, critic, x_next)
+        tr = A.Transition(x, action, out.reward, out.terminated, out.truncated, next_value,
+                          -next_entropy, next_emb)
+        ep = {"done": jnp.logical_or(out.terminated, out.truncated),
+              "return": out.info["episode_return"], "length": out.info["episode_length"]}
+        return (stats, env_state, out.obs, key), (tr, ep)
+
+    (stats, env_state, obs, key), (batch, episodes) = jax.lax.scan(
+        step, (agent.obs_stats, carry.env_state, carry.obs, carry.key), None, length=h.num_steps)
+    return A.Carry(agent._replace(obs_stats=stats), env_state, obs, key), batch, episodes
+
+
+def compute_targets(h, agent: A.AgentState, batch: A.Transition) -> jax.Array:
+    """Soft TD(λ) targets, once per iteration, with α at target time (as the continuous agent)."""
+    alpha = jnp.exp(agent.log_alpha)
+    r = soft_rewards(batch.reward, batch.next_log_prob, batch.terminated, alpha, h.gamma)
+    return soft_td_lambda(r, batch.next_value, batch.terminated, batch.truncated, h.gamma, h.lam)
+
+
+def update(nets: Nets, h, opts, agent: A.AgentState, batch: A.Transition, targets, key):
+    """num_epochs × num_minibatches of (critic step, actor step, multiplier step); metrics are
+    averaged over every minibatch of the iteration."""
+    behaviour = agent.actor
+    n = batch.obs.shape[0] * batch.obs.shape[1]
+    data = {"obs": batch.obs, "action": batch.action, "reward": batch.reward,
+            "target": targets, "next_emb": batch.next_emb}
+    data = jax.tree.map(lambda x: x.reshape((n,) + x.shape[2:]), data)
+
+    def epoch(agent, key):
+        perm = jax.random.permutation(key, n)
+        mbs = jax.tree.map(lambda x: x[perm].reshape((h.num_minibatches, -1) + x.shape[1:]), data)
+
+        def minibatch(agent, mb):
+            return minibatch_step(nets, h, opts, agent, behaviour, mb)
+
+        return jax.lax.scan(minibatch, agent, mbs)
+
+    agent, infos = jax.lax.scan(epoch, agent, jax.random.split(key, h.num_epochs))
+    return agent, jax.tree.map(jnp.mean, infos)
+
+
+def iteration_info(info, batch, targets, episodes) -> dict:
+    done = episodes["done"].astype(jnp.float32)
+    n_done = jnp.sum(done)
+    return {**info,
+            "rollout/reward": jnp.mean(batch.reward),
+            "rollout/target": jnp.mean(targets),
+            "rollout/value": jnp.mean(batch.next_value),
+            "rollout/episodes": n_done,
+            "rollout/episode_return": jnp.sum(done * episodes["return"]) / jnp.maximum(n_done, 1)}
+
+
+def make_iteration(nets: Nets, h, env):
+    """The whole iteration as one function of the carry, to be jitted once."""
+    opts = A.optimizers(h)
+
+    def iteration(carry: A.Carry):
+        carry, batch, episodes = rollout(nets, h, env, carry)
+        targets = compute_targets(h, carry.agent, batch)
+        key, k_upd = jax.random.split(carry.key)
+        agent, info = update(nets, h, opts, carry.agent, batch, targets, k_upd)
+        return (A.Carry(agent, carry.env_state, carry.obs, key),
+                iteration_info(info, batch, targets, episodes))
+
+    return iteration
+
+
+def make_evaluate(nets: Nets, h, env, num_steps: int):
+    """Greedy policy argmax π on fresh episodes; each env's first episode return and length.
+    Observation statistics are frozen."""
+
+    def evaluate(actor_params, stats, key):
+        env_state, obs = env.reset(key)
+
+        def step(c, _):
+            env_state, obs, ret, length, alive = c
+            action = Dd.greedy_actions(logits_of(nets, actor_params, _norm(h, stats, obs)))
+            env_state, out = env.step(env_state, action)
+            ret = ret + alive * out.reward
+            length = length + alive
+            done = jnp.logical_or(out.terminated, out.truncated)
+            alive = alive * (1.0 - done.astype(alive.dtype))
+            return (env_state, out.obs, ret, length, alive), None
+
+        zeros = jnp.zeros((env.num_envs,), jnp.float32)
+        (_, _, ret, length, _), _ = jax.lax.scan(
+            step, (env_state, obs, zeros, zeros, jnp.ones_like(zeros)), None, length=num_steps)
+        return ret, length
+
+    return evaluate
+
+
+# ---------------------------------------------------------------------------------------------
+# Host-side environments (Atari via envpool)
+# ---------------------------------------------------------------------------------------------
+
+
+def make_host_iteration(nets: Nets, h, env):
+    """The iteration for a host-side env (``env.host``): the same computation as
+    :func:`make_iteration`, but the env is stepped from Python. Per env step one jitted call
+    bootstraps the previous transition at its true next observation (closed-form value, entropy,
+    embedding; statistics updated first, as in :func:`rollout`) and samples the next action; per
+    iteration one jitted call computes the targets and runs the update. The carry's
+    ``env_state`` stays None (the emulators' state lives in the envpool object)."""
+    opts = A.optimizers(h)
+
+    @jax.jit
+    def act(actor, stats, obs, key):
+        key, k = jax.random.split(key)
+        x = _norm(h, stats, obs)
+        return Dd.sample_actions(k, logits_of(nets, actor, x)), x, key
+
+    @jax.jit
+    def observe(actor, critic, stats, final_obs, next_obs):
+        if h.normalize_obs:
+            stats = running_stats_update(stats, next_obs)
+        value, entropy, emb = bootstrap(nets, h, actor, critic, _norm(h, stats, final_obs))
+        return stats, value, entropy, emb
+
+    @jax.jit
+    def learn(agent, key, batch, done, ep_return):
+        targets = compute_targets(h, agent, batch)
+        key, k_upd = jax.random.split(key)
+        agent, info = update(nets, h, opts, agent, batch, targets, k_upd)
+        return agent, key, iteration_info(info, batch, targets,
+                                          {"done": done, "return": ep_return})
+
+    def iteration(carry: A.Carry):
+        agent, obs, key = carry.agent, carry.obs, carry.key
+        stats = agent.obs_stats
+        steps, dones, rets = [], [], []
+        for _ in range(h.num_steps):
+            action, x, key = act(agent.actor, stats, obs, key)
+            _, out = env.step(None, np.asarray(action))
+            stats, value, entropy, emb = observe(agent.actor, agent.critic, stats, out.final_obs,
+                                                 out.obs)
+            steps.append(A.Transition(x, action, out.reward, out.terminated, out.truncated,
+                                      value, -entropy, emb))
+            dones.append(out.info["episode_done"])
+            rets.append(out.info["episode_return"])
+            obs = out.obs
+        batch = jax.tree.map(lambda *xs: jnp.stack(xs), *steps)
+        agent, key, info = learn(agent._replace(obs_stats=stats), key, batch,
+                                 jnp.asarray(np.stack(dones)), jnp.asarray(np.stack(rets)))
+        return A.Carry(agent, None, jnp.asarray(obs), key), info
+
+    return iteration
+
+
+def make_host_evaluate(nets: Nets, h, env, num_steps: int):
+    """Greedy evaluation on a host-side env: every env plays one full episode (up to
+    ``num_steps`` agent steps) with raw (unclipped) rewards."""
+
+    @jax.jit
+    def greedy(actor, stats, obs):
+        return Dd.greedy_actions(logits_of(nets, actor, _norm(h, stats, obs)))
+
+    def evaluate(actor_params, stats, key):
+        _, obs = env.reset(key)
+        ret = np.zeros(env.num_envs, np.float32)
+        length = np.zeros(env.num_envs, np.float32)
+        alive = np.ones(env.num_envs, bool)
+        for _ in range(num_steps):
+            _, out = env.step(None, np.asarray(greedy(actor_params, stats, obs)))
+            finished = alive & out.info["episode_done"]
+            ret = np.where(finished, out.info["episode_return"], ret)
+            length = np.where(finished, out.info["episode_length"], length)
+            alive &= ~finished
+            obs = out.obs
+            if not alive.any():
+                break
+        ret = np.where(alive, 0.0, ret)  # unfinished episodes (num_steps too small) score 0
+        return ret, length
+
+    return evaluate
+
+
+# ---------------------------------------------------------------------------------------------
+# Hyperparameters, initialisation, trainer
+# ---------------------------------------------------------------------------------------------
+
+
+def resolve_hyper(config, env):
+    """The continuous resolution (γ, support, learning rates) with the categorical entropy
+    target ε_H = ``loss.entropy_target_mult`` · log|A|."""
+    from reppo_jax.train import resolve_hyper as resolve
+
+    h = resolve(config, env)
+    h = dataclasses.replace(h, entropy_target=Dd.discrete_entropy_target(
+        env.num_actions, config.loss.entropy_target_mult))
+    if getattr(env, "pixels", False):
+        # pixels are scaled by 1/255 in the Nature-CNN torso (ALE protocol); running statistics
+        # over 28,224 uint8 features would also store the batch as float32 (4× the memory)
+        h = dataclasses.replace(h, normalize_obs=False)
+    return h
+
+
+def canonical_init(config, h, seed: int, torso: str = "none") -> dict[str, np.ndarray]:
+    """Initial weights of the discrete layout from the spec's numpy init."""
+    from spec import params as P
+
+    layout = P.layout_from_config(config, h.obs_dim, h.action_dim, action_space="discrete",
+                                  torso=torso)
+    return P.init_params(np.random.default_rng(seed), layout, v_min=h.v_min, v_max=h.v_max,
+                         sigma=h.sigma, logit_prior_scale=config.critic.logit_prior_scale,
+                         alpha_init=config.loss.alpha_init, beta_init=config.loss.beta_init,
+                         num_bins=h.num_bins)
+
+
+def is_discrete(config, env=None) -> bool:
+    """True for an env flagged ``discrete`` or, without an env, a discrete registry entry."""
+    if env is not None:
+        return bool(getattr(env, "discrete", False))
+    from reppo_common.registry import REGISTRY
+
+    spec = REGISTRY.get(config.env.name)
+    if spec is None:
+        return config.env.name == "toy/DiscreteBandit"
+    return spec.action_space == "discrete"
+
+
+def setup_trainer(trainer) -> None:
+    """Fill a ``reppo_jax.train.Trainer`` for a discrete env: hyperparameters, networks, the
+    jitted iteration (plain and NaN-guarded) and the jitted greedy evaluation."""
+    from reppo_jax.checkpoint import guard_iteration
+    from reppo_jax.train import make_env
+
+    cfg = trainer.config
+    if trainer.env is None:
+        trainer.env = make_env(cfg, cfg.rollout.num_envs)
+    if trainer.eval_env is None:
+        trainer.eval_env = make_env(cfg, cfg.run.eval_episodes, evaluation=True)
+    trainer.h = resolve_hyper(cfg, trainer.env)
+    trainer.torso = torso_of(trainer.env)
+    trainer.nets = make_nets(cfg, trainer.h, trainer.torso)
+    if getattr(trainer.env, "host", False):
+        trainer.iteration = make_host_iteration(trainer.nets, trainer.h, trainer.env)
+        trainer.guarded_iteration = guard_iteration(trainer.iteration)
+        trainer._evaluate = make_host_evaluate(trainer.nets, trainer.h, trainer.eval_env,
+                                               trainer.eval_env.max_episode_steps)
+    else:
+        trainer.iteration = jax.jit(make_iteration(trainer.nets, trainer.h, trainer.env),
+                                    donate_argnums=0)
+        trainer.guarded_iteration = jax.jit(
+            guard_iteration(make_iteration(trainer.nets, trainer.h, trainer.env)),
+            donate_argnums=0)
+        trainer._evaluate = jax.jit(make_evaluate(trainer.nets, trainer.h, trainer.eval_env,
+                                                  trainer.eval_env.max_episode_steps))
+    trainer.steps_per_iteration = derived.env_steps_per_iteration(
+        cfg.rollout.num_envs, cfg.rollout.num_steps, cfg.env.action_repeat)
+
+
+def init_carry(trainer, seed: int) -> A.Carry:
+    """Initial carry (same key derivation as the continuous trainer)."""
+    from reppo_jax.train import state_from_canonical
+
+    key = jax.random.PRNGKey(seed)
+    k_env, k_run = jax.random.split(key)
+    state = state_from_canonical(trainer.h, canonical_init(trainer.config, trainer.h, seed,
+                                                           trainer.torso))
+    env_state, obs = trainer.env.reset(k_env)
+    obs = jnp.asarray(obs)
+    if trainer.h.normalize_obs:
+        state = state._replace(obs_stats=running_stats_update(state.obs_stats, obs))
+    return jax.tree.map(jnp.copy, A.Carry(state, env_state, obs, k_run))
+
+
+
+class DiscreteTrainer(Trainer):
+    """``reppo_jax.train.Trainer`` for a discrete action space: the same interface (``init``,
+    ``iteration``, ``guarded_iteration``, ``evaluate``, ``steps_per_iteration``), so
+    ``reppo_jax.train.train`` runs it unchanged. ``Trainer(config, ...)`` returns one of these
+    by itself when the env is discrete (see ``Trainer.__new__``)."""
+
+    def __post_init__(self) -> None:
+        enable_compilation_cache()
+        setup_trainer(self)
+
+    def init(self, seed: int) -> A.Carry:
+        return init_carry(self, seed)
