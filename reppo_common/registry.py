@@ -91,7 +91,7 @@ def _build() -> dict[str, EnvSpec]:
             _DMC_PRESETS.get(n, "cpu"))
     for n, steps in _MANISKILL.items():
         # Dense normalised ManiSkill rewards lie in [0, 1]; the preset fixes v in [-15, 15].
-        add("maniskill", n, "continuous", ("torch",), (0.0, 1.0), steps, True, "maniskill")
+        add("maniskill", n, "continuous", ("torch",), (0.0, 1.0), steps, True, "cpu-maniskill")
     for n, steps in _MINATAR.items():
         add("minatar", n, "discrete", ("jax",), (0.0, 1.0), steps, False, "cpu-discrete")
     for n in _ATARI:
