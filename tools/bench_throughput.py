@@ -2,7 +2,7 @@
 
     python tools/bench_throughput.py --env dmc/CartpoleBalance --preset cpu \
         [--section.field=value ...] [--authors-config] --iterations 10 --repeats 3 \
-        [--baseline-sps 2300] [--json]
+        [--baseline-sps 2300] [--backend jax|torch] [--torch-threads N] [--json]
 
 In one process it builds the JAX ``Trainer`` for the config and reports, side by side:
 
@@ -21,6 +21,13 @@ our issue (128 envs x 32 steps, 4 minibatches, 4 epochs, 512-wide actor and crit
 ``--section.field=value`` overrides still win. ``--baseline-sps`` (default 2300: the authors' code
 on this machine, ~2.3k training env-steps/s after ~25 s compile, *recorded in the issue text, not
 measured by this run*) gives the ratio ours/theirs.
+
+``--backend torch`` additionally builds the torch ``Trainer`` for the *same* config in the same
+process, after the JAX measurement, and reports its training env-steps/s (median over the same
+repeats; the first iteration is warm-up), its pure-simulation env-steps/s (random actions through
+the torch env, i.e. the JAX simulator behind DLPack) and the torch/JAX training throughput
+ratio measured in this run. ``--torch-threads`` sets torch's intra-op threads (default: the
+torch backend's ``DEFAULT_THREADS``).
 
 The persistent XLA compilation cache is disabled unless ``--use-cache`` (a warm cache would hide
 the compile time). Numbers are for whatever device JAX picks (``JAX_PLATFORMS=cpu`` forces CPU);
@@ -70,6 +77,11 @@ def parse_args(argv=None):
                    help="keep the persistent XLA compilation cache (hides compile time)")
     p.add_argument("--no-sim", action="store_true", help="skip the simulation-only measurement")
     p.add_argument("--json", action="store_true", help="also print one JSON line of results")
+    p.add_argument("--backend", choices=("jax", "torch"), default="jax",
+                   help="torch: also measure the torch backend on the same config and print "
+                        "the torch/JAX ratio")
+    p.add_argument("--torch-threads", type=int, default=None,
+                   help="torch intra-op threads (default: reppo_torch.train.DEFAULT_THREADS)")
     args, rest = p.parse_known_args(argv)
     bad = [r for r in rest if not (r.startswith("--") and "=" in r and "." in r.split("=")[0])]
     if bad:
@@ -113,12 +125,14 @@ def bench_training(trainer, seed, iterations, repeats):
     carry, info = _block(compiled(carry))
     first_s = time.perf_counter() - t0
     times = []
+    c0 = time.process_time()
     for _ in range(repeats):
         t0 = time.perf_counter()
         for _ in range(iterations):
             carry, info = compiled(carry)
         _block((carry, info))
         times.append(time.perf_counter() - t0)
+    bench_training.cpu_s_per_iteration = (time.process_time() - c0) / (repeats * iterations)
     finite = all(bool(jax.numpy.isfinite(v)) for v in jax.device_get(dict(info)).values())
     return compile_s, first_s, times, finite
 
@@ -146,6 +160,61 @@ def bench_simulation(env, num_steps, seed, iterations, repeats):
         _block((state, key, r))
         times.append(time.perf_counter() - t0)
     return compile_s, first_s, times
+
+
+def bench_torch_training(cfg, seed, iterations, repeats, threads=None):
+    """The torch backend's trainer on the same config: warm-up (first iteration) and
+    steady-state seconds per repeat of ``iterations`` iterations (one host sync per iteration,
+    as in training)."""
+    import math as _math
+
+    from reppo_torch.train import Trainer as TorchTrainer, _scalarize, configure_torch
+
+    t0 = time.perf_counter()
+    trainer = TorchTrainer(cfg)
+    configure_torch(threads)
+    build_s = time.perf_counter() - t0
+    carry = trainer.init(seed)
+    t0 = time.perf_counter()
+    carry, info = trainer.iteration(carry)
+    info = _scalarize(info)
+    first_s = time.perf_counter() - t0
+    times = []
+    c0 = time.process_time()
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(iterations):
+            carry, info = trainer.iteration(carry)
+            info = _scalarize(info)
+        times.append(time.perf_counter() - t0)
+    bench_torch_training.cpu_s_per_iteration = (time.process_time() - c0) / (repeats * iterations)
+    finite = all(_math.isfinite(v) for v in info.values())
+    return trainer, build_s, first_s, times, finite
+
+
+def bench_torch_simulation(env, num_steps, seed, iterations, repeats):
+    """Random-action steps of the torch env (same num_envs and env steps per repeat)."""
+    import torch
+
+    gen = torch.Generator(device=env.device).manual_seed(seed + 12345)
+    env.reset(seed + 12345)
+
+    def block():
+        for _ in range(num_steps):
+            a = torch.rand((env.num_envs, env.action_dim), generator=gen, device=env.device)
+            out = env.step(2.0 * a - 1.0)
+        return float(out.reward.sum())
+
+    t0 = time.perf_counter()
+    block()
+    first_s = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(iterations):
+            block()
+        times.append(time.perf_counter() - t0)
+    return first_s, times
 
 
 def main(argv=None):
@@ -196,6 +265,31 @@ def main(argv=None):
                     "sim_repeat_s": s_times, "sim_sps": sim_sps,
                     "train_over_sim_time_per_step": sim_sps / train_sps})
         rows.append(("sim", s_compile, s_first, s_med, sim_sps))
+    if args.backend == "torch":
+        import torch
+
+        trainer_t, tb_s, tf_s, tt_times, t_finite = bench_torch_training(
+            cfg, args.seed, args.iterations, args.repeats, args.torch_threads)
+        tt_med = statistics.median(tt_times)
+        torch_sps = steps_per_repeat / tt_med
+        res.update({"torch_device": str(trainer_t.device), "torch_threads": torch.get_num_threads(),
+                    "torch_build_s": tb_s, "torch_first_call_s": tf_s,
+                    "torch_train_repeat_s": tt_times, "torch_train_sps": torch_sps,
+                    "torch_train_metrics_finite": t_finite,
+                    "torch_over_jax_train_sps": torch_sps / train_sps,
+                    "jax_cpu_s_per_iteration": bench_training.cpu_s_per_iteration,
+                    "torch_cpu_s_per_iteration": bench_torch_training.cpu_s_per_iteration,
+                    "torch_over_jax_cpu_time_ratio": bench_training.cpu_s_per_iteration
+                    / bench_torch_training.cpu_s_per_iteration})
+        rows.append(("torch", tb_s, tf_s, tt_med, torch_sps))
+        if not args.no_sim:
+            ts_first, ts_times = bench_torch_simulation(trainer_t.env, r.num_steps, args.seed,
+                                                        args.iterations, args.repeats)
+            ts_med = statistics.median(ts_times)
+            res.update({"torch_sim_repeat_s": ts_times, "torch_sim_sps": steps_per_repeat / ts_med,
+                        "torch_train_over_sim_time_per_step": (steps_per_repeat / ts_med)
+                        / torch_sps})
+            rows.append(("t-sim", 0.0, ts_first, ts_med, steps_per_repeat / ts_med))
     if args.baseline_sps > 0:
         res["baseline_sps_recorded"] = args.baseline_sps
         res["train_sps_over_baseline"] = train_sps / args.baseline_sps
@@ -213,6 +307,21 @@ def main(argv=None):
         if not (args.authors_config and cfg.env.name == "dmc/CartpoleBalance"):
             print("note: the recorded baseline is the authors' config on dmc/CartpoleBalance; "
                   "this run differs (use --authors-config on that env for like-for-like)")
+    if "torch_train_sps" in res:
+        print(f"torch/JAX training throughput = {res['torch_over_jax_train_sps']:.2f}x "
+              f"(torch {res['torch_train_sps']:.0f} vs JAX {train_sps:.0f} env-steps/s, same "
+              f"config, measured in this run; torch on {res['torch_device']} with "
+              f"{res['torch_threads']} thread(s); the torch row's 'compile s' is its build time "
+              f"and '1st call s' its warm-up iteration)")
+        print(f"process CPU seconds per iteration (all threads; robust to other load on "
+              f"the machine): JAX {res['jax_cpu_s_per_iteration']:.2f}, torch "
+              f"{res['torch_cpu_s_per_iteration']:.2f} -> torch/JAX throughput by CPU time "
+              f"{res['torch_over_jax_cpu_time_ratio']:.2f}x")
+        if "torch_sim_sps" in res:
+            print(f"torch train/sim time per env step = "
+                  f"{res['torch_train_over_sim_time_per_step']:.2f}x")
+        if not res["torch_train_metrics_finite"]:
+            print("warning: non-finite torch training metrics after the timed iterations")
     if not finite:
         print("warning: non-finite training metrics after the timed iterations")
     if args.json:

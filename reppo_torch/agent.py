@@ -1,0 +1,390 @@
+"""REPPO agent state and one training iteration (Algorithm 1) in PyTorch; mirrors
+``reppo_jax.agent`` name for name.
+
+One :func:`make_iteration` call runs: rollout with the behaviour policy θ' (a snapshot of the
+actor taken once, at the start of the iteration), soft TD(λ) targets computed once, then epochs
+of shuffled minibatches, each a critic step followed by an actor step against the updated critic
+and the α/β multiplier step (:func:`minibatch_step`). Every random draw has its own
+``torch.Generator`` on the env's device (:class:`Streams`): executed action, bootstrap action,
+actor sample, KL samples, shuffles.
+
+Torch modules own their parameters, so :class:`AgentState` holds the modules and their
+optimisers and the update functions mutate it in place (returning it, to read like the JAX port).
+Tensors stay on the env's device; the loops never read a tensor value on the host — per-minibatch
+metrics are summed on the device and read once per iteration by the trainer.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from reppo_common.seeding import stream_int
+from reppo_torch import distributions as D
+from reppo_torch.losses import actor_loss, alpha_loss, beta_loss, critic_loss, q_value
+from reppo_torch.networks import Actor, Critic
+from reppo_torch.normalization import RunningStats, normalize, running_stats_update
+from reppo_torch.targets import soft_rewards, soft_td_lambda
+from spec.hyper import Hyper  # noqa: F401  (A.Hyper: resolved hyperparameters, shared by every port)
+
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+"""optax.adam's defaults (b1, b2, eps; eps_root 0), so both ports run the same optimiser."""
+
+
+@dataclass
+class AgentState:
+    """Actor, critic, log-multipliers [log α, log β], their three Adam optimisers and the
+    running observation statistics."""
+
+    actor: Actor
+    critic: Critic
+    logs: nn.Parameter  # (2,) = [log α, log β], one optimiser and one clip over both
+    actor_opt: torch.optim.Adam
+    critic_opt: torch.optim.Adam
+    mult_opt: torch.optim.Adam
+    obs_stats: RunningStats
+
+    @property
+    def log_alpha(self) -> torch.Tensor:
+        return self.logs.detach()[0]
+
+    @property
+    def log_beta(self) -> torch.Tensor:
+        return self.logs.detach()[1]
+
+
+class Transition(NamedTuple):
+    """One rollout, time-major (T, N, ...)."""
+
+    obs: torch.Tensor            # normalised x_t
+    action: torch.Tensor         # executed a_t ∈ [−1, 1]^A
+    reward: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    next_value: torch.Tensor     # V_{t+1} = Q(x_{t+1}, a′), x_{t+1} the true next observation
+    next_log_prob: torch.Tensor  # log π_θ'(a′|x_{t+1})
+    next_emb: torch.Tensor       # ψ_t = z(x_{t+1}, a′), the auxiliary target
+
+
+class Streams(NamedTuple):
+    """Independent random streams, one ``torch.Generator`` each, seeded from ``run.seed`` by
+    name (``reppo_common.seeding``): executed action, bootstrap action a′, actor sample,
+    KL samples, minibatch shuffles."""
+
+    action: torch.Generator
+    bootstrap: torch.Generator
+    actor: torch.Generator
+    kl: torch.Generator
+    shuffle: torch.Generator
+
+    @classmethod
+    def from_seed(cls, seed: int, device: torch.device) -> "Streams":
+        def gen(name: str) -> torch.Generator:
+            g = torch.Generator(device=device)
+            g.manual_seed(stream_int(seed, f"torch/{name}", 63))
+            return g
+
+        return cls(*(gen(name) for name in cls._fields))
+
+
+def optimizers(h: Hyper, actor: nn.Module, critic: nn.Module, logs: nn.Parameter
+               ) -> tuple[torch.optim.Adam, torch.optim.Adam, torch.optim.Adam]:
+    """Plain Adam (no weight decay) for actor and critic, a separate one for [log α, log β];
+    the global-norm clips are applied in the update functions."""
+    def adam(params, lr):
+        return torch.optim.Adam(params, lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=0.0,
+                                foreach=True)
+
+    return (adam(actor.parameters(), h.actor_lr), adam(critic.parameters(), h.critic_lr),
+            adam([logs], h.multiplier_lr))
+
+
+def policy(h: Hyper, actor: Actor, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mean, raw = actor(obs)
+    return mean, D.policy_std(raw, h.min_std)
+
+
+def q_of(h: Hyper, critic: Critic, obs: torch.Tensor, action: torch.Tensor
+         ) -> tuple[torch.Tensor, torch.Tensor]:
+    out, z = critic(obs, action)
+    return q_value(out, h.value_kind, h.v_min, h.v_max, h.num_bins), z
+
+
+def clip_by_global_norm_(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Scale the gradients in place by min(1, max_norm / ‖g‖) with ‖g‖ the global L2 norm over
+    ``params``; returns ‖g‖ before clipping (a device tensor, no host sync).
+
+    The same rule as ``optax.clip_by_global_norm``. ``torch.nn.utils.clip_grad_norm_`` divides by
+    ‖g‖ + 1e-6 instead: a relative change of up to 1e-6 / max_norm in every clipped gradient,
+    which the float64 layer-3 parity test resolves as a real difference between the ports."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    scale = torch.where(norm < max_norm, torch.ones_like(norm), max_norm / norm)
+    torch._foreach_mul_(grads, scale)
+    return norm
+
+
+def _clip_and_step(params: list[nn.Parameter], opt: torch.optim.Optimizer,
+                   max_norm: float) -> torch.Tensor:
+    """Global-norm clip, then the optimiser step; returns the pre-clip norm (a device tensor)."""
+    norm = clip_by_global_norm_(params, max_norm)
+    opt.step()
+    return norm
+
+
+def critic_update(h: Hyper, state: AgentState, mb: dict) -> tuple[AgentState, dict]:
+    critic = state.critic
+    state.critic_opt.zero_grad(set_to_none=True)
+    out, z = critic(mb["obs"], mb["action"])
+    pred_z, pred_r = critic.predict(z)
+    loss, info = critic_loss(out, mb["target"], pred_z, mb["next_emb"], pred_r, mb["reward"],
+                             kind=h.value_kind, v_min=h.v_min, v_max=h.v_max,
+                             num_bins=h.num_bins, sigma=h.sigma, aux_mult=h.aux_mult)
+    loss.backward()
+    grad_norm = _clip_and_step(list(critic.parameters()), state.critic_opt, h.max_grad_norm)
+    info = {"train/critic_loss": loss.detach(), "train/value_loss": info["value_loss"].detach(),
+            "train/aux_loss": info["aux_loss"].detach(), "train/critic_grad_norm": grad_norm}
+    return state, info
+
+
+def actor_noise(h: Hyper, generator: torch.Generator, batch: int,
+                kl_generator: torch.Generator | None = None,
+                device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Standard-normal draws for one actor step: the reparameterised actor sample (B, A) from
+    ``generator`` and the k KL samples (k, B, A) from ``kl_generator`` (its own stream; the
+    trainer passes :class:`Streams`' ``actor`` and ``kl``)."""
+    kl_generator = kl_generator if kl_generator is not None else generator
+    device = device if device is not None else generator.device
+    noise = torch.randn((batch, h.action_dim), generator=generator, device=device)
+    kl_noise = torch.randn((h.kl_samples, batch, h.action_dim), generator=kl_generator,
+                           device=device)
+    return noise, kl_noise
+
+
+def actor_update(h: Hyper, state: AgentState, behaviour: Actor, obs: torch.Tensor,
+                 noise: torch.Tensor, kl_noise: torch.Tensor) -> tuple[AgentState, dict]:
+    """Actor step on the current critic, then the α/β step. The noise is passed in (see
+    :func:`actor_noise`) so that the update is a deterministic function of its inputs — the
+    parity suite feeds the same noise to every port."""
+    logs = state.logs
+    alpha = torch.exp(logs.detach()[0])
+    beta = torch.exp(logs.detach()[1])
+    with torch.no_grad():
+        old_mean, old_std = policy(h, behaviour, obs)
+
+    actor_params = list(state.actor.parameters())
+    state.actor_opt.zero_grad(set_to_none=True)
+    mean, std = policy(h, state.actor, obs)
+    action, pre = D.tanh_gaussian_sample(mean, std, noise)
+    log_prob = D.tanh_gaussian_log_prob(mean, std, pre)
+    q, _ = q_of(h, state.critic, obs, action)
+    kl = D.kl_estimate(old_mean, old_std, mean, std, kl_noise)
+    loss, info = actor_loss(q, log_prob, kl, alpha, beta, h.kl_target, h.kl_mode)
+    # gradients for the actor only: the critic is a fixed function here (its parameters get no
+    # .grad, and autograd skips their weight gradients)
+    loss.backward(inputs=actor_params)
+    grad_norm = _clip_and_step(actor_params, state.actor_opt, h.max_grad_norm)
+
+    entropy = D.entropy_estimate(log_prob.detach())
+    kl = kl.detach()
+    state.mult_opt.zero_grad(set_to_none=True)
+    m_loss = alpha_loss(logs[0], entropy, h.entropy_target)
+    if h.kl_mode != "none":
+        m_loss = m_loss + beta_loss(logs[1], kl, h.kl_target)
+    else:
+        m_loss = m_loss + 0.0 * logs[1]
+    m_loss.backward()
+    _clip_and_step([logs], state.mult_opt, h.multiplier_max_grad_norm)
+
+    info = {"train/actor_loss": loss.detach(), "train/actor_grad_norm": grad_norm,
+            "train/kl": info["kl_mean"], "train/kl_violation_frac": info["kl_violation_frac"],
+            "train/entropy": info["entropy_mean"], "train/q": info["q_mean"].detach(),
+            "train/alpha": alpha, "train/beta": beta}
+    return state, info
+
+
+def minibatch_step(h: Hyper, state: AgentState, behaviour: Actor, mb: dict,
+                   noise: torch.Tensor, kl_noise: torch.Tensor) -> tuple[AgentState, dict]:
+    """One minibatch of Algorithm 1: critic step, then actor and α/β step on the updated critic.
+
+    ``mb`` holds ``obs`` (normalised), ``action``, ``reward``, ``target``, ``next_emb``; the
+    actor noise is explicit (see :func:`actor_noise`). This is the unit the parity suite's
+    layer 3 runs in every port. Mutates ``state`` in place and returns it with the metrics
+    (0-dim device tensors)."""
+    state, c_info = critic_update(h, state, mb)
+    state, a_info = actor_update(h, state, behaviour, mb["obs"], noise, kl_noise)
+    return state, {**c_info, **a_info}
+
+
+@dataclass
+class Carry:
+    """Everything one iteration threads through: agent, current raw obs, random streams, and
+    the behaviour-policy module the snapshot is copied into (the env itself is stateful)."""
+
+    agent: AgentState
+    obs: torch.Tensor
+    streams: Streams
+    behaviour: Actor
+
+
+def snapshot(agent: AgentState, behaviour: Actor | None = None) -> Actor:
+    """θ' ← θ: copy the actor's parameters into ``behaviour`` (a fresh frozen copy if None)."""
+    if behaviour is None:
+        behaviour = copy.deepcopy(agent.actor).requires_grad_(False)
+    with torch.no_grad():
+        for b, p in zip(behaviour.parameters(), agent.actor.parameters()):
+            b.copy_(p)
+    return behaviour
+
+
+def _norm(h: Hyper, stats: RunningStats, obs: torch.Tensor) -> torch.Tensor:
+    return normalize(obs, stats) if h.normalize_obs else obs
+
+
+@torch.no_grad()
+def rollout(h: Hyper, env, carry: Carry) -> tuple[Carry, Transition, dict]:
+    """Collect num_steps × num_envs transitions with the behaviour policy θ' = carry.behaviour.
+
+    Statistics are updated with every new observation before it is normalised, so x_{t+1} is
+    normalised identically as a bootstrap input at step t and as the policy input at step t+1.
+    """
+    behaviour, critic = carry.behaviour, carry.agent.critic
+    stats, obs, streams = carry.agent.obs_stats, carry.obs, carry.streams
+    steps: list[tuple] = []
+    for _ in range(h.num_steps):
+        x = _norm(h, stats, obs)
+        mean, std = policy(h, behaviour, x)
+        eps = torch.randn(mean.shape, generator=streams.action, device=mean.device)
+        action, _ = D.tanh_gaussian_sample(mean, std, eps)
+        out = env.step(action)
+        if h.normalize_obs:
+            stats = running_stats_update(stats, out.obs)
+        x_next = _norm(h, stats, out.final_obs)
+        n_mean, n_std = policy(h, behaviour, x_next)
+        eps = torch.randn(n_mean.shape, generator=streams.bootstrap, device=n_mean.device)
+        a_next, pre_next = D.tanh_gaussian_sample(n_mean, n_std, eps)
+        next_log_prob = D.tanh_gaussian_log_prob(n_mean, n_std, pre_next)
+        next_value, next_emb = q_of(h, critic, x_next, a_next)
+        success = out.info.get("success")
+        steps.append((x, action, out.reward, out.terminated, out.truncated, next_value,
+                      next_log_prob, next_emb, out.terminated | out.truncated,
+                      out.info["episode_return"],
+                      success if success is not None else torch.zeros_like(out.terminated)))
+        obs = out.obs
+    cols = [torch.stack(c) for c in zip(*steps)]
+    batch = Transition(*cols[:8])
+    episodes = {"done": cols[8], "return": cols[9]}
+    if "success" in out.info:
+        episodes["success"] = cols[10]
+    carry.agent.obs_stats = stats
+    carry.obs = obs
+    return carry, batch, episodes
+
+
+@torch.no_grad()
+def compute_targets(h: Hyper, agent: AgentState, batch: Transition) -> torch.Tensor:
+    """Soft TD(λ) targets, once per iteration, with α at rollout time."""
+    alpha = torch.exp(agent.log_alpha)
+    r = soft_rewards(batch.reward, batch.next_log_prob, batch.terminated, alpha, h.gamma)
+    return soft_td_lambda(r, batch.next_value, batch.terminated, batch.truncated, h.gamma, h.lam)
+
+
+def update(h: Hyper, agent: AgentState, behaviour: Actor, batch: Transition,
+           targets: torch.Tensor, streams: Streams) -> tuple[AgentState, dict]:
+    """num_epochs × num_minibatches of (critic step, actor step, multiplier step).
+
+    Returns the agent and metrics averaged over every minibatch of the iteration (0-dim device
+    tensors, summed on the device: no host sync here)."""
+    n = h.num_envs * h.num_steps
+    data = {"obs": batch.obs, "action": batch.action, "reward": batch.reward,
+            "target": targets, "next_emb": batch.next_emb}
+    data = {k: v.reshape((n,) + tuple(v.shape[2:])) for k, v in data.items()}
+    size = n // h.num_minibatches
+    device = batch.obs.device
+    names: list[str] | None = None
+    total = None
+    for _ in range(h.num_epochs):
+        perm = torch.randperm(n, generator=streams.shuffle, device=device)
+        shuffled = {k: v[perm] for k, v in data.items()}
+        for i in range(h.num_minibatches):
+            mb = {k: v[i * size:(i + 1) * size] for k, v in shuffled.items()}
+            noise, kl_noise = actor_noise(h, streams.actor, size, streams.kl, device)
+            agent, info = minibatch_step(h, agent, behaviour, mb, noise, kl_noise)
+            vec = torch.stack([v.to(torch.float32) for v in info.values()])
+            if total is None:
+                names, total = list(info), vec
+            else:
+                total = total + vec
+    mean = total / float(h.num_epochs * h.num_minibatches)
+    return agent, dict(zip(names, mean.unbind()))
+
+
+def make_iteration(h: Hyper, env):
+    """The whole iteration as one function of the carry: snapshot θ', rollout, targets, update,
+    and the rollout metrics (0-dim device tensors)."""
+
+    def iteration(carry: Carry) -> tuple[Carry, dict]:
+        snapshot(carry.agent, carry.behaviour)  # θ' fixed for the whole iteration
+        carry, batch, episodes = rollout(h, env, carry)
+        targets = compute_targets(h, carry.agent, batch)
+        agent, info = update(h, carry.agent, carry.behaviour, batch, targets, carry.streams)
+        with torch.no_grad():
+            done = episodes["done"].to(torch.float32)
+            n_done = torch.sum(done)
+            info = {**info,
+                    "rollout/reward": torch.mean(batch.reward),
+                    "rollout/target": torch.mean(targets),
+                    "rollout/value": torch.mean(batch.next_value),
+                    "rollout/episodes": n_done,
+                    "rollout/episode_return": (torch.sum(done * episodes["return"])
+                                               / torch.clamp(n_done, min=1.0)),
+                    }
+            if "success" in episodes:  # suites with a success signal (ManiSkill)
+                info["rollout/success_rate"] = (
+                    torch.sum(done * episodes["success"].to(torch.float32))
+                    / torch.clamp(n_done, min=1.0))
+        carry.agent = agent
+        return carry, info
+
+    return iteration
+
+
+def make_evaluate(h: Hyper, env, num_steps: int):
+    """Deterministic policy tanh(μ) on fresh episodes; returns each env's first episode return,
+    length and success flag (None where the suite has no success signal). Observation
+    statistics are frozen (passed in, never updated)."""
+
+    @torch.no_grad()
+    def evaluate(actor: Actor, stats: RunningStats, seed: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        obs = env.reset(seed)
+        ret = torch.zeros((env.num_envs,), dtype=torch.float32, device=obs.device)
+        length = torch.zeros_like(ret)
+        alive = torch.ones_like(ret)
+        success = None
+        for _ in range(num_steps):
+            mean, _ = policy(h, actor, _norm(h, stats, obs))
+            out = env.step(D.deterministic_action(mean))
+            ret = ret + alive * out.reward
+            length = length + alive
+            ended = alive * (out.terminated | out.truncated).to(alive.dtype)
+            if "success" in out.info:
+                success = (torch.zeros_like(ret) if success is None else success) \
+                    + ended * out.info["success"].to(alive.dtype)
+            alive = alive - ended
+            obs = out.obs
+        return ret, length, success
+
+    return evaluate
+
+
+def stats_to(stats: RunningStats, device: torch.device | str) -> RunningStats:
+    """Observation statistics on ``device`` (mean/var float32, count float64)."""
+    return RunningStats(stats.mean.to(device, torch.float32), stats.var.to(device, torch.float32),
+                        stats.count.to(device, torch.float64))
+
