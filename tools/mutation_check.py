@@ -122,7 +122,8 @@ def run_tests(tree: Path, tests: tuple[str, ...], timeout: float) -> tuple[int, 
     except subprocess.TimeoutExpired:
         rc, out = -1, "timeout"
     lines = [ln for ln in out.strip().splitlines() if ln.strip()]
-    return rc, time.perf_counter() - t0, lines[-1] if lines else ""
+    failed = [ln for ln in lines if ln.startswith("FAILED ")][:1]
+    return rc, time.perf_counter() - t0, " | ".join(failed + lines[-1:])
 
 
 def main(argv: list[str] | None = None) -> int:
