@@ -94,6 +94,23 @@ def actor_noise(h: Hyper, key, batch: int) -> tuple[jax.Array, jax.Array]:
     return noise, kl_noise
 
 
+def multiplier_step(h: Hyper, mult_opt, state: AgentState, entropy, kl) -> AgentState:
+    """One Adam step on [log α, log β] from the (stop-gradient) entropy and KL estimates of the
+    actor step; β is left alone (zero gradient) when the KL term is off (``kl_mode='none'``).
+    Shared by the continuous and the discrete agent."""
+
+    def mult_loss(logs):
+        la = alpha_loss(logs[0], entropy, h.entropy_target)
+        lb = beta_loss(logs[1], kl, h.kl_target) if h.kl_mode != "none" else 0.0 * logs[1]
+        return la + lb
+
+    logs = jnp.stack([state.log_alpha, state.log_beta])
+    mgrads = jax.grad(mult_loss)(logs)
+    mupdates, mult_opt_state = mult_opt.update(mgrads, state.mult_opt, logs)
+    logs = optax.apply_updates(logs, mupdates)
+    return state._replace(log_alpha=logs[0], log_beta=logs[1], mult_opt=mult_opt_state)
+
+
 def actor_update(nets: Nets, h: Hyper, actor_opt, mult_opt, state: AgentState, behaviour,
                  obs, noise, kl_noise):
     """Actor step on the current critic, then the α/β step. The noise is passed in (see
@@ -119,17 +136,8 @@ def actor_update(nets: Nets, h: Hyper, actor_opt, mult_opt, state: AgentState, b
     entropy = jax.lax.stop_gradient(D.entropy_estimate(log_prob))
     kl = jax.lax.stop_gradient(kl)
 
-    def mult_loss(logs):
-        la = alpha_loss(logs[0], entropy, h.entropy_target)
-        lb = beta_loss(logs[1], kl, h.kl_target) if h.kl_mode != "none" else 0.0 * logs[1]
-        return la + lb
-
-    logs = jnp.stack([state.log_alpha, state.log_beta])
-    mgrads = jax.grad(mult_loss)(logs)
-    mupdates, mult_opt_state = mult_opt.update(mgrads, state.mult_opt, logs)
-    logs = optax.apply_updates(logs, mupdates)
-    new_state = state._replace(actor=actor_params, actor_opt=actor_opt_state,
-                               log_alpha=logs[0], log_beta=logs[1], mult_opt=mult_opt_state)
+    new_state = multiplier_step(h, mult_opt, state, entropy, kl)._replace(
+        actor=actor_params, actor_opt=actor_opt_state)
     info = {"train/actor_loss": loss, "train/actor_grad_norm": optax.tree.norm(grads),
             "train/kl": info["kl_mean"], "train/kl_violation_frac": info["kl_violation_frac"],
             "train/entropy": info["entropy_mean"], "train/q": info["q_mean"],

@@ -39,7 +39,7 @@ import optax
 
 from reppo_jax import agent as A
 from reppo_jax import discrete as Dd
-from reppo_jax.losses import alpha_loss, beta_loss, critic_loss, q_value
+from reppo_jax.losses import critic_loss, q_value
 from reppo_jax.networks import MLP, stack_features
 from reppo_jax.normalization import normalize, running_stats_update
 from reppo_jax.targets import soft_rewards, soft_td_lambda
@@ -198,17 +198,8 @@ def actor_update(nets: Nets, h, actor_opt, mult_opt, state: A.AgentState, behavi
     entropy = jax.lax.stop_gradient(info["entropy_mean"])
     kl = jax.lax.stop_gradient(info["kl_mean"])
 
-    def mult_loss(logs):
-        la = alpha_loss(logs[0], entropy, h.entropy_target)
-        lb = beta_loss(logs[1], kl, h.kl_target) if h.kl_mode != "none" else 0.0 * logs[1]
-        return la + lb
-
-    logs = jnp.stack([state.log_alpha, state.log_beta])
-    mgrads = jax.grad(mult_loss)(logs)
-    mupdates, mult_opt_state = mult_opt.update(mgrads, state.mult_opt, logs)
-    logs = optax.apply_updates(logs, mupdates)
-    new_state = state._replace(actor=actor_params, actor_opt=actor_opt_state,
-                               log_alpha=logs[0], log_beta=logs[1], mult_opt=mult_opt_state)
+    new_state = A.multiplier_step(h, mult_opt, state, entropy, kl)._replace(
+        actor=actor_params, actor_opt=actor_opt_state)
     info = {"train/actor_loss": loss, "train/actor_grad_norm": optax.tree.norm(grads),
             "train/kl": info["kl_mean"], "train/kl_violation_frac": info["kl_violation_frac"],
             "train/entropy": info["entropy_mean"], "train/q": info["q_mean"],
