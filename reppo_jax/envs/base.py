@@ -118,6 +118,28 @@ def initial_counters(
     return jnp.zeros((num_envs,), jnp.int32)
 
 
+def initial_state(sim: Any, key: jax.Array, offset_key: jax.Array, num_envs: int,
+                  max_episode_steps: int, random_offsets: bool, extra: Any = None) -> VecEnvState:
+    """The state every adapter's ``reset`` returns: fresh episode counters (with random offsets
+    from ``offset_key`` if asked) around the adapter's simulator state ``sim``."""
+    return VecEnvState(
+        sim=sim,
+        key=key,
+        step_count=initial_counters(offset_key, num_envs, max_episode_steps, random_offsets),
+        episode_return=jnp.zeros((num_envs,), jnp.float32),
+        episode_length=jnp.zeros((num_envs,), jnp.int32),
+        extra=extra,
+    )
+
+
+def step_keys(state: VecEnvState, key: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    """(key to carry in the next state, key for this step): split the carried key, or use the
+    caller's ``key`` and carry the state's key unchanged."""
+    if key is None:
+        return tuple(jax.random.split(state.key))
+    return state.key, key
+
+
 def episode_bookkeeping(
     state: VecEnvState, reward: jax.Array, terminated: jax.Array, max_episode_steps: int
 ):

@@ -50,8 +50,9 @@ from reppo_jax.envs.base import (
     VecEnvState,
     cast_like,
     episode_bookkeeping,
-    initial_counters,
+    initial_state,
     select_where,
+    step_keys,
 )
 
 RESET_STRATEGIES = ("fresh", "cached")
@@ -172,23 +173,15 @@ class DmcVecEnv:
         k_reset, k_offset, k_next = jax.random.split(key, 3)
         sim = self._reset_sim(k_reset)
         n = self.num_envs
-        state = VecEnvState(
-            sim=sim,
-            key=k_next,
-            step_count=initial_counters(k_offset, n, self.max_episode_steps, self.random_episode_offsets),
-            episode_return=jnp.zeros((n,), jnp.float32),
-            episode_length=jnp.zeros((n,), jnp.int32),
-            extra=sim if self.reset_strategy == "cached" else None,
-        )
+        state = initial_state(sim, k_next, k_offset, n, self.max_episode_steps,
+                              self.random_episode_offsets,
+                              extra=sim if self.reset_strategy == "cached" else None)
         return state, sim.obs.astype(jnp.float32)
 
     def step(
         self, state: VecEnvState, action: jax.Array, key: jax.Array | None = None
     ) -> tuple[VecEnvState, StepOutput]:
-        if key is None:
-            next_key, key = jax.random.split(state.key)
-        else:
-            next_key = state.key
+        next_key, key = step_keys(state, key)
         action = jnp.clip(jnp.asarray(action, jnp.float32), self.action_low, self.action_high)
         sim = state.sim
 

@@ -30,8 +30,9 @@ from reppo_jax.envs.base import (
     VecEnvState,
     cast_like,
     episode_bookkeeping,
-    initial_counters,
+    initial_state,
     select_where,
+    step_keys,
     strong,
 )
 
@@ -87,22 +88,13 @@ class MinAtarVecEnv:
     def reset(self, key: jax.Array) -> tuple[VecEnvState, jax.Array]:
         k_sim, k_off, k_next = jax.random.split(key, 3)
         obs, sim = self._reset_sims(k_sim)
-        state = VecEnvState(
-            sim=sim,
-            key=k_next,
-            step_count=initial_counters(k_off, self.num_envs, self.max_episode_steps,
-                                        self.random_episode_offsets),
-            episode_return=jnp.zeros((self.num_envs,), jnp.float32),
-            episode_length=jnp.zeros((self.num_envs,), jnp.int32),
-        )
+        state = initial_state(sim, k_next, k_off, self.num_envs, self.max_episode_steps,
+                              self.random_episode_offsets)
         return state, obs
 
     def step(self, state: VecEnvState, action: jax.Array, key: jax.Array | None = None
              ) -> tuple[VecEnvState, StepOutput]:
-        if key is None:
-            next_key, key = jax.random.split(state.key)
-        else:
-            next_key = state.key
+        next_key, key = step_keys(state, key)
         k_step, k_reset = jax.random.split(key)
         action = jnp.asarray(action).astype(jnp.int32)
         obs_st, sim_st, reward, terminated, _ = jax.vmap(

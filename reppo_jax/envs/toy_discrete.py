@@ -18,7 +18,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from reppo_jax.envs.base import StepOutput, VecEnvState, episode_bookkeeping, initial_counters
+from reppo_jax.envs.base import (StepOutput, VecEnvState, episode_bookkeeping, initial_state,
+                                  step_keys)
 
 
 class DiscreteBanditEnv:
@@ -49,20 +50,13 @@ class DiscreteBanditEnv:
     def reset(self, key: jax.Array) -> tuple[VecEnvState, jax.Array]:
         k_ctx, k_off, k_next = jax.random.split(key, 3)
         obs = self._contexts(k_ctx)
-        state = VecEnvState(
-            sim=obs, key=k_next,
-            step_count=initial_counters(k_off, self.num_envs, self.max_episode_steps,
-                                        self.random_episode_offsets),
-            episode_return=jnp.zeros((self.num_envs,), jnp.float32),
-            episode_length=jnp.zeros((self.num_envs,), jnp.int32))
+        state = initial_state(obs, k_next, k_off, self.num_envs, self.max_episode_steps,
+                              self.random_episode_offsets)
         return state, obs
 
     def step(self, state: VecEnvState, action: jax.Array, key: jax.Array | None = None
              ) -> tuple[VecEnvState, StepOutput]:
-        if key is None:
-            next_key, key = jax.random.split(state.key)
-        else:
-            next_key = state.key
+        next_key, key = step_keys(state, key)
         k_next, k_reset = jax.random.split(key)
         action = jnp.asarray(action).astype(jnp.int32)
         reward = (action == self.best_action(state.sim)).astype(jnp.float32)
