@@ -13,6 +13,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from reppo_jax.losses import _kl_switch
+
 KL_MODES = ("clipped", "full", "none")
 
 
@@ -61,12 +63,7 @@ def discrete_actor_loss(q_values_all: jax.Array, logits: jax.Array, old_logits: 
     kl = categorical_kl(old_logits, logits)
     objective = jnp.sum(p * (alpha * lp - q), axis=-1)
     violated = kl >= kl_target
-    if mode == "clipped":
-        per_state = jnp.where(violated, beta * kl, objective)
-    elif mode == "full":
-        per_state = objective + beta * kl
-    else:
-        per_state = objective
+    per_state = _kl_switch(objective, kl, beta, violated, mode)
     info = {
         "kl_violation_frac": jnp.mean(violated.astype(lp.dtype)),
         "kl_mean": jnp.mean(kl),

@@ -44,18 +44,23 @@ def critic_loss(q_out, targets, pred_next_emb, next_emb, pred_reward, rewards, *
     return vl + aux_mult * al, {"value_loss": vl, "aux_loss": al}
 
 
+def _kl_switch(objective, kl, beta, violated, mode: str):
+    """Eq. 13's per-state choice, shared by the continuous and the discrete actor loss:
+    "clipped" β·kl where violated else the objective; "full" objective + β·kl; "none" objective."""
+    if mode == "clipped":
+        return jnp.where(violated, beta * kl, objective)
+    if mode == "full":
+        return objective + beta * kl
+    return objective
+
+
 def actor_loss(q_values, log_probs, kl, alpha, beta, kl_target: float, mode: str):
     """Eq. 13 with its per-state switch ("clipped"), or the "full"/"none" variants."""
     objective = alpha * log_probs - q_values
     violated = kl >= kl_target
-    if mode == "clipped":
-        per_state = jnp.where(violated, beta * kl, objective)
-    elif mode == "full":
-        per_state = objective + beta * kl
-    elif mode == "none":
-        per_state = objective
-    else:
+    if mode not in ("clipped", "full", "none"):
         raise ValueError(f"unknown kl mode {mode!r}: expected clipped, full or none")
+    per_state = _kl_switch(objective, kl, beta, violated, mode)
     info = {
         "kl_violation_frac": jnp.mean(violated.astype(q_values.dtype)),
         "kl_mean": jnp.mean(kl),

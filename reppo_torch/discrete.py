@@ -12,7 +12,7 @@ import math
 
 import torch
 
-KL_MODES = ("clipped", "full", "none")
+from reppo_torch.losses import KL_MODES, _kl_switch
 
 
 def _const(x):
@@ -64,12 +64,7 @@ def discrete_actor_loss(
     kl = categorical_kl(old_logits, logits)
     objective = torch.sum(p * (a * lp - q), dim=-1)
     violated = kl >= kl_target
-    if mode == "clipped":
-        per_state = torch.where(violated, b * kl, objective)
-    elif mode == "full":
-        per_state = objective + b * kl
-    else:
-        per_state = objective
+    per_state = _kl_switch(objective, kl, b, violated, mode)
     with torch.no_grad():
         info = {
             "kl_violation_frac": torch.mean(violated.to(lp.dtype)),

@@ -106,6 +106,16 @@ def critic_loss(
     return v_mean + aux_mult * a_mean, {"value_loss": v_mean, "aux_loss": a_mean}
 
 
+def _kl_switch(objective, kl, beta, violated, mode: str):
+    """Eq. 13's per-state choice, shared by the continuous and the discrete actor loss:
+    "clipped" β·kl where violated else the objective; "full" objective + β·kl; "none" objective."""
+    if mode == "clipped":
+        return torch.where(violated, beta * kl, objective)
+    if mode == "full":
+        return objective + beta * kl
+    return objective
+
+
 def actor_loss(
     q_values: torch.Tensor,
     log_probs: torch.Tensor,
@@ -125,12 +135,7 @@ def actor_loss(
     a, b = _const(alpha), _const(beta)
     objective = a * log_probs - q_values
     violated = kl >= kl_target  # the float scalar is compared in kl's dtype
-    if mode == "clipped":
-        per_state = torch.where(violated, b * kl, objective)
-    elif mode == "full":
-        per_state = objective + b * kl
-    else:
-        per_state = objective
+    per_state = _kl_switch(objective, kl, b, violated, mode)
     with torch.no_grad():
         info = {
             "kl_violation_frac": torch.mean(violated.to(kl.dtype)),

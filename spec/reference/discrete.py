@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from spec.reference._common import as_float, float_dtype, log_softmax
-from spec.reference.losses import KL_MODES
+from spec.reference.losses import KL_MODES, _kl_switch
 
 
 def categorical_log_probs(logits: np.ndarray) -> np.ndarray:
@@ -71,12 +71,7 @@ def discrete_actor_loss(
     a, b = dt.type(alpha), dt.type(beta)
     objective = np.sum(p * (a * lp - q), axis=-1)
     violated = kl >= dt.type(kl_target)
-    if mode == "clipped":
-        per_state = np.where(violated, b * kl, objective)
-    elif mode == "full":
-        per_state = objective + b * kl
-    else:
-        per_state = objective
+    per_state = _kl_switch(objective, kl, b, violated, mode)
     info = {
         "kl_violation_frac": np.mean(violated.astype(dt)).astype(dt),
         "kl_mean": np.mean(kl).astype(dt),

@@ -115,6 +115,16 @@ def critic_loss(
     return total, {"value_loss": v_mean, "aux_loss": a_mean}
 
 
+def _kl_switch(objective, kl, beta, violated, mode: str):
+    """Eq. 13's per-state choice, shared by the continuous and the discrete actor loss:
+    "clipped" β·kl where violated else the objective; "full" objective + β·kl; "none" objective."""
+    if mode == "clipped":
+        return np.where(violated, beta * kl, objective)
+    if mode == "full":
+        return objective + beta * kl
+    return objective
+
+
 def actor_loss(
     q_values: np.ndarray,
     log_probs: np.ndarray,
@@ -145,12 +155,7 @@ def actor_loss(
     a, b = dt.type(alpha), dt.type(beta)
     objective = a * lp - q
     violated = k >= dt.type(kl_target)
-    if mode == "clipped":
-        per_state = np.where(violated, b * k, objective)
-    elif mode == "full":
-        per_state = objective + b * k
-    else:
-        per_state = objective
+    per_state = _kl_switch(objective, k, b, violated, mode)
     info = {
         "kl_violation_frac": np.mean(violated.astype(dt)).astype(dt),
         "kl_mean": np.mean(k).astype(dt),
