@@ -89,7 +89,8 @@ def _build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", parents=[common], help="train an agent",
                        description="Train REPPO. Extra --section.field=value args override the "
                                    "config (applied after the preset).")
-    t.add_argument("--backend", default="jax", help="jax (default) or torch")
+    t.add_argument("--backend", default=None,
+                   help="jax (default) or torch; with --resume: the backend that trained the run")
     t.add_argument("--env", default=None, help="suite/Name (default dmc/CartpoleBalance)")
     t.add_argument("--preset", default=None,
                    help="config preset (default: the env's, e.g. 'cpu' for dmc)")
@@ -203,16 +204,19 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     from reppo_common.runs import MetricsWriter, RunDir, default_run_dir
     from reppo_common.sinks import open_sinks
 
-    if args.backend not in BACKENDS:
+    if args.backend is not None and args.backend not in BACKENDS:
         raise UserError(f"unknown backend {args.backend!r}; choose one of: {', '.join(BACKENDS)}")
     if args.resume:
         run = RunDir.open_existing(args.resume)
         cfg, env = _resume_config(args, overrides, run)
         meta_backend = run.load_meta().get("backend")
-        if meta_backend and meta_backend != args.backend:
+        if args.backend is None:
+            args.backend = meta_backend if meta_backend in BACKENDS else "jax"
+        elif meta_backend and meta_backend != args.backend:
             print(f"note: run was trained with backend {meta_backend!r}, resuming with "
                   f"{args.backend!r}", file=sys.stderr)
     else:
+        args.backend = args.backend or "jax"
         cfg, env = _build_train_config(args, overrides)
     if args.backend not in env.backends:
         raise UserError(

@@ -19,12 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from reppo_common.errors import UserError
+from reppo_common.guard import GUARD_KEY, STATE_GROUPS, first_nonfinite, guard_names  # noqa: F401
 
 JAX_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "playground", "mujoco", "mujoco-mjx")
 """Packages whose versions every JAX checkpoint records."""
-
-GUARD_KEY = "guard/finite"
-"""Info-dict key of the per-quantity finiteness flags added by :func:`guard_iteration`."""
 
 
 def _path_name(path: Sequence[Any]) -> str:
@@ -92,15 +90,8 @@ def arrays_to_tree(arrays: Mapping[str, np.ndarray], template: Any, *, source: s
 
 
 # --------------------------------------------------------------------------------------------
-# NaN / inf guard
+# NaN / inf guard (names and order: reppo_common.guard)
 # --------------------------------------------------------------------------------------------
-
-_INFO_ORDER = ("rollout/reward", "rollout/value", "rollout/target", "train/critic_loss",
-               "train/value_loss", "train/aux_loss", "train/critic_grad_norm",
-               "train/actor_loss", "train/actor_grad_norm")
-"""Causal order in which non-finite quantities are reported: bad data, then losses, then
-gradients; the remaining info keys follow alphabetically, then the new parameters."""
-
 
 def _all_finite(tree: Any) -> jax.Array:
     leaves = [x for x in jax.tree.leaves(tree)
@@ -108,14 +99,6 @@ def _all_finite(tree: Any) -> jax.Array:
     if not leaves:
         return jnp.asarray(True)
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
-
-
-def guard_names(info_keys: Sequence[str]) -> tuple[str, ...]:
-    """The order of the flags :func:`guard_iteration` returns for an info dict with these keys."""
-    ordered = [k for k in _INFO_ORDER if k in info_keys]
-    ordered += sorted(k for k in info_keys if k not in ordered)
-    return tuple(ordered) + ("params/critic", "params/actor", "params/log_alpha",
-                             "params/log_beta", "params/obs_norm", "optimizer_state")
 
 
 def guard_iteration(iteration):
@@ -127,7 +110,7 @@ def guard_iteration(iteration):
         carry, info = iteration(carry)
         a = carry.agent
         names = guard_names(tuple(info))
-        n_info = len(names) - 6
+        n_info = len(names) - len(STATE_GROUPS)
         flags = [jnp.all(jnp.isfinite(info[k])) for k in names[:n_info]]
         flags += [_all_finite(a.critic), _all_finite(a.actor), jnp.isfinite(a.log_alpha),
                   jnp.isfinite(a.log_beta), _all_finite(a.obs_stats),
@@ -135,14 +118,6 @@ def guard_iteration(iteration):
         return carry, {**info, GUARD_KEY: jnp.stack([jnp.asarray(f, bool) for f in flags])}
 
     return guarded
-
-
-def first_nonfinite(info_keys: Sequence[str], flags: Any) -> str | None:
-    """Name of the first quantity whose flag is False, or None if all are finite."""
-    names = guard_names(tuple(k for k in info_keys if k != GUARD_KEY))
-    flags = np.asarray(flags)
-    bad = np.flatnonzero(~flags)
-    return names[int(bad[0])] if bad.size else None
 
 
 # --------------------------------------------------------------------------------------------

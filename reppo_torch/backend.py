@@ -17,16 +17,33 @@ class TorchBackend:
 
         return supports_env(env_name)
 
+    def __init__(self) -> None:
+        self._prepared: tuple | None = None
+
+    def check_resume(self, config: ReppoConfig, run_dir: Path) -> Any:
+        """Validate the latest full checkpoint of ``run_dir`` against ``config`` (backend,
+        config, checksums, parameter layout, every state array) without writing anything;
+        UserError on any mismatch. Returns its :class:`reppo_common.checkpoints.CheckpointInfo`.
+        The CLI calls this before it touches the run directory; the built trainer is reused."""
+        from reppo_torch.train import Trainer, check_resume
+
+        trainer = Trainer(config)
+        info, _flat, _arrays = check_resume(Path(run_dir), config, trainer)
+        self._prepared = (config, Path(run_dir), trainer)
+        return info
+
     def train(self, config: ReppoConfig, run_dir: Path, hooks: TrainHooks,
               resume: bool = False) -> TrainResult:
+        """Train (or with ``resume`` continue the run in ``run_dir`` from its latest full
+        checkpoint, see reppo_torch.train.train)."""
         from reppo_torch.train import train
 
-        if resume:
-            from reppo_common.errors import UserError
-
-            raise UserError("--resume is not implemented yet for the torch backend; start a new "
-                            "run (checkpoints hold the policy for `reppo eval`)")
-        return train(config, Path(run_dir), hooks)
+        trainer = None
+        if self._prepared is not None and self._prepared[0] == config \
+                and self._prepared[1] == Path(run_dir):
+            trainer = self._prepared[2]
+        self._prepared = None
+        return train(config, Path(run_dir), hooks, resume=resume, trainer=trainer)
 
     def evaluate(self, config: ReppoConfig, run_dir: Path, episodes: int,
                  checkpoint: Path | None = None) -> Mapping[str, float]:

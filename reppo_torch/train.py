@@ -22,9 +22,12 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from reppo_common.errors import UserError
+from reppo_common import checkpoints as C
+from reppo_common.errors import TrainingDiverged, UserError
+from reppo_common.guard import GUARD_KEY, first_nonfinite
 from reppo_common.seeding import stream_int
 from reppo_torch import agent as A
+from reppo_torch import checkpoint as CK
 from reppo_torch.networks import Actor, Critic, to_canonical
 from reppo_torch.normalization import RunningStats, running_stats_update
 from spec import derived, params as P
@@ -183,73 +186,159 @@ def _scalarize(info: Mapping[str, torch.Tensor]) -> dict[str, float]:
     return dict(zip(info, values))
 
 
+def check_resume(run_dir: Path, config: ReppoConfig, trainer: Trainer
+                 ) -> tuple[C.CheckpointInfo, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Find the latest checkpoint of ``run_dir`` and validate it completely against this run
+    (backend, config, checksums, canonical parameter layout, every state array's name, shape
+    and dtype) without modifying anything. Returns ``(info, params, state arrays)``."""
+    import sys
+
+    info = C.find_resume_checkpoint(Path(run_dir) / "checkpoints", backend="torch",
+                                    config=config.to_dict())
+    notes = C.version_notes(info, C.package_versions(CK.TORCH_PACKAGES))
+    if notes:
+        print(f"note: resuming with other package versions than the checkpoint's "
+              f"({'; '.join(notes)}): the continuation is not guaranteed bit-identical",
+              file=sys.stderr)
+    per_iter = trainer.steps_per_iteration
+    if info.env_steps != info.iteration * per_iter:
+        raise UserError(f"checkpoint {info} is at env_steps {info.env_steps} after "
+                        f"{info.iteration} iterations, this run takes {per_iter} steps per "
+                        f"iteration")
+    flat, _meta = P.load_params(info.params_path)
+    layout = P.layout_from_config(config, trainer.h.obs_dim, trainer.h.action_dim)
+    try:
+        P.check_params(flat, layout)
+    except (KeyError, ValueError) as e:
+        raise UserError(f"checkpoint {info}: {e}") from None
+    arrays = C.load_state_arrays(info, verify=False)  # verified by find_resume_checkpoint
+    template = trainer.init(config.run.seed)
+    CK.check_arrays(arrays, CK.expected_shapes(template, trainer.env), source=f"checkpoint {info}")
+    return info, flat, arrays
+
+
+def save_state(run_dir: Path, config: ReppoConfig, carry: A.Carry, env, *, iteration: int,
+               env_steps: int, wall_s: float, eval_return: float | None,
+               best_eval_return: float | None, last_eval: Mapping[str, Any],
+               evals_done: int) -> C.CheckpointInfo:
+    """Write canonical params + full training state (reppo_torch.checkpoint) under
+    ``run_dir/checkpoints`` and prune to ``run.keep_checkpoints`` + best."""
+    ckpt_dir = Path(run_dir) / "checkpoints"
+    info = C.write_checkpoint(
+        ckpt_dir, backend="torch", env_steps=env_steps, iteration=iteration,
+        config=config.to_dict(), params=state_to_canonical(carry.agent),
+        state=CK.state_to_arrays(carry, env), wall_s=wall_s, eval_return=eval_return,
+        best_eval_return=best_eval_return, last_eval=last_eval,
+        versions=C.package_versions(CK.TORCH_PACKAGES),
+        extra={"evals_done": int(evals_done), "env_state": hasattr(env, "get_state")})
+    try:
+        C.prune(ckpt_dir, config.run.keep_checkpoints)
+    except OSError as e:
+        raise UserError(f"cannot prune old checkpoints in {ckpt_dir}: {e.strerror or e}") from None
+    return info
+
+
+def _restore(trainer: Trainer, config: ReppoConfig, flat: Mapping[str, np.ndarray],
+             arrays: Mapping[str, np.ndarray], iteration: int) -> A.Carry:
+    """Carry from a validated checkpoint. Envs without ``set_state`` restart from a fresh reset
+    seeded by (seed, iteration); the observation statistics are not updated by that reset."""
+    agent = state_from_canonical(config, trainer.h, flat, trainer.device)
+    streams = A.Streams.from_seed(config.run.seed, trainer.device)
+    if hasattr(trainer.env, "set_state"):
+        obs = trainer.env.reset(stream_int(config.run.seed, "torch/env_reset"))
+    else:
+        obs = trainer.env.reset(stream_int(config.run.seed, f"torch/env_reset/{iteration}"))
+    carry = A.Carry(agent, obs.to(trainer.device), streams, A.snapshot(agent))
+    CK.restore_arrays(carry, trainer.env, arrays)
+    if not hasattr(trainer.env, "set_state"):
+        carry.obs = obs.to(trainer.device)
+    return carry
+
+
 def train(config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks | None = None,
-          *, env=None, eval_env=None, device: torch.device | None = None) -> TrainResult:
-    """Train per ``config``; evaluations every ``run.eval_interval`` env steps and at the end."""
+          *, env=None, eval_env=None, device: torch.device | None = None,
+          resume: bool = False, trainer: Trainer | None = None) -> TrainResult:
+    """Train per ``config``; evaluations every ``run.eval_interval`` env steps and at the end,
+    full-state checkpoints every ``run.checkpoint_interval`` env steps, at the end and when
+    ``hooks.should_stop()`` turns True.
+
+    ``resume``: continue from the latest checkpoint in ``run_dir`` (validated first; a mismatch
+    is a UserError and nothing is written). On CPU with an env that exports its state (toy, DMC)
+    the continuation is bit-identical to the uninterrupted run; see reppo_torch.checkpoint for
+    envs that restart from a fresh reset. Every iteration is checked for NaN/inf (metrics,
+    parameters, optimiser state, read in the iteration's one host sync); the first non-finite
+    quantity stops the run with :class:`TrainingDiverged`, no checkpoint of the bad state."""
     hooks = hooks or TrainHooks()
-    trainer = Trainer(config, env, eval_env, device)
-    carry = trainer.init(config.run.seed)
+    trainer = trainer or Trainer(config, env, eval_env, device)
     per_iter = trainer.steps_per_iteration
     n_iters = max(1, config.rollout.total_env_steps // per_iter)
     eval_every = max(1, config.run.eval_interval // per_iter)
-    ckpt_every = max(1, config.run.checkpoint_interval // per_iter)
+    ckpt_interval = config.run.checkpoint_interval
+    ckpt_every = max(1, ckpt_interval // per_iter) if ckpt_interval > 0 else None  # 0: at end
     eval_seed = config.run.seed + 1_000_003
-    best = None
     final_eval: dict[str, float] = {}
+    last_ckpt = None
+    if resume:
+        if run_dir is None:
+            raise UserError("resuming needs the run directory")
+        last_ckpt, flat, arrays = check_resume(run_dir, config, trainer)
+        carry = _restore(trainer, config, flat, arrays, last_ckpt.iteration)
+        start, best, wall0 = last_ckpt.iteration, last_ckpt.best_eval_return, last_ckpt.wall_s
+        final_eval = dict(last_ckpt.manifest.get("last_eval") or {})
+        n_evals = int((last_ckpt.manifest.get("extra") or {}).get("evals_done", 0))
+        C.remove_temp_files(Path(run_dir) / "checkpoints")
+    else:
+        carry = trainer.init(config.run.seed)
+        start, best, wall0, n_evals = 0, None, 0.0, 0
+    t_start = time.monotonic()
+    clock = getattr(hooks, "wall_clock", None) or (lambda: wall0 + time.monotonic() - t_start)
     compile_s = None
     t_train = 0.0
-    env_steps = 0
-    it = 0
-    n_evals = 0
-    for it in range(1, n_iters + 1):
+    env_steps = start * per_iter
+    it = start
+    for it in range(start + 1, n_iters + 1):
         t0 = time.perf_counter()
         carry, info = trainer.iteration(carry)
-        info = _scalarize(info)  # the iteration's one host sync
+        flags = CK.finite_flags(carry.agent, info)
+        values = _scalarize({**info, GUARD_KEY: flags.all()})  # the iteration's one host sync
+        finite = bool(values.pop(GUARD_KEY))
         dt = time.perf_counter() - t0
         if compile_s is None:
             compile_s = dt  # first iteration: warm-up (allocator, the env's jit), as JAX's compile
         else:
             t_train += dt
         env_steps = it * per_iter
-        timed_iters = it - 1
+        timed_iters = it - start - 1
         sps = timed_iters * per_iter / t_train if t_train > 0 else float("nan")
-        metrics = {"env_steps": env_steps, "iteration": it, "train/sps": sps, **info}
+        metrics = {"env_steps": env_steps, "iteration": it, "train/sps": sps, **values}
         if hooks.on_train_metrics:
             hooks.on_train_metrics(metrics)
+        if not finite:
+            bad = first_nonfinite(list(info), flags.cpu().numpy())
+            raise TrainingDiverged(
+                f"non-finite {bad} at iteration {it} (env_steps {env_steps:,}); last good "
+                f"checkpoint: {last_ckpt or 'none'}")
+        eval_return = None
         if it % eval_every == 0 or it == n_iters:
             final_eval = trainer.evaluate(carry.agent, eval_seed + n_evals)
             n_evals += 1
-            best = final_eval["eval/return_mean"] if best is None else max(
-                best, final_eval["eval/return_mean"])
+            eval_return = final_eval["eval/return_mean"]
+            best = eval_return if best is None else max(best, eval_return)
             if hooks.on_eval_metrics:
                 hooks.on_eval_metrics({"env_steps": env_steps, "iteration": it, **final_eval})
-        if run_dir is not None and (it % ckpt_every == 0 or it == n_iters):
-            save_checkpoint(run_dir, config, carry.agent, env_steps, it)
+        stop = bool(hooks.should_stop and hooks.should_stop())
+        periodic = ckpt_every is not None and it % ckpt_every == 0
+        if run_dir is not None and (periodic or it == n_iters or stop):
+            last_ckpt = save_state(run_dir, config, carry, trainer.env, iteration=it,
+                                   env_steps=env_steps, wall_s=clock(), eval_return=eval_return,
+                                   best_eval_return=best, last_eval=final_eval,
+                                   evals_done=n_evals)
         if hooks.on_progress:
             hooks.on_progress(env_steps, {**metrics, **final_eval})
-        if hooks.should_stop and hooks.should_stop():
-            if run_dir is not None:
-                save_checkpoint(run_dir, config, carry.agent, env_steps, it)
+        if stop:
             break
     return TrainResult(env_steps=env_steps, iterations=it, final_eval=final_eval,
                        best_eval_return=best, compile_s=compile_s)
-
-
-def save_checkpoint(run_dir: Path, config: ReppoConfig, state: A.AgentState, env_steps: int,
-                    iteration: int) -> Path:
-    """Write ``checkpoints/params_<env_steps:012d>.npz`` in the canonical layout (readable by
-    every backend) and keep the newest ``run.keep_checkpoints``."""
-    ckpt_dir = Path(run_dir) / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    path = ckpt_dir / f"params_{env_steps:012d}.npz"
-    P.save_params(path, state_to_canonical(state),
-                  {"backend": "torch", "env_steps": env_steps, "iteration": iteration,
-                   "config": config.to_dict()})
-    keep = config.run.keep_checkpoints
-    old = sorted(ckpt_dir.glob("params_*.npz"))
-    for p in old[:-keep] if keep > 0 else []:
-        p.unlink(missing_ok=True)
-    return path
 
 
 def latest_checkpoint(run_dir: Path) -> Path:

@@ -8,6 +8,10 @@ Torch simulators are stateful, so the interface is too. Every adapter (``dmc``, 
     env.step(action)     -> StepOutput                 every tensor on env.device
     env.close()
 
+and optionally ``env.get_state() -> dict[str, np.ndarray]`` / ``env.set_state(state)`` for
+full-state checkpoints (``reppo_torch.checkpoint``): envs without them restart from a fresh reset
+when a run is resumed.
+
 Conventions (identical to the JAX port):
 * Actions live in ``[-1, 1]^action_dim``; adapters clip to the simulator's bounds.
 * Auto-reset: where ``terminated | truncated``, ``StepOutput.obs`` is already the first observation

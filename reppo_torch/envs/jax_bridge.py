@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from reppo_torch.envs.base import StepOutput
@@ -100,6 +101,24 @@ class JaxBridgeEnv:
         info = {"episode_return": p[:, 2 * d + 3], "episode_length": p[:, 2 * d + 4].long()}
         return StepOutput(obs=obs, reward=p[:, 2 * d], terminated=p[:, 2 * d + 1] > 0.5,
                           truncated=p[:, 2 * d + 2] > 0.5, final_obs=final_obs, info=info)
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """The JAX simulator state (physics, auto-reset key, episode counters) as flat named
+        numpy arrays, for full-state checkpoints."""
+        from reppo_jax.checkpoint import tree_to_arrays
+
+        if self._state is None:
+            raise RuntimeError("call reset(seed) before get_state()")
+        return tree_to_arrays(self._state)
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Inverse of :meth:`get_state`, into the structure of the current state (every name,
+        shape and dtype checked)."""
+        from reppo_jax.checkpoint import arrays_to_tree
+
+        if self._state is None:
+            raise RuntimeError("call reset(seed) before set_state()")
+        self._state = arrays_to_tree(state, self._state, source="checkpoint env state")
 
     def close(self) -> None:
         self._state = None

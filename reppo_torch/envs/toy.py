@@ -13,6 +13,7 @@ Known truths (time limits bootstrapped through): ``optimal_action(c) = 0.75·c``
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from reppo_torch.envs.base import StepOutput
@@ -97,6 +98,23 @@ class ToyBanditEnv:
         self._obs = torch.where(done[:, None], self._contexts(), final_obs)
         return StepOutput(obs=self._obs, reward=reward, terminated=terminated,
                           truncated=truncated, final_obs=final_obs, info=info)
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Everything :meth:`step` reads, as numpy arrays (for full-state checkpoints)."""
+        return {"generator": self._gen.get_state().cpu().numpy(),
+                "obs": self._obs.cpu().numpy(), "step_count": self._step_count.cpu().numpy(),
+                "episode_return": self._ep_return.cpu().numpy(),
+                "episode_length": self._ep_length.cpu().numpy()}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Inverse of :meth:`get_state` (arrays validated by the caller)."""
+        self._gen.set_state(torch.as_tensor(np.asarray(state["generator"], np.uint8)))
+
+        def t(name: str) -> torch.Tensor:
+            return torch.as_tensor(np.asarray(state[name])).to(self.device)
+
+        self._obs, self._step_count = t("obs"), t("step_count")
+        self._ep_return, self._ep_length = t("episode_return"), t("episode_length")
 
     def close(self) -> None:
         pass

@@ -12,9 +12,9 @@ from reppo_common import cli
 from reppo_common.registry import REGISTRY, EnvSpec
 
 
-TOY_SPEC = EnvSpec("toy", "Bandit", "toy/Bandit", "continuous", ("jax",), (0.0, 1.0), 50, False,
+TOY_SPEC = EnvSpec("toy", "Bandit", "toy/Bandit", "continuous", ("jax", "torch"), (0.0, 1.0), 50, False,
                    "tiny")
-"""``toy/Bandit``: jax only, rewards in [0, 1], 50-step episodes."""
+"""``toy/Bandit`` (both backends): rewards in [0, 1], 50-step episodes."""
 
 
 def register_toy() -> None:

@@ -165,18 +165,10 @@ def test_cli_smoke_run_on_cartpole(tmp_path):
     assert [m["env_steps"] for m in evals] == [256, 512]
     for m in evals:
         assert math.isfinite(m["eval/return_mean"]) and m["wall_s"] >= 0
-    assert sorted(p.name for p in (run_dir / "checkpoints").glob("*.npz")) == [
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("params_*.npz")) == [
         "params_000000000256.npz", "params_000000000512.npz"]
     proc = subprocess.run([sys.executable, "-m", "reppo_common.cli", "eval", "--run-dir",
                            str(run_dir), "--episodes", "2"],
                           cwd=ROOT, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "return" in proc.stdout
-
-
-def test_resume_is_a_clear_user_error(tmp_path):
-    from reppo_common.errors import UserError
-    from reppo_torch.backend import get_backend
-
-    with pytest.raises(UserError, match="--resume is not implemented"):
-        get_backend().train(_toy_config(), tmp_path, TrainHooks(), resume=True)
