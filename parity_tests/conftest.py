@@ -26,6 +26,20 @@ settings.load_profile("ci")  # --hypothesis-profile (handled by hypothesis' plug
 DTYPES = (np.float32, np.float64)
 
 
+def pytest_terminal_summary(terminalreporter):
+    """The largest |diff| / tolerance per layer and dtype seen in this session (1.0 = at the
+    tolerance; the README's tolerance policy records these numbers)."""
+    from parity_tests.tolerance import WORST
+
+    if not WORST:
+        return
+    tr = terminalreporter
+    tr.section("parity: largest observed error per layer")
+    tr.write_line(f"{'layer':<14}{'dtype':<9}{'checks':>8}{'max |diff|/tol':>16}{'max |diff|':>13}")
+    for (layer, dt), e in sorted(WORST.items()):
+        tr.write_line(f"{layer:<14}{dt:<9}{e['checks']:>8}{e['ratio']:>16.3e}{e['diff']:>13.3e}")
+
+
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request):
     """Each installed backend; a missing one is skipped with the extra that installs it."""

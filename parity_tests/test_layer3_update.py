@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from parity_tests import strategies as S
 from parity_tests.backends import BACKENDS
-from parity_tests.tolerance import ULPS, assert_close, eps
+from parity_tests.tolerance import ULPS, assert_close, eps, note_worst
 from spec.hyper import Hyper
 from spec.params import init_params, param_layout
 from spec.reference import distributions as RD
@@ -240,7 +240,9 @@ def check_step_sequence(jax_out, torch_out, params, logs, dtype, lrs, report=Non
     report = {} if report is None else report
 
     def note(kind, err, tol):
-        report[kind] = max(report.get(kind, 0.0), float(np.max(err / (tol + tiny))))
+        ratio = float(np.max(err / (tol + tiny)))
+        report[kind] = max(report.get(kind, 0.0), ratio)
+        note_worst(f"update/{kind}", dtype, ratio, float(np.max(err)))
 
     tiny = float(np.finfo(dtype).tiny)
     names = sorted(params)

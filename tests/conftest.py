@@ -8,11 +8,14 @@ import pytest
 try:
     from hypothesis import HealthCheck, settings
 
-    settings.register_profile(
-        "ci", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-    )
-    settings.register_profile("dev", max_examples=50, deadline=None)
-    settings.register_profile("thorough", max_examples=500, deadline=None)
+    # the same profiles as parity_tests/conftest.py: whichever conftest loads last, "ci" means
+    # the same thing (pytest's collection order decides which one registers it last)
+    _common = dict(deadline=None, print_blob=True,
+                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                          HealthCheck.function_scoped_fixture])
+    settings.register_profile("ci", max_examples=25, **_common)
+    settings.register_profile("dev", max_examples=50, **_common)
+    settings.register_profile("thorough", max_examples=500, **_common)
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 except ImportError:  # hypothesis is a dev extra; tests that need it import it themselves
     pass
