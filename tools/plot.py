@@ -107,6 +107,9 @@ def plot_runs(runs: Sequence[RunCurve], out: str | Path, group_by: Sequence[str]
     metric = runs[0].metric
     for row, (env, by_label) in enumerate(groups.items()):
         env_info = {}
+        observed = np.concatenate([np.asarray(r.values, float) for m in by_label.values()
+                                   for r in m])
+        observed = observed[np.isfinite(observed)]
         for j, (label, members) in enumerate(by_label.items()):
             color = f"C{j % 10}"
             n = len(members)
@@ -147,6 +150,13 @@ def plot_runs(runs: Sequence[RunCurve], out: str | Path, group_by: Sequence[str]
                     info["reliable_final"] = float(frac[-1])
             env_info[label] = info
         summary["envs"][env] = env_info
+        if observed.size:
+            # y range of the observed returns: a t band over 2 runs (t = 12.7) would otherwise
+            # squash every curve into a sliver; bands beyond it are cut off, not the data
+            lo_y, hi_y = float(observed.min()), float(observed.max())
+            pad = 0.05 * (hi_y - lo_y) or 1.0
+            for ax in axes[row, :2]:
+                ax.set_ylim(lo_y - pad, hi_y + pad)
         axes[row, 0].set_xlabel("env steps")
         axes[row, 1].set_xlabel("wall-clock (minutes)")
         for ax in axes[row]:
