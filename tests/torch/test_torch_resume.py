@@ -274,3 +274,25 @@ def test_cli_sigkill_then_resume_gives_identical_metrics(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     assert f"resuming from {last.manifest_path.name}" in p.stderr
     assert _metrics(run_dir) == _metrics(ref)
+
+
+@pytest.mark.slow
+@pytest.mark.long
+def test_resume_exact_on_dmc_through_the_jax_bridge(tmp_path):
+    """DMC's whole VecEnvState travels through the bridge's get_state/set_state (~2 min)."""
+    pytest.importorskip("mujoco_playground")
+    cfg = apply_overrides(preset_config("tiny"), {
+        "env.name": "dmc/CartpoleBalance", "rollout.total_env_steps": 6 * STEPS_PER_ITER,
+        "run.eval_interval": 3 * STEPS_PER_ITER, "run.checkpoint_interval": 2 * STEPS_PER_ITER,
+        "run.keep_checkpoints": 100, "run.device": "cpu", "run.eval_episodes": 2})
+    seen: list[dict] = []
+    train(cfg, tmp_path / "a", TrainHooks(on_train_metrics=seen.append,
+                                          on_eval_metrics=seen.append))
+    steps = 4 * STEPS_PER_ITER
+    _copy_checkpoint(tmp_path / "a", tmp_path / "b", steps)
+    assert any(k.startswith("env/") for k in C.load_state_arrays(
+        C.latest_checkpoint(tmp_path / "b" / "checkpoints")))
+    resumed: list[dict] = []
+    train(cfg, tmp_path / "b", TrainHooks(on_train_metrics=resumed.append,
+                                          on_eval_metrics=resumed.append), resume=True)
+    assert [_strip(m) for m in resumed] == [_strip(m) for m in seen if m["env_steps"] > steps]
