@@ -17,8 +17,16 @@ class TorchBackend:
 
         return supports_env(env_name)
 
-    def train(self, config: ReppoConfig, run_dir: Path, hooks: TrainHooks,
+    def is_main_process(self) -> bool:
+        """False on torchrun ranks other than 0: the CLI then trains without a run directory,
+        metrics or progress bar (rank 0 writes them; see reppo_torch.distributed)."""
+        from reppo_torch.distributed import launched_world
+
+        return launched_world().is_main
+
+    def train(self, config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks,
               resume: bool = False) -> TrainResult:
+        """Train; ``run_dir`` is None on torchrun ranks other than 0 (nothing written)."""
         from reppo_torch.train import train
 
         if resume:
@@ -26,7 +34,7 @@ class TorchBackend:
 
             raise UserError("--resume is not implemented yet for the torch backend; start a new "
                             "run (checkpoints hold the policy for `reppo eval`)")
-        return train(config, Path(run_dir), hooks)
+        return train(config, Path(run_dir) if run_dir is not None else None, hooks)
 
     def evaluate(self, config: ReppoConfig, run_dir: Path, episodes: int,
                  checkpoint: Path | None = None) -> Mapping[str, float]:
@@ -40,9 +48,11 @@ class TorchBackend:
         return state_to_canonical(state)
 
     def import_params(self, config: ReppoConfig, params: Mapping[str, Any]) -> Any:
+        from dataclasses import replace
+
         from reppo_torch.train import Trainer, state_from_canonical
 
-        trainer = Trainer(config)
+        trainer = Trainer(replace(config, run=replace(config.run, devices=None)))
         return state_from_canonical(config, trainer.h, params, trainer.device)
 
 

@@ -25,8 +25,9 @@ import torch
 from reppo_common.errors import UserError
 from reppo_common.seeding import stream_int
 from reppo_torch import agent as A
+from reppo_torch import distributed as Dist
 from reppo_torch.networks import Actor, Critic, to_canonical
-from reppo_torch.normalization import RunningStats, running_stats_update
+from reppo_torch.normalization import RunningStats
 from spec import derived, params as P
 from spec.backend import TrainHooks, TrainResult
 from spec.config import ReppoConfig
@@ -132,7 +133,10 @@ def state_to_canonical(state: A.AgentState) -> dict[str, np.ndarray]:
 
 @dataclass
 class Trainer:
-    """Owns the envs, hyperparameters, iteration and evaluation functions for one run."""
+    """Owns the envs, hyperparameters, iteration and evaluation functions for one run.
+
+    Under torchrun (``reppo_torch.distributed``) each rank builds ``num_envs / world size``
+    envs and only rank 0 an evaluation env."""
 
     config: ReppoConfig
     env: Any = None
@@ -144,26 +148,31 @@ class Trainer:
         cfg = self.config
         if self.device is None:
             self.device = resolve_device(cfg.run.device)
+        self.world, self.device = Dist.init_from_env(self.device)
+        num_envs = Dist.check_devices(cfg.run.devices, self.world, cfg.rollout.num_envs)
         if self.env is None:
-            self.env = make_env(cfg, cfg.rollout.num_envs, device=self.device)
-        if self.eval_env is None:
+            self.env = make_env(cfg, num_envs, device=self.device)
+        if self.eval_env is None and self.world.is_main:
             self.eval_env = make_env(cfg, cfg.run.eval_episodes, evaluation=True,
                                      device=self.device)
-        self.h = resolve_hyper(cfg, self.env)
+        self.h = replace(resolve_hyper(cfg, self.env), num_envs=num_envs)
         self.iteration = A.make_iteration(self.h, self.env)
-        self._evaluate = A.make_evaluate(self.h, self.eval_env, self.eval_env.max_episode_steps)
+        self._evaluate = (A.make_evaluate(self.h, self.eval_env, self.eval_env.max_episode_steps)
+                          if self.eval_env is not None else None)
         self.steps_per_iteration = derived.env_steps_per_iteration(
             cfg.rollout.num_envs, cfg.rollout.num_steps, cfg.env.action_repeat)
 
     def init(self, seed: int) -> A.Carry:
         state = state_from_canonical(self.config, self.h, canonical_init(self.config, self.h, seed),
                                      self.device)
-        obs = self.env.reset(stream_int(seed, "torch/env_reset"))
+        obs = self.env.reset(stream_int(seed, Dist.rank_stream("torch/env_reset",
+                                                               self.world.rank)))
         obs = obs.to(self.device)
+        shard = Dist.Shard.of(self.world)
         if self.h.normalize_obs:
-            state.obs_stats = running_stats_update(state.obs_stats, obs)
-        streams = A.Streams.from_seed(seed, self.device)
-        return A.Carry(state, obs, streams, A.snapshot(state))
+            state.obs_stats = shard.running_stats_update(state.obs_stats, obs)
+        streams = A.Streams.from_seed(seed, self.device)  # the same streams on every rank
+        return A.Carry(state, obs, streams, A.snapshot(state), shard)
 
     def evaluate(self, state: A.AgentState, seed: int) -> dict[str, float]:
         ret, length, success = self._evaluate(state.actor, state.obs_stats, seed)
@@ -204,7 +213,7 @@ def train(config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks | None = 
     for it in range(1, n_iters + 1):
         t0 = time.perf_counter()
         carry, info = trainer.iteration(carry)
-        info = _scalarize(info)  # the iteration's one host sync
+        info = _scalarize(Dist.mean_over_ranks(info))  # the iteration's one host sync
         dt = time.perf_counter() - t0
         if compile_s is None:
             compile_s = dt  # first iteration: warm-up (allocator, the env's jit), as JAX's compile
@@ -216,19 +225,21 @@ def train(config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks | None = 
         metrics = {"env_steps": env_steps, "iteration": it, "train/sps": sps, **info}
         if hooks.on_train_metrics:
             hooks.on_train_metrics(metrics)
-        if it % eval_every == 0 or it == n_iters:
+        if (it % eval_every == 0 or it == n_iters) and trainer.world.is_main:
             final_eval = trainer.evaluate(carry.agent, eval_seed + n_evals)
             n_evals += 1
             best = final_eval["eval/return_mean"] if best is None else max(
                 best, final_eval["eval/return_mean"])
             if hooks.on_eval_metrics:
                 hooks.on_eval_metrics({"env_steps": env_steps, "iteration": it, **final_eval})
-        if run_dir is not None and (it % ckpt_every == 0 or it == n_iters):
+        writes = run_dir is not None and trainer.world.is_main
+        if writes and (it % ckpt_every == 0 or it == n_iters):
             save_checkpoint(run_dir, config, carry.agent, env_steps, it)
         if hooks.on_progress:
             hooks.on_progress(env_steps, {**metrics, **final_eval})
-        if hooks.should_stop and hooks.should_stop():
-            if run_dir is not None:
+        # every rank leaves after the same iteration (collectives would wait for the others)
+        if Dist.any_rank(bool(hooks.should_stop and hooks.should_stop())):
+            if writes:
                 save_checkpoint(run_dir, config, carry.agent, env_steps, it)
             break
     return TrainResult(env_steps=env_steps, iterations=it, final_eval=final_eval,
@@ -266,7 +277,7 @@ def evaluate_run(config: ReppoConfig, run_dir: Path, episodes: int,
     backend's checkpoint: the file is the canonical layout). The episodes' initial states are
     drawn from seed ``run.seed + 2_000_003``, as in the JAX port, so on DMC both backends
     evaluate the same episodes."""
-    cfg = replace(config, run=replace(config.run, eval_episodes=episodes))
+    cfg = replace(config, run=replace(config.run, eval_episodes=episodes, devices=None))
     device = resolve_device(cfg.run.device)
     trainer = Trainer(cfg, env=make_env(cfg, 1, device=device), eval_env=None, device=device)
     flat, _meta = P.load_params(checkpoint or latest_checkpoint(run_dir))
