@@ -160,7 +160,11 @@ class DataParallel:
                        out_shardings=(shardings, self.replicated), donate_argnums=0)
 
     def place(self, carry: Any) -> Any:
-        """Move a carry (fresh, or restored from a checkpoint) into the training layout."""
+        """Move a carry (fresh, or restored from a checkpoint) into the training layout. With
+        several processes the (identical) host values are handed over, each process placing the
+        shards its own devices hold."""
+        if jax.process_count() > 1:
+            carry = jax.device_get(carry)
         return jax.device_put(carry, self.carry_shardings(carry))
 
     def local(self, tree: Any) -> Any:
