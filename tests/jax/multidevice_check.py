@@ -28,8 +28,9 @@ RELATIVE_TOLERANCE = 1e-4
 tol · (|b| + max|b| of the leaf). Both runs compute the same float32 program except for the order
 of the cross-device reductions (~1e-7 relative per reduction); after the 8 Adam updates of one
 iteration the measured disagreement is 4.4e-6 of the leaf magnitude at most (a critic kernel:
-Adam's normalisation amplifies rounding where a gradient is tiny), while a gradient that was not averaged over the devices (each device
-stepping on its half-minibatch, or the sum instead of the mean) changes Adam's moments by O(1)."""
+Adam's normalisation amplifies rounding where a gradient is tiny), while a gradient that was
+not averaged over the devices (each device stepping on its half-minibatch, or the sum instead of
+the mean) changes Adam's moments by O(1)."""
 
 
 def toy_config(devices: int | None, **extra) -> object:

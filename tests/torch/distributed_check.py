@@ -1,5 +1,6 @@
-"""Two-process gloo checks of ``reppo_torch.distributed``, run by ``tests/torch/test_distributed.py``
-in a subprocess (the process group and its port stay out of the pytest process).
+"""Two-process gloo checks of ``reppo_torch.distributed``, run by
+``tests/torch/test_distributed.py`` in a subprocess (the process group and its port stay out of
+the pytest process).
 
     python tests/torch/distributed_check.py update OUT_DIR     # 2 ranks vs the 1-process reference
     python tests/torch/distributed_check.py train OUT_DIR      # 2 ranks through Trainer and train()

@@ -109,9 +109,9 @@ def test_torchrun_cli_run_writes_one_run_dir(tmp_path):
 def test_shard_of_one_group_is_the_single_process_code():
     """``Shard()`` draws, flattens and permutes exactly as the code did before distribution."""
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-    one = Dist.SINGLE
-    assert torch.equal(one.permutation(24, 4, g1, torch.device("cpu")), torch.randperm(24, generator=g2))
-    assert torch.equal(one.randn((3, 2), g1, torch.device("cpu")), torch.randn((3, 2), generator=g2))
+    one, cpu = Dist.SINGLE, torch.device("cpu")
+    assert torch.equal(one.permutation(24, 4, g1, cpu), torch.randperm(24, generator=g2))
+    assert torch.equal(one.randn((3, 2), g1, cpu), torch.randn((3, 2), generator=g2))
     x = torch.arange(24.0).reshape(4, 6)
     assert torch.equal(one.flatten(x), x.reshape(-1)) and one.take(x, 1) is x
     stats = running_stats_init(2, torch.float32)
