@@ -97,6 +97,9 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=None, help="run.seed")
     t.add_argument("--steps", type=_int_steps, default=None,
                    help="rollout.total_env_steps (accepts 1e6)")
+    t.add_argument("--devices", type=int, default=None,
+                   help="run.devices: data-parallel device count (JAX: default all devices; "
+                        "torch: the torchrun world size)")
     t.add_argument("--run-dir", default=None, help="where to write the run (default runs/...)")
     t.add_argument("--resume", metavar="RUN_DIR", default=None,
                    help="continue the run in RUN_DIR from its latest checkpoint")
@@ -171,6 +174,8 @@ def _build_train_config(args: argparse.Namespace, overrides: list[str]) -> tuple
         flags.append(f"run.seed={args.seed}")
     if args.steps is not None:
         flags.append(f"rollout.total_env_steps={args.steps}")
+    if args.devices is not None:
+        flags.append(f"run.devices={args.devices}")
     if args.log:
         sinks = [s.strip() for s in args.log.split(",") if s.strip() and s.strip() != "jsonl"]
         flags.append("run.log=" + ",".join(["jsonl", *sinks]))
@@ -188,6 +193,8 @@ def _resume_config(args: argparse.Namespace, overrides: list[str], run: Any) -> 
     flags: list[str] = []
     if args.steps is not None:
         flags.append(f"rollout.total_env_steps={args.steps}")
+    if args.devices is not None:
+        flags.append(f"run.devices={args.devices}")
     if args.log:
         flags.append("run.log=jsonl," + args.log)
     pairs = override_pairs(flags + overrides)
@@ -226,6 +233,8 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     backend = load_backend(args.backend)
     if not backend.supports_env(env.full_name):
         raise UserError(f"backend {args.backend!r} does not support {env.full_name} yet")
+    if not getattr(backend, "is_main_process", lambda: True)():
+        return _train_worker(backend, cfg, run.path if args.resume else None, bool(args.resume))
 
     resumed = None
     if args.resume:
@@ -316,6 +325,29 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
           f"run dir {run.path}")
     if stop["flag"]:
         print(f"continue with: reppo train --resume {run.path}")
+    return 0
+
+
+def _train_worker(backend: Any, cfg: ReppoConfig, run_path: Path | None, resume: bool) -> int:
+    """A data-parallel training process other than the main one (e.g. torchrun rank > 0): it
+    trains in step with the others but writes nothing — no run directory, metrics, progress or
+    summary (the main process does). ``run_path`` is the run being resumed (read only), else
+    None. Ctrl-C stops it after the current iteration, as the main process."""
+    from spec.backend import TrainHooks
+
+    stop = {"flag": False}
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if stop["flag"]:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        stop["flag"] = True
+
+    old_handler = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        backend.train(cfg, run_path, TrainHooks(should_stop=lambda: stop["flag"]), resume=resume)
+    finally:
+        signal.signal(signal.SIGINT, old_handler)
     return 0
 
 

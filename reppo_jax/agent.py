@@ -9,7 +9,7 @@ actor sample, KL samples, shuffles — split per step and per minibatch.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -215,10 +215,15 @@ def compute_targets(h: Hyper, agent: AgentState, batch: Transition) -> jax.Array
     return soft_td_lambda(r, batch.next_value, batch.terminated, batch.truncated, h.gamma, h.lam)
 
 
-def update(nets: Nets, h: Hyper, opts, agent: AgentState, batch: Transition, targets, key):
+def update(nets: Nets, h: Hyper, opts, agent: AgentState, batch: Transition, targets, key,
+           shard_minibatches: Callable[[dict], dict] | None = None):
     """num_epochs × num_minibatches of (critic step, actor step, multiplier step).
 
     Returns the new agent and metrics averaged over every minibatch of the iteration.
+    ``shard_minibatches``: an optional layout hint applied to each epoch's
+    ``(num_minibatches, minibatch, ...)`` arrays — with several devices,
+    ``reppo_jax.distributed.DataParallel.shard_minibatches`` splits every minibatch over them; it
+    changes where the math runs, not what it computes.
     """
     behaviour = agent.actor  # θ' snapshot, fixed for the whole iteration
     n = h.num_envs * h.num_steps
@@ -230,6 +235,8 @@ def update(nets: Nets, h: Hyper, opts, agent: AgentState, batch: Transition, tar
         k_perm, k_mb = jax.random.split(key)
         perm = jax.random.permutation(k_perm, n)
         mbs = jax.tree.map(lambda x: x[perm].reshape((h.num_minibatches, -1) + x.shape[1:]), data)
+        if shard_minibatches is not None:
+            mbs = shard_minibatches(mbs)
         keys = jax.random.split(k_mb, h.num_minibatches)
 
         def minibatch(agent, xs):
@@ -243,15 +250,17 @@ def update(nets: Nets, h: Hyper, opts, agent: AgentState, batch: Transition, tar
     return agent, jax.tree.map(jnp.mean, infos)
 
 
-def make_iteration(nets: Nets, h: Hyper, env):
-    """The whole iteration as one function of the carry, to be jitted once."""
+def make_iteration(nets: Nets, h: Hyper, env,
+                   shard_minibatches: Callable[[dict], dict] | None = None):
+    """The whole iteration as one function of the carry, to be jitted once
+    (``shard_minibatches``: see :func:`update`)."""
     opts = optimizers(h)
 
     def iteration(carry: Carry):
         carry, batch, episodes = rollout(nets, h, env, carry)
         targets = compute_targets(h, carry.agent, batch)
         key, k_upd = jax.random.split(carry.key)
-        agent, info = update(nets, h, opts, carry.agent, batch, targets, k_upd)
+        agent, info = update(nets, h, opts, carry.agent, batch, targets, k_upd, shard_minibatches)
         done = episodes["done"].astype(jnp.float32)
         n_done = jnp.sum(done)
         info = {**info,

@@ -43,12 +43,19 @@ def _is_key(x: Any) -> bool:
 
 
 def tree_to_arrays(tree: Any) -> dict[str, np.ndarray]:
-    """Pytree → ``{path name: numpy array}`` (typed PRNG keys stored as their key data)."""
+    """Pytree → ``{path name: numpy array}`` (typed PRNG keys stored as their key data; arrays
+    sharded over several processes gathered first)."""
     out: dict[str, np.ndarray] = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         name = _path_name(path)
         if name in out:
             raise ValueError(f"two pytree leaves share the name {name!r}")
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            # multi-host data parallelism: gather the shards of every process (a collective,
+            # so every process saves); see reppo_jax.distributed
+            from jax.experimental import multihost_utils
+
+            leaf = multihost_utils.process_allgather(leaf, tiled=True)
         out[name] = np.asarray(jax.random.key_data(leaf) if _is_key(leaf) else leaf)
     return out
 

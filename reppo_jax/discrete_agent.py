@@ -43,6 +43,7 @@ from reppo_jax.losses import critic_loss, q_value
 from reppo_jax.networks import MLP, stack_features
 from reppo_jax.normalization import normalize, running_stats_update
 from reppo_jax.targets import soft_rewards, soft_td_lambda
+from reppo_common.errors import UserError
 from reppo_jax.train import Trainer, enable_compilation_cache
 from spec import derived
 
@@ -524,6 +525,10 @@ class DiscreteTrainer(Trainer):
 
     def __post_init__(self) -> None:
         enable_compilation_cache()
+        if (self.config.run.devices or 1) > 1:
+            raise UserError(f"run.devices={self.config.run.devices}: multi-device training is "
+                            f"implemented for continuous actions only, not D-REPPO "
+                            f"({self.config.env.name}); use --devices 1")
         setup_trainer(self)
 
     def init(self, seed: int) -> A.Carry:

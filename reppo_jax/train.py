@@ -4,7 +4,7 @@ evaluating and checkpointing between them."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -19,6 +19,7 @@ from reppo_common import checkpoints as C
 from reppo_common.errors import TrainingDiverged, UserError
 from reppo_jax import checkpoint as CK
 from reppo_jax.checkpoint import guard_iteration
+from reppo_jax.distributed import DataParallel, data_parallel
 from spec import derived, params as P
 from spec.hyper import resolve_hyper as resolve
 from spec.backend import TrainHooks, TrainResult
@@ -104,11 +105,15 @@ def enable_compilation_cache() -> None:
 
 @dataclass
 class Trainer:
-    """Owns the jitted iteration and evaluation for one run."""
+    """Owns the jitted iteration and evaluation for one run.
+
+    ``parallel``: the multi-device layout (``reppo_jax.distributed.DataParallel``) when
+    ``run.devices`` resolves to more than one device, else None (the plain single-device jit)."""
 
     config: ReppoConfig
     env: Any = None
     eval_env: Any = None
+    parallel: "DataParallel | None" = field(default=None, init=False)
 
     def __new__(cls, config: ReppoConfig, env: Any = None, eval_env: Any = None):
         """Dispatch on the action space: a discrete env (``env.discrete``, or a discrete
@@ -130,17 +135,37 @@ class Trainer:
             self.eval_env = make_env(cfg, cfg.run.eval_episodes, evaluation=True)
         self.h = resolve_hyper(cfg, self.env)
         self.nets = make_nets(cfg, self.h)
-        self.iteration = jax.jit(A.make_iteration(self.nets, self.h, self.env), donate_argnums=0)
+        r = cfg.rollout
+        self.parallel = data_parallel(cfg.run.devices, self.env.num_envs, r.num_steps,
+                                      r.num_minibatches)
+        shard = self.parallel.shard_minibatches if self.parallel is not None else None
+        self.iteration = self._jit(A.make_iteration(self.nets, self.h, self.env, shard))
         # the same iteration plus in-jit finiteness flags (reppo_jax.checkpoint.guard_iteration);
         # train() uses this one, so only it is compiled there
-        self.guarded_iteration = jax.jit(
-            guard_iteration(A.make_iteration(self.nets, self.h, self.env)), donate_argnums=0)
+        self.guarded_iteration = self._jit(
+            guard_iteration(A.make_iteration(self.nets, self.h, self.env, shard)))
         self._evaluate = jax.jit(A.make_evaluate(self.nets, self.h, self.eval_env,
                                                  self.eval_env.max_episode_steps))
         self.steps_per_iteration = derived.env_steps_per_iteration(
             cfg.rollout.num_envs, cfg.rollout.num_steps, cfg.env.action_repeat)
 
+    def _jit(self, iteration: Callable) -> Callable:
+        """jit a ``carry -> (carry, info)`` function, donating the carry; with several devices
+        also fixing the carry's layout (env axis split, the rest replicated)."""
+        if self.parallel is None:
+            return jax.jit(iteration, donate_argnums=0)
+        return self.parallel.jit_iteration(iteration, jax.eval_shape(lambda: self._fresh_carry(0)))
+
+    def place(self, carry: A.Carry) -> A.Carry:
+        """The carry in the iteration's device layout (a no-op on one device); for a carry
+        restored from a checkpoint."""
+        return carry if self.parallel is None else self.parallel.place(carry)
+
     def init(self, seed: int) -> A.Carry:
+        """The initial carry of a run with this seed, laid out for the iteration."""
+        return self.place(self._fresh_carry(seed))
+
+    def _fresh_carry(self, seed: int) -> A.Carry:
         key = jax.random.PRNGKey(seed)
         k_env, k_run = jax.random.split(key)
         state = state_from_canonical(self.h, canonical_init(self.config, self.h, seed))
@@ -151,7 +176,10 @@ class Trainer:
         return jax.tree.map(jnp.copy, A.Carry(state, env_state, obs, k_run))
 
     def evaluate(self, state: A.AgentState, key) -> dict[str, float]:
-        ret, length = self._evaluate(state.actor, state.obs_stats, key)
+        actor, stats = state.actor, state.obs_stats
+        if self.parallel is not None:  # evaluate on one device, not replicated on all
+            actor, stats, key = self.parallel.local((actor, stats, key))
+        ret, length = self._evaluate(actor, stats, key)
         ret = np.asarray(ret)
         return {"eval/return_mean": float(ret.mean()), "eval/return_std": float(ret.std()),
                 "eval/return_min": float(ret.min()), "eval/return_max": float(ret.max()),
@@ -189,7 +217,7 @@ def train(config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks | None = 
         if run_dir is None:
             raise UserError("resuming needs the run directory")
         last_ckpt, tree = CK.check_resume(run_dir, config, trainer)
-        carry, eval_key = tree["carry"], tree["eval_key"]
+        carry, eval_key = trainer.place(tree["carry"]), tree["eval_key"]
         start, best, wall0 = last_ckpt.iteration, last_ckpt.best_eval_return, last_ckpt.wall_s
         final_eval = dict(last_ckpt.manifest.get("last_eval") or {})
         if run_dir is not None:
@@ -261,7 +289,7 @@ def evaluate_run(config: ReppoConfig, run_dir: Path, episodes: int,
     """Evaluate a saved run's deterministic policy on ``episodes`` fresh episodes."""
     from dataclasses import replace
 
-    cfg = replace(config, run=replace(config.run, eval_episodes=episodes))
+    cfg = replace(config, run=replace(config.run, eval_episodes=episodes, devices=1))
     trainer = Trainer(cfg, env=make_env(cfg, 1), eval_env=None)
     flat, _meta = P.load_params(checkpoint or latest_checkpoint(run_dir))
     state = state_from_canonical(trainer.h, flat)

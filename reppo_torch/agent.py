@@ -25,9 +25,10 @@ from torch import nn
 
 from reppo_common.seeding import stream_int
 from reppo_torch import distributions as D
+from reppo_torch.distributed import SINGLE, Shard, average_gradients_
 from reppo_torch.losses import actor_loss, alpha_loss, beta_loss, critic_loss, q_value
 from reppo_torch.networks import Actor, Critic
-from reppo_torch.normalization import RunningStats, normalize, running_stats_update
+from reppo_torch.normalization import RunningStats, normalize
 from reppo_torch.targets import soft_rewards, soft_td_lambda
 from spec.hyper import Hyper  # noqa: F401  (A.Hyper: resolved hyperparameters, shared by every port)
 
@@ -131,7 +132,10 @@ def clip_by_global_norm_(params: list[nn.Parameter], max_norm: float) -> torch.T
 
 def _clip_and_step(params: list[nn.Parameter], opt: torch.optim.Optimizer,
                    max_norm: float) -> torch.Tensor:
-    """Global-norm clip, then the optimiser step; returns the pre-clip norm (a device tensor)."""
+    """Gradients averaged over the torchrun ranks (a no-op in one process), global-norm clip,
+    then the optimiser step; returns the pre-clip norm of the averaged gradient (a device
+    tensor)."""
+    average_gradients_(params)
     norm = clip_by_global_norm_(params, max_norm)
     opt.step()
     return norm
@@ -223,13 +227,15 @@ def minibatch_step(h: Hyper, state: AgentState, behaviour: Actor, mb: dict,
 
 @dataclass
 class Carry:
-    """Everything one iteration threads through: agent, current raw obs, random streams, and
-    the behaviour-policy module the snapshot is copied into (the env itself is stateful)."""
+    """Everything one iteration threads through: agent, current raw obs, random streams, the
+    behaviour-policy module the snapshot is copied into (the env itself is stateful), and which
+    part of the global batch this process holds (``reppo_torch.distributed.Shard``)."""
 
     agent: AgentState
     obs: torch.Tensor
     streams: Streams
     behaviour: Actor
+    shard: Shard = SINGLE
 
 
 def snapshot(agent: AgentState, behaviour: Actor | None = None) -> Actor:
@@ -254,19 +260,19 @@ def rollout(h: Hyper, env, carry: Carry) -> tuple[Carry, Transition, dict]:
     normalised identically as a bootstrap input at step t and as the policy input at step t+1.
     """
     behaviour, critic = carry.behaviour, carry.agent.critic
-    stats, obs, streams = carry.agent.obs_stats, carry.obs, carry.streams
+    stats, obs, streams, shard = carry.agent.obs_stats, carry.obs, carry.streams, carry.shard
     steps: list[tuple] = []
     for _ in range(h.num_steps):
         x = _norm(h, stats, obs)
         mean, std = policy(h, behaviour, x)
-        eps = torch.randn(mean.shape, generator=streams.action, device=mean.device)
+        eps = shard.randn(mean.shape, streams.action, mean.device)
         action, _ = D.tanh_gaussian_sample(mean, std, eps)
         out = env.step(action)
         if h.normalize_obs:
-            stats = running_stats_update(stats, out.obs)
+            stats = shard.running_stats_update(stats, out.obs)
         x_next = _norm(h, stats, out.final_obs)
         n_mean, n_std = policy(h, behaviour, x_next)
-        eps = torch.randn(n_mean.shape, generator=streams.bootstrap, device=n_mean.device)
+        eps = shard.randn(n_mean.shape, streams.bootstrap, n_mean.device)
         a_next, pre_next = D.tanh_gaussian_sample(n_mean, n_std, eps)
         next_log_prob = D.tanh_gaussian_log_prob(n_mean, n_std, pre_next)
         next_value, next_emb = q_of(h, critic, x_next, a_next)
@@ -295,25 +301,30 @@ def compute_targets(h: Hyper, agent: AgentState, batch: Transition) -> torch.Ten
 
 
 def update(h: Hyper, agent: AgentState, behaviour: Actor, batch: Transition,
-           targets: torch.Tensor, streams: Streams) -> tuple[AgentState, dict]:
+           targets: torch.Tensor, streams: Streams, shard: Shard = SINGLE
+           ) -> tuple[AgentState, dict]:
     """num_epochs × num_minibatches of (critic step, actor step, multiplier step).
 
     Returns the agent and metrics averaged over every minibatch of the iteration (0-dim device
-    tensors, summed on the device: no host sync here)."""
+    tensors, summed on the device: no host sync here). ``shard``: the part of the global batch
+    this process holds — under torchrun each rank updates on its part of every minibatch with the
+    matching slice of the global noise (``reppo_torch.distributed``); one process: unchanged."""
     n = h.num_envs * h.num_steps
     data = {"obs": batch.obs, "action": batch.action, "reward": batch.reward,
             "target": targets, "next_emb": batch.next_emb}
-    data = {k: v.reshape((n,) + tuple(v.shape[2:])) for k, v in data.items()}
+    data = {k: shard.flatten(v) for k, v in data.items()}
     size = n // h.num_minibatches
     device = batch.obs.device
     names: list[str] | None = None
     total = None
     for _ in range(h.num_epochs):
-        perm = torch.randperm(n, generator=streams.shuffle, device=device)
+        perm = shard.permutation(n, h.num_minibatches, streams.shuffle, device)
         shuffled = {k: v[perm] for k, v in data.items()}
         for i in range(h.num_minibatches):
             mb = {k: v[i * size:(i + 1) * size] for k, v in shuffled.items()}
-            noise, kl_noise = actor_noise(h, streams.actor, size, streams.kl, device)
+            noise, kl_noise = actor_noise(h, streams.actor, shard.global_count(size), streams.kl,
+                                          device)
+            noise, kl_noise = shard.take(noise, 0), shard.take(kl_noise, 1)
             agent, info = minibatch_step(h, agent, behaviour, mb, noise, kl_noise)
             vec = torch.stack([v.to(torch.float32) for v in info.values()])
             if total is None:
@@ -332,7 +343,8 @@ def make_iteration(h: Hyper, env):
         snapshot(carry.agent, carry.behaviour)  # θ' fixed for the whole iteration
         carry, batch, episodes = rollout(h, env, carry)
         targets = compute_targets(h, carry.agent, batch)
-        agent, info = update(h, carry.agent, carry.behaviour, batch, targets, carry.streams)
+        agent, info = update(h, carry.agent, carry.behaviour, batch, targets, carry.streams,
+                             carry.shard)
         with torch.no_grad():
             done = episodes["done"].to(torch.float32)
             n_done = torch.sum(done)

@@ -20,6 +20,13 @@ class TorchBackend:
     def __init__(self) -> None:
         self._prepared: tuple | None = None
 
+    def is_main_process(self) -> bool:
+        """False on torchrun ranks other than 0: the CLI then trains without a run directory,
+        metrics or progress bar (rank 0 writes them; see reppo_torch.distributed)."""
+        from reppo_torch.distributed import launched_world
+
+        return launched_world().is_main
+
     def check_resume(self, config: ReppoConfig, run_dir: Path) -> Any:
         """Validate the latest full checkpoint of ``run_dir`` against ``config`` (backend,
         config, checksums, parameter layout, every state array) without writing anything;
@@ -32,18 +39,20 @@ class TorchBackend:
         self._prepared = (config, Path(run_dir), trainer)
         return info
 
-    def train(self, config: ReppoConfig, run_dir: Path, hooks: TrainHooks,
+    def train(self, config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks,
               resume: bool = False) -> TrainResult:
         """Train (or with ``resume`` continue the run in ``run_dir`` from its latest full
-        checkpoint, see reppo_torch.train.train)."""
+        checkpoint, see reppo_torch.train.train); ``run_dir`` is None on torchrun ranks other
+        than 0 (nothing written)."""
         from reppo_torch.train import train
 
+        run_dir = Path(run_dir) if run_dir is not None else None
         trainer = None
         if self._prepared is not None and self._prepared[0] == config \
-                and self._prepared[1] == Path(run_dir):
+                and self._prepared[1] == run_dir:
             trainer = self._prepared[2]
         self._prepared = None
-        return train(config, Path(run_dir), hooks, resume=resume, trainer=trainer)
+        return train(config, run_dir, hooks, resume=resume, trainer=trainer)
 
     def evaluate(self, config: ReppoConfig, run_dir: Path, episodes: int,
                  checkpoint: Path | None = None) -> Mapping[str, float]:
@@ -57,9 +66,11 @@ class TorchBackend:
         return state_to_canonical(state)
 
     def import_params(self, config: ReppoConfig, params: Mapping[str, Any]) -> Any:
+        from dataclasses import replace
+
         from reppo_torch.train import Trainer, state_from_canonical
 
-        trainer = Trainer(config)
+        trainer = Trainer(replace(config, run=replace(config.run, devices=None)))
         return state_from_canonical(config, trainer.h, params, trainer.device)
 
 

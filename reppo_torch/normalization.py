@@ -45,8 +45,16 @@ def running_stats_update(stats: RunningStats, batch: torch.Tensor) -> RunningSta
     if b == 0:
         return stats
     x = batch.to(dt)
-    b_mean = torch.mean(x, dim=0)
-    b_var = torch.var(x, dim=0, correction=0)
+    return running_stats_merge(stats, b, torch.mean(x, dim=0), torch.var(x, dim=0, correction=0))
+
+
+def running_stats_merge(stats: RunningStats, b: int, b_mean: torch.Tensor,
+                        b_var: torch.Tensor) -> RunningStats:
+    """Merge a batch given by its size ``b``, mean and variance (ddof 0) — the formula of
+    :func:`running_stats_update`, which calls it; ``reppo_torch.distributed`` merges the
+    global batch's moments gathered from every rank with it."""
+    dt = stats.mean.dtype
+    b_mean, b_var = b_mean.to(dt), b_var.to(dt)
     n = stats.count.to(torch.float64)
     tot = n + b
     delta = b_mean - stats.mean

@@ -28,8 +28,9 @@ from reppo_common.guard import GUARD_KEY, first_nonfinite
 from reppo_common.seeding import stream_int
 from reppo_torch import agent as A
 from reppo_torch import checkpoint as CK
+from reppo_torch import distributed as Dist
 from reppo_torch.networks import Actor, Critic, to_canonical
-from reppo_torch.normalization import RunningStats, running_stats_update
+from reppo_torch.normalization import RunningStats
 from spec import derived, params as P
 from spec.backend import TrainHooks, TrainResult
 from spec.config import ReppoConfig
@@ -135,7 +136,10 @@ def state_to_canonical(state: A.AgentState) -> dict[str, np.ndarray]:
 
 @dataclass
 class Trainer:
-    """Owns the envs, hyperparameters, iteration and evaluation functions for one run."""
+    """Owns the envs, hyperparameters, iteration and evaluation functions for one run.
+
+    Under torchrun (``reppo_torch.distributed``) each rank builds ``num_envs / world size``
+    envs and only rank 0 an evaluation env."""
 
     config: ReppoConfig
     env: Any = None
@@ -147,26 +151,31 @@ class Trainer:
         cfg = self.config
         if self.device is None:
             self.device = resolve_device(cfg.run.device)
+        self.world, self.device = Dist.init_from_env(self.device)
+        num_envs = Dist.check_devices(cfg.run.devices, self.world, cfg.rollout.num_envs)
         if self.env is None:
-            self.env = make_env(cfg, cfg.rollout.num_envs, device=self.device)
-        if self.eval_env is None:
+            self.env = make_env(cfg, num_envs, device=self.device)
+        if self.eval_env is None and self.world.is_main:
             self.eval_env = make_env(cfg, cfg.run.eval_episodes, evaluation=True,
                                      device=self.device)
-        self.h = resolve_hyper(cfg, self.env)
+        self.h = replace(resolve_hyper(cfg, self.env), num_envs=num_envs)
         self.iteration = A.make_iteration(self.h, self.env)
-        self._evaluate = A.make_evaluate(self.h, self.eval_env, self.eval_env.max_episode_steps)
+        self._evaluate = (A.make_evaluate(self.h, self.eval_env, self.eval_env.max_episode_steps)
+                          if self.eval_env is not None else None)
         self.steps_per_iteration = derived.env_steps_per_iteration(
             cfg.rollout.num_envs, cfg.rollout.num_steps, cfg.env.action_repeat)
 
     def init(self, seed: int) -> A.Carry:
         state = state_from_canonical(self.config, self.h, canonical_init(self.config, self.h, seed),
                                      self.device)
-        obs = self.env.reset(stream_int(seed, "torch/env_reset"))
+        obs = self.env.reset(stream_int(seed, Dist.rank_stream("torch/env_reset",
+                                                               self.world.rank)))
         obs = obs.to(self.device)
+        shard = Dist.Shard.of(self.world)
         if self.h.normalize_obs:
-            state.obs_stats = running_stats_update(state.obs_stats, obs)
-        streams = A.Streams.from_seed(seed, self.device)
-        return A.Carry(state, obs, streams, A.snapshot(state))
+            state.obs_stats = shard.running_stats_update(state.obs_stats, obs)
+        streams = A.Streams.from_seed(seed, self.device)  # the same streams on every rank
+        return A.Carry(state, obs, streams, A.snapshot(state), shard)
 
     def evaluate(self, state: A.AgentState, seed: int) -> dict[str, float]:
         ret, length, success = self._evaluate(state.actor, state.obs_stats, seed)
@@ -200,6 +209,11 @@ def check_resume(run_dir: Path, config: ReppoConfig, trainer: Trainer
         print(f"note: resuming with other package versions than the checkpoint's "
               f"({'; '.join(notes)}): the continuation is not guaranteed bit-identical",
               file=sys.stderr)
+    world = int((info.manifest.get("extra") or {}).get("world_size", 1))
+    if world != 1:
+        raise UserError(f"checkpoint {info} was written by a {world}-process torchrun run; "
+                        "resuming multi-process torch runs is not supported (start a new run, "
+                        "or `reppo eval` its parameters)")
     per_iter = trainer.steps_per_iteration
     if info.env_steps != info.iteration * per_iter:
         raise UserError(f"checkpoint {info} is at env_steps {info.env_steps} after "
@@ -220,7 +234,7 @@ def check_resume(run_dir: Path, config: ReppoConfig, trainer: Trainer
 def save_state(run_dir: Path, config: ReppoConfig, carry: A.Carry, env, *, iteration: int,
                env_steps: int, wall_s: float, eval_return: float | None,
                best_eval_return: float | None, last_eval: Mapping[str, Any],
-               evals_done: int) -> C.CheckpointInfo:
+               evals_done: int, world_size: int = 1) -> C.CheckpointInfo:
     """Write canonical params + full training state (reppo_torch.checkpoint) under
     ``run_dir/checkpoints`` and prune to ``run.keep_checkpoints`` + best."""
     ckpt_dir = Path(run_dir) / "checkpoints"
@@ -230,7 +244,8 @@ def save_state(run_dir: Path, config: ReppoConfig, carry: A.Carry, env, *, itera
         state=CK.state_to_arrays(carry, env), wall_s=wall_s, eval_return=eval_return,
         best_eval_return=best_eval_return, last_eval=last_eval,
         versions=C.package_versions(CK.TORCH_PACKAGES),
-        extra={"evals_done": int(evals_done), "env_state": hasattr(env, "get_state")})
+        extra={"evals_done": int(evals_done), "env_state": hasattr(env, "get_state"),
+               "world_size": int(world_size)})
     try:
         C.prune(ckpt_dir, config.run.keep_checkpoints)
     except OSError as e:
@@ -242,15 +257,12 @@ def _restore(trainer: Trainer, config: ReppoConfig, flat: Mapping[str, np.ndarra
              arrays: Mapping[str, np.ndarray], iteration: int) -> A.Carry:
     """Carry from a validated checkpoint. Envs without ``set_state`` restart from a fresh reset
     seeded by (seed, iteration); the observation statistics are not updated by that reset."""
-    agent = state_from_canonical(config, trainer.h, flat, trainer.device)
-    streams = A.Streams.from_seed(config.run.seed, trainer.device)
-    if hasattr(trainer.env, "set_state"):
-        obs = trainer.env.reset(stream_int(config.run.seed, "torch/env_reset"))
-    else:
-        obs = trainer.env.reset(stream_int(config.run.seed, f"torch/env_reset/{iteration}"))
-    carry = A.Carry(agent, obs.to(trainer.device), streams, A.snapshot(agent))
+    carry = trainer.init(config.run.seed)  # the structure (streams, shard, behaviour module)
+    carry.agent = state_from_canonical(config, trainer.h, flat, trainer.device)
+    carry.behaviour = A.snapshot(carry.agent)
     CK.restore_arrays(carry, trainer.env, arrays)
     if not hasattr(trainer.env, "set_state"):
+        obs = trainer.env.reset(stream_int(config.run.seed, f"torch/env_reset/{iteration}"))
         carry.obs = obs.to(trainer.device)
     return carry
 
@@ -281,6 +293,10 @@ def train(config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks | None = 
     if resume:
         if run_dir is None:
             raise UserError("resuming needs the run directory")
+        if trainer.world.size > 1:
+            raise UserError("--resume of a torchrun (multi-process) torch run is not supported: "
+                            "each rank's env state is not in the checkpoint; resume it in one "
+                            "process (plain `reppo train --resume`), or start a new run")
         last_ckpt, flat, arrays = check_resume(run_dir, config, trainer)
         carry = _restore(trainer, config, flat, arrays, last_ckpt.iteration)
         start, best, wall0 = last_ckpt.iteration, last_ckpt.best_eval_return, last_ckpt.wall_s
@@ -300,8 +316,9 @@ def train(config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks | None = 
         t0 = time.perf_counter()
         carry, info = trainer.iteration(carry)
         flags = CK.finite_flags(carry.agent, info)
-        values = _scalarize({**info, GUARD_KEY: flags.all()})  # the iteration's one host sync
-        finite = bool(values.pop(GUARD_KEY))
+        # the iteration's one host sync (plus, across torchrun ranks, the metrics' mean)
+        values = _scalarize({**Dist.mean_over_ranks(info), GUARD_KEY: flags.all()})
+        finite = not Dist.any_rank(not bool(values.pop(GUARD_KEY)))  # every rank stops together
         dt = time.perf_counter() - t0
         if compile_s is None:
             compile_s = dt  # first iteration: warm-up (allocator, the env's jit), as JAX's compile
@@ -314,25 +331,27 @@ def train(config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks | None = 
         if hooks.on_train_metrics:
             hooks.on_train_metrics(metrics)
         if not finite:
-            bad = first_nonfinite(list(info), flags.cpu().numpy())
+            bad = first_nonfinite(list(info), flags.cpu().numpy()) or "value on another rank"
             raise TrainingDiverged(
                 f"non-finite {bad} at iteration {it} (env_steps {env_steps:,}); last good "
                 f"checkpoint: {last_ckpt or 'none'}")
         eval_return = None
-        if it % eval_every == 0 or it == n_iters:
+        if (it % eval_every == 0 or it == n_iters) and trainer.world.is_main:
             final_eval = trainer.evaluate(carry.agent, eval_seed + n_evals)
             n_evals += 1
             eval_return = final_eval["eval/return_mean"]
             best = eval_return if best is None else max(best, eval_return)
             if hooks.on_eval_metrics:
                 hooks.on_eval_metrics({"env_steps": env_steps, "iteration": it, **final_eval})
-        stop = bool(hooks.should_stop and hooks.should_stop())
+        # every rank leaves after the same iteration (collectives would wait for the others)
+        stop = Dist.any_rank(bool(hooks.should_stop and hooks.should_stop()))
         periodic = ckpt_every is not None and it % ckpt_every == 0
-        if run_dir is not None and (periodic or it == n_iters or stop):
+        writes = run_dir is not None and trainer.world.is_main
+        if writes and (periodic or it == n_iters or stop):
             last_ckpt = save_state(run_dir, config, carry, trainer.env, iteration=it,
                                    env_steps=env_steps, wall_s=clock(), eval_return=eval_return,
                                    best_eval_return=best, last_eval=final_eval,
-                                   evals_done=n_evals)
+                                   evals_done=n_evals, world_size=trainer.world.size)
         if hooks.on_progress:
             hooks.on_progress(env_steps, {**metrics, **final_eval})
         if stop:
@@ -355,7 +374,7 @@ def evaluate_run(config: ReppoConfig, run_dir: Path, episodes: int,
     backend's checkpoint: the file is the canonical layout). The episodes' initial states are
     drawn from seed ``run.seed + 2_000_003``, as in the JAX port, so on DMC both backends
     evaluate the same episodes."""
-    cfg = replace(config, run=replace(config.run, eval_episodes=episodes))
+    cfg = replace(config, run=replace(config.run, eval_episodes=episodes, devices=None))
     device = resolve_device(cfg.run.device)
     trainer = Trainer(cfg, env=make_env(cfg, 1, device=device), eval_env=None, device=device)
     flat, _meta = P.load_params(checkpoint or latest_checkpoint(run_dir))

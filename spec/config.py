@@ -372,6 +372,10 @@ class RunConfig(_Section):
     """Most recent checkpoints kept on disk."""
     device: str = _f("auto", choices=DEVICES)
     """Compute device: 'auto' (accelerator if present), 'cpu', 'cuda'/'gpu'."""
+    devices: int | None = _f(None, ge=1)
+    """Data-parallel devices: envs and every update minibatch are split evenly over them, gradients
+    averaged (JAX: a device mesh, default all devices; torch: one torchrun process per device,
+    default the launched world size). Must divide rollout.num_envs and each minibatch."""
     log: tuple[str, ...] = _f(("jsonl",), items=LOG_SINKS)
     """Metric sinks; metrics.jsonl is always written, 'tensorboard'/'wandb' are optional extras."""
 
@@ -423,6 +427,19 @@ class ReppoConfig:
                 f"rollout.num_minibatches={r.num_minibatches} is invalid: the batch "
                 f"rollout.num_envs*rollout.num_steps = {r.num_envs}*{r.num_steps} = {batch} is not "
                 f"divisible by it; valid counts near it: {near}"
+            )
+        devices = self.run.devices
+        if devices is not None and r.num_envs % devices:
+            near = ", ".join(str(d) for d in _divisors_near(r.num_envs, devices))
+            raise ConfigError(
+                f"run.devices={devices} is invalid: must divide rollout.num_envs={r.num_envs} "
+                f"(every device steps the same number of envs); valid counts near it: {near}"
+            )
+        if devices is not None and (batch // r.num_minibatches) % devices:
+            raise ConfigError(
+                f"run.devices={devices} is invalid: each minibatch of rollout.num_envs*"
+                f"rollout.num_steps/rollout.num_minibatches = {batch // r.num_minibatches} "
+                f"samples must split evenly over the devices; use fewer minibatches or devices"
             )
         if r.total_env_steps < batch:
             raise ConfigError(

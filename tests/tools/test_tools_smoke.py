@@ -43,3 +43,16 @@ def test_compare_ppo_rejects_unknown_env(tmp_path):
     assert "unknown DMC task 'dmc/CartpoleBalanc'" in p.stderr
     assert "dmc/CartpoleBalance" in p.stderr  # suggestion
     assert not (tmp_path / "curves.json").exists()
+
+
+@pytest.mark.slow
+def test_bench_devices_toy_reports_one_and_two_devices():
+    p = _run(["tools/bench_devices.py", "--env", "toy/Bandit", "--preset", "tiny", "--devices",
+              "2", "--iterations", "2", "--repeats", "1", "--env.v_min=0", "--env.v_max=10",
+              "--json"], timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads(p.stdout.strip().splitlines()[-1])
+    assert set(res["results"]) == {"1", "2"}
+    assert all(r["train_sps"] > 0 and r["finite"] for r in res["results"].values())
+    assert res["ratio"]["train_sps"] > 0
+    assert "2 devices" in p.stdout and "ratio" in p.stdout
