@@ -114,8 +114,13 @@ def guard_names(info_keys: Sequence[str]) -> tuple[str, ...]:
     """The order of the flags :func:`guard_iteration` returns for an info dict with these keys."""
     ordered = [k for k in _INFO_ORDER if k in info_keys]
     ordered += sorted(k for k in info_keys if k not in ordered)
-    return tuple(ordered) + ("params/critic", "params/actor", "params/log_alpha",
-                             "params/log_beta", "params/obs_norm", "optimizer_state")
+    return tuple(ordered) + _PARAM_FLAGS
+
+
+_PARAM_FLAGS = ("params/critic", "params/actor", "params/log_alpha", "params/log_beta",
+                "params/obs_norm", "params/value", "optimizer_state")
+"""Flags on the new agent state after the info flags (``params/value`` is the state-value
+network of actor.gradient=ppo; always finite when absent)."""
 
 
 def guard_iteration(iteration):
@@ -127,11 +132,13 @@ def guard_iteration(iteration):
         carry, info = iteration(carry)
         a = carry.agent
         names = guard_names(tuple(info))
-        n_info = len(names) - 6
+        n_info = len(names) - len(_PARAM_FLAGS)
         flags = [jnp.all(jnp.isfinite(info[k])) for k in names[:n_info]]
+        value = getattr(a, "value", None)
         flags += [_all_finite(a.critic), _all_finite(a.actor), jnp.isfinite(a.log_alpha),
-                  jnp.isfinite(a.log_beta), _all_finite(a.obs_stats),
-                  _all_finite((a.actor_opt, a.critic_opt, a.mult_opt))]
+                  jnp.isfinite(a.log_beta), _all_finite(a.obs_stats), _all_finite(value),
+                  _all_finite((a.actor_opt, a.critic_opt, a.mult_opt,
+                               getattr(a, "value_opt", None)))]
         return carry, {**info, GUARD_KEY: jnp.stack([jnp.asarray(f, bool) for f in flags])}
 
     return guarded
