@@ -403,6 +403,14 @@ def test_estimators_two_minibatch_steps_agree(dtype, gradient, kl_mode, seed, da
     params, behaviour = make_params(seed, kind, dtype, behaviour_scale, log_alpha, log_beta,
                                     gradient)
     batches = [_minibatch(data, dtype, gradient) for _ in range(2)]
+    if gradient == "ppo":
+        # normalising the advantages divides their rounding error by their std: a (nearly)
+        # constant minibatch of advantages is ill-conditioned (each port's mean rounds
+        # differently, and the difference is amplified by up to 1/1e-8), so keep the std above
+        # 1% of the largest magnitude; all-zero advantages normalise to exactly 0 everywhere
+        for mb, _, _ in batches:
+            a = mb["advantage"].astype(np.float64)
+            assume(not np.any(a) or np.std(a) > 1e-2 * np.max(np.abs(a)))
     logs = np.asarray([log_alpha, log_beta], dtype)
     with BACKENDS["jax"].precision(dtype):
         jax_out = run_jax(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient)
