@@ -231,6 +231,17 @@ def test_soft_td_lambda(dtype, ro):
     check_grads("targets.soft_td_lambda", args, dtype=dtype, wrt=(0, 1), scale=T)
 
 
+@given(ro=S.rollout(), data=st.data())
+def test_gae_advantages(dtype, ro, data):
+    rewards, _, next_v, term, trunc, gamma, lam = ro
+    values = data.draw(S.arrays(rewards.shape, -100.0, 100.0))
+    T = rewards.shape[0]
+    scale = T * float(np.max(np.abs(rewards)) + np.max(np.abs(next_v)) + np.max(np.abs(values)))
+    args = (rewards, values, next_v, term, trunc, gamma, lam)
+    check_values("targets.gae_advantages", args, dtype=dtype, scale=scale)
+    check_grads("targets.gae_advantages", args, dtype=dtype, wrt=(0, 1, 2), scale=T)
+
+
 # ---- losses ----------------------------------------------------------------------------------
 
 @given(shape=S.batch_shapes, data=st.data())
@@ -315,6 +326,54 @@ def test_actor_loss(dtype, data):
     smooth = mode != "clipped" or np.min(np.abs(kl - kl_target)) > 1e-4 * max(1.0, kl_target)
     check_grads("losses.actor_loss", args, dtype=dtype, wrt=(0, 1, 2),
                 scale=1.0 + alpha + beta, fd=smooth)
+
+
+@given(data=st.data(), k=st.sampled_from((1, 4)))
+def test_score_actor_loss(dtype, data, k):
+    q, lp, kl, alpha, beta, kl_target, mode = data.draw(S.actor_inputs(dtype))
+    shape = (k,) + q.shape
+    q = data.draw(S.arrays(shape, -1e3, 1e3, edges=(0.0,)))
+    lp = data.draw(S.arrays(shape, -30.0, 30.0))
+    slp = lp.copy()  # the same log-density; only what a port differentiates differs
+    args = (q, lp, slp, kl, alpha, beta, kl_target, mode)
+    qmax, lmax = float(np.max(np.abs(q))), float(np.max(np.abs(lp)))
+    scale = 2 * qmax * lmax + alpha * lmax + beta * float(np.max(np.abs(kl)))
+    check_values("losses.score_actor_loss", args, dtype=dtype, scale=scale)
+    smooth = mode != "clipped" or np.min(np.abs(kl - kl_target)) > 1e-4 * max(1.0, kl_target)
+    check_grads("losses.score_actor_loss", args, dtype=dtype, wrt=(1, 2, 3),
+                scale=1.0 + alpha + beta + 2 * qmax, fd=smooth)
+    grads = check_grads("losses.score_actor_loss", args, dtype=dtype, wrt=(0, 1), fd=False,
+                        scale=1.0 + alpha)
+    for name, (g_q, _) in grads.items():
+        assert not np.any(g_q), f"{name}: the score estimator must not differentiate Q"
+
+
+@given(data=st.data(), clip_eps=st.sampled_from((0.2,)) | st.floats(0.05, 0.5))
+def test_ppo_actor_loss(dtype, data, clip_eps):
+    _, elp, kl, alpha, beta, kl_target, mode = data.draw(S.actor_inputs(dtype))
+    shape = kl.shape
+    lp = data.draw(S.arrays(shape, -10.0, 10.0))
+    delta = data.draw(S.arrays(shape, -0.5, 0.5, edges=(0.0,)) | S.arrays(shape, -3.0, 3.0))
+    old = lp - delta
+    adv = data.draw(S.arrays(shape, -100.0, 100.0, edges=(0.0,)))
+    args = (lp, old, adv, elp, kl, alpha, beta, kl_target, mode, clip_eps)
+    ratio = np.exp(lp.astype(dtype).astype(np.float64) - old.astype(dtype).astype(np.float64))
+    # normalising the advantages divides their rounding error by their std: the conditioning
+    cond = float(np.max(np.abs(adv))) / (float(np.std(adv)) + 1e-8) if adv.size > 1 else 0.0
+    scale = (float(np.max(ratio)) * (1.0 + cond) + alpha * float(np.max(np.abs(elp)))
+             + beta * float(np.max(np.abs(kl))))
+    check_values("losses.ppo_actor_loss", args, dtype=dtype, scale=scale)
+    # FD is skipped next to a kink: the KL switch, or the ratio at 1 ± ε
+    smooth = (mode != "clipped" or np.min(np.abs(kl - kl_target)) > 1e-4 * max(1.0, kl_target))
+    smooth = smooth and np.min(np.abs(np.abs(ratio - 1.0) - clip_eps)) > 1e-4
+    grads = check_grads("losses.ppo_actor_loss", args, dtype=dtype, wrt=(0, 1, 2, 3, 4),
+                        scale=1.0 + alpha + beta + float(np.max(ratio)) * (1.0 + cond),
+                        fd=False)
+    for name, (_, g_old, g_adv, _, _) in grads.items():
+        assert not np.any(g_old), f"{name}: ppo_actor_loss must not differentiate old log-probs"
+        assert not np.any(g_adv), f"{name}: ppo_actor_loss must not differentiate advantages"
+    check_grads("losses.ppo_actor_loss", args, dtype=dtype, wrt=(0, 3, 4),
+                scale=1.0 + alpha + beta + float(np.max(ratio)) * (1.0 + cond), fd=smooth)
 
 
 @given(data=st.data(), alpha=S.multipliers, target=st.floats(-10.0, 10.0))

@@ -16,6 +16,10 @@ propagated through the Adam update exactly (see :func:`adam_ratio_bound`). Adam 
 √v̂ + ε, so a gradient that is pure rounding noise (|g| below its own tolerance) may legitimately
 move a parameter by up to ±lr in either port; every other element is held to the propagated
 bound, which is orders of magnitude tighter.
+
+The same holds for the paper's §4.1 estimators (``actor.gradient=score``: k actions per state
+through the learned Q; ``actor.gradient=ppo``: the clipped ratio on given GAE advantages, with
+the state-value network's regression step and its Adam moments compared as well).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from spec.reference import distributions as RD
 from spec.reference import networks as RN
 
 OBS, ACT, HIDDEN, BINS, BATCH, K = 5, 2, 16, 11, 8, 4
+K_SCORE, PPO_CLIP, VALUE_LAYERS = 3, 0.2, 3
 V_MIN, V_MAX = -10.0, 10.0
 SIGMA = 0.75 * (V_MAX - V_MIN) / (BINS - 1)
 KL_TARGET = 0.1
@@ -55,23 +60,25 @@ def _require_both():
             pytest.skip(BACKENDS[name].skip_reason())
 
 
-def make_hyper(kind: str, kl_mode: str) -> Hyper:
+def make_hyper(kind: str, kl_mode: str, gradient: str = "pathwise") -> Hyper:
     return Hyper(obs_dim=OBS, action_dim=ACT, num_envs=BATCH, num_steps=1, num_minibatches=1,
                  num_epochs=1, gamma=0.99, lam=0.95, v_min=V_MIN, v_max=V_MAX,
                  num_bins=BINS if kind == "hlgauss" else 1, sigma=SIGMA, value_kind=kind,
                  aux_mult=1.0, min_std=0.1, kl_target=KL_TARGET, kl_mode=kl_mode, kl_samples=K,
                  entropy_target=-0.5 * ACT, normalize_obs=True, actor_lr=ACTOR_LR,
                  critic_lr=CRITIC_LR, multiplier_lr=MULT_LR, max_grad_norm=MAX_GRAD_NORM,
-                 multiplier_max_grad_norm=MULT_MAX_GRAD_NORM)
+                 multiplier_max_grad_norm=MULT_MAX_GRAD_NORM, actor_gradient=gradient,
+                 score_samples=K_SCORE, ppo_clip=PPO_CLIP)
 
 
 def make_params(seed: int, kind: str, dtype, behaviour_scale: float, log_alpha: float,
-                log_beta: float):
-    """(canonical params, behaviour actor params) in ``dtype``."""
+                log_beta: float, gradient: str = "pathwise"):
+    """(canonical params, behaviour actor params) in ``dtype`` (with the state-value network
+    ``value/*`` for ``gradient="ppo"``)."""
     layout = param_layout(OBS, ACT, critic_hidden=HIDDEN, actor_hidden=HIDDEN,
                           num_encoder_layers=2, num_head_layers=2, num_pred_layers=2,
                           actor_layers=3, num_bins=BINS, critic_norm=NORM, actor_norm=NORM,
-                          value_kind=kind)
+                          value_kind=kind, value_layers=VALUE_LAYERS if gradient == "ppo" else 0)
     rng = np.random.default_rng(seed)
     p = init_params(rng, layout, v_min=V_MIN, v_max=V_MAX, sigma=SIGMA, logit_prior_scale=40.0,
                     alpha_init=math.exp(log_alpha), beta_init=math.exp(log_beta),
@@ -79,7 +86,8 @@ def make_params(seed: int, kind: str, dtype, behaviour_scale: float, log_alpha: 
     for k, v in p.items():
         if k.endswith("/bias") or k.endswith("/norm/scale"):
             p[k] = v + 0.3 * rng.standard_normal(v.shape)
-    p = {k: np.asarray(v, dtype) for k, v in p.items() if k.startswith(("actor/", "critic/"))}
+    p = {k: np.asarray(v, dtype) for k, v in p.items()
+         if k.startswith(("actor/", "critic/", "value/"))}
     last = RN.num_layers(p, "actor/layers") - 1
     b = {k: v for k, v in p.items() if k.startswith("actor/")}
     for leaf in ("kernel", "bias"):
@@ -88,7 +96,7 @@ def make_params(seed: int, kind: str, dtype, behaviour_scale: float, log_alpha: 
     return p, b
 
 
-def _minibatch(data, dtype):
+def _minibatch(data, dtype, gradient: str = "pathwise"):
     mb = {
         "obs": data.draw(S.arrays((BATCH, OBS), -3.0, 3.0)),
         "action": np.tanh(data.draw(S.arrays((BATCH, ACT), -3.0, 3.0))),
@@ -96,7 +104,12 @@ def _minibatch(data, dtype):
         "target": data.draw(S.arrays((BATCH,), 2 * V_MIN, 2 * V_MAX, edges=(V_MIN, V_MAX))),
         "next_emb": data.draw(S.arrays((BATCH, HIDDEN), -3.0, 3.0)),
     }
-    noise = data.draw(S.arrays((BATCH, ACT), -3.0, 3.0))
+    if gradient == "ppo":
+        mb["pre_action"] = data.draw(S.arrays((BATCH, ACT), -3.0, 3.0))
+        mb["advantage"] = data.draw(S.arrays((BATCH,), -5.0, 5.0))
+        mb["value_target"] = data.draw(S.arrays((BATCH,), 2 * V_MIN, 2 * V_MAX))
+    noise_shape = (K_SCORE, BATCH, ACT) if gradient == "score" else (BATCH, ACT)
+    noise = data.draw(S.arrays(noise_shape, -3.0, 3.0))
     kl_noise = data.draw(S.arrays((K, BATCH, ACT), -3.0, 3.0))
     return ({k: v.astype(dtype) for k, v in mb.items()}, noise.astype(dtype),
             kl_noise.astype(dtype))
@@ -112,17 +125,30 @@ def _reference_kl(actor_params, behaviour, obs, kl_noise):
                           kl_noise.astype(np.float64))
 
 
+def _reference_ratio(actor_params, behaviour, obs, pre_action):
+    """Per-state importance ratio π_θ(a|x) / π_θ'(a|x) at the stored pre-squash actions, in
+    float64 from the numpy reference (to keep clear of the clip kinks at 1 ± ε)."""
+    p = {k: np.asarray(v, np.float64) for k, v in actor_params.items()}
+    b = {k: np.asarray(v, np.float64) for k, v in behaviour.items()}
+    mean, raw = RN.actor_forward(p, obs.astype(np.float64), NORM)
+    old_mean, old_raw = RN.actor_forward(b, obs.astype(np.float64), NORM)
+    u = pre_action.astype(np.float64)
+    return np.exp(RD.tanh_gaussian_log_prob(mean, RD.policy_std(raw, 0.1), u)
+                  - RD.tanh_gaussian_log_prob(old_mean, RD.policy_std(old_raw, 0.1), u))
+
+
 # ---- JAX ---------------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=None)
-def _jax_step(kind: str, kl_mode: str):
+def _jax_step(kind: str, kl_mode: str, gradient: str = "pathwise"):
     import jax
 
     from reppo_jax import agent as A
-    from reppo_jax.networks import Actor, Critic
+    from reppo_jax.networks import Actor, Critic, Value
 
-    h = make_hyper(kind, kl_mode)
-    nets = A.Nets(Actor(ACT, HIDDEN, 3, NORM), Critic(HIDDEN, 2, 2, 2, h.num_bins, NORM))
+    h = make_hyper(kind, kl_mode, gradient)
+    nets = A.Nets(Actor(ACT, HIDDEN, 3, NORM), Critic(HIDDEN, 2, 2, 2, h.num_bins, NORM),
+                  Value(HIDDEN, VALUE_LAYERS, NORM) if gradient == "ppo" else None)
     opts = A.optimizers(h)
     return h, opts, jax.jit(functools.partial(A.minibatch_step, nets, h, opts))
 
@@ -138,7 +164,7 @@ def _jax_adam(opt_state):
     return found[0]
 
 
-def run_jax(kind, kl_mode, params, behaviour, logs, batches, dtype):
+def run_jax(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient="pathwise"):
     """Two minibatch steps; per step: (canonical params, logs, {name: (m, v)}, metrics)."""
     import jax.numpy as jnp
 
@@ -146,21 +172,27 @@ def run_jax(kind, kl_mode, params, behaviour, logs, batches, dtype):
     from reppo_jax.networks import flatten, nest
     from reppo_jax.normalization import RunningStats
 
-    h, (a_opt, c_opt, m_opt), step = _jax_step(kind, kl_mode)
+    h, (a_opt, c_opt, m_opt, *v_opt), step = _jax_step(kind, kl_mode, gradient)
     jp = {k: jnp.asarray(v) for k, v in params.items()}
     actor, critic = nest(jp, "actor"), nest(jp, "critic")
+    value = nest(jp, "value") if v_opt else None
     lg = jnp.asarray(np.asarray(logs, dtype))
     stats = RunningStats(jnp.zeros((OBS,), dtype), jnp.ones((OBS,), dtype), jnp.ones((), dtype))
     state = A.AgentState(actor, critic, lg[0], lg[1], a_opt.init(actor), c_opt.init(critic),
-                         m_opt.init(lg), stats)
+                         m_opt.init(lg), stats, value,
+                         v_opt[0].init(value) if v_opt else None)
     beh = nest({k: jnp.asarray(v) for k, v in behaviour.items()}, "actor")
     out = []
     for mb, noise, kl_noise in batches:
         state, info = step(state, beh, {k: jnp.asarray(v) for k, v in mb.items()},
                            jnp.asarray(noise), jnp.asarray(kl_noise))
         flat = {**flatten(state.actor, "actor"), **flatten(state.critic, "critic")}
+        groups = [("actor", state.actor_opt), ("critic", state.critic_opt)]
+        if value is not None:
+            flat.update(flatten(state.value, "value"))
+            groups.append(("value", state.value_opt))
         moments = {}
-        for prefix, opt_state in (("actor", state.actor_opt), ("critic", state.critic_opt)):
+        for prefix, opt_state in groups:
             adam = _jax_adam(opt_state)
             mu, nu = flatten(adam.mu, prefix), flatten(adam.nu, prefix)
             moments.update({k: (mu[k], nu[k]) for k in mu})
@@ -173,31 +205,40 @@ def run_jax(kind, kl_mode, params, behaviour, logs, batches, dtype):
 
 # ---- torch -------------------------------------------------------------------------------------
 
-def run_torch(kind, kl_mode, params, behaviour, logs, batches, dtype):
+def run_torch(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient="pathwise"):
     import torch
 
     from reppo_torch import agent as A
-    from reppo_torch.networks import Actor, Critic, named_canonical_parameters, to_canonical
+    from reppo_torch.networks import (
+        Actor, Critic, Value, named_canonical_parameters, to_canonical,
+    )
     from reppo_torch.normalization import running_stats_init
 
-    h = make_hyper(kind, kl_mode)
+    h = make_hyper(kind, kl_mode, gradient)
     tdt = torch.float32 if np.dtype(dtype) == np.float32 else torch.float64
     actor = Actor.from_canonical(params, NORM, dtype=tdt)
     critic = Critic.from_canonical(params, NORM, OBS, dtype=tdt)
+    value = Value.from_canonical(params, NORM, dtype=tdt) if gradient == "ppo" else None
     beh = Actor.from_canonical(behaviour, NORM, dtype=tdt).requires_grad_(False)
     lg = torch.nn.Parameter(torch.tensor(np.asarray(logs, dtype)))
-    a_opt, c_opt, m_opt = A.optimizers(h, actor, critic, lg)
-    state = A.AgentState(actor, critic, lg, a_opt, c_opt, m_opt, running_stats_init(OBS, tdt))
+    a_opt, c_opt, m_opt, *v_opt = A.optimizers(h, actor, critic, lg, value)
+    state = A.AgentState(actor, critic, lg, a_opt, c_opt, m_opt, running_stats_init(OBS, tdt),
+                         value, v_opt[0] if v_opt else None)
     out = []
     for mb, noise, kl_noise in batches:
         state, info = A.minibatch_step(h, state, beh, {k: torch.from_numpy(v.copy())
                                                        for k, v in mb.items()},
                                        torch.from_numpy(noise.copy()),
                                        torch.from_numpy(kl_noise.copy()))
-        flat = to_canonical({"actor": state.actor, "critic": state.critic})
+        modules = {"actor": state.actor, "critic": state.critic}
+        groups = [(state.actor_opt, {"actor": state.actor}),
+                  (state.critic_opt, {"critic": state.critic})]
+        if value is not None:
+            modules["value"] = state.value
+            groups.append((state.value_opt, {"value": state.value}))
+        flat = to_canonical(modules)
         moments = {}
-        for opt, mods in ((state.actor_opt, {"actor": state.actor}),
-                          (state.critic_opt, {"critic": state.critic})):
+        for opt, mods in groups:
             for name, p, transposed in named_canonical_parameters(mods):
                 st_ = opt.state[p]
                 m, v = st_["exp_avg"].detach(), st_["exp_avg_sq"].detach()
@@ -305,6 +346,8 @@ METRIC_SCALES = {
     "train/critic_loss": 100.0, "train/value_loss": 100.0, "train/aux_loss": 100.0,
     "train/actor_loss": V_MAX + 10.0, "train/kl": 10.0, "train/entropy": 10.0,
     "train/q": V_MAX, "train/alpha": 0.0, "train/beta": 0.0, "train/kl_violation_frac": 0.0,
+    # ppo: squared errors against targets in [2 v_min, 2 v_max]; ratios of O(1) densities
+    "train/v_loss": (4 * V_MAX) ** 2, "train/clip_frac": 0.0, "train/ratio": 10.0,
 }
 
 
@@ -344,4 +387,45 @@ def test_two_minibatch_steps_agree(dtype, kind, kl_mode, seed, data, behaviour_s
             assume(np.min(np.abs(kl - KL_TARGET)) > 1e-3 * (1.0 + np.max(np.abs(kl))))
     torch_out = run_torch(kind, kl_mode, params, behaviour, logs, batches, dtype)
     lrs = {"actor": ACTOR_LR, "critic": CRITIC_LR, "multipliers": MULT_LR}
+    check_step_sequence(jax_out, torch_out, params, logs, np.dtype(dtype), lrs)
+
+
+@pytest.mark.parametrize("gradient", ("score", "ppo"))
+@pytest.mark.parametrize("kl_mode", ("clipped", "full"))
+@settings(max_examples=max(3, settings.default.max_examples // 5))  # ci: 5, thorough: 100
+@given(seed=st.integers(0, 2**31 - 1), data=st.data(),
+       behaviour_scale=st.sampled_from((0.0, 0.05, 0.3)),
+       log_alpha=st.floats(math.log(1e-4), math.log(10.0)),
+       log_beta=st.floats(math.log(1e-4), math.log(10.0)))
+def test_estimators_two_minibatch_steps_agree(dtype, gradient, kl_mode, seed, data,
+                                              behaviour_scale, log_alpha, log_beta):
+    """actor.gradient=score and =ppo (HL-Gauss critic): the same two-step agreement."""
+    _require_both()
+    kind = "hlgauss"
+    params, behaviour = make_params(seed, kind, dtype, behaviour_scale, log_alpha, log_beta,
+                                    gradient)
+    batches = [_minibatch(data, dtype, gradient) for _ in range(2)]
+    if gradient == "ppo":
+        # normalising the advantages divides their rounding error by their std: a (nearly)
+        # constant minibatch of advantages is ill-conditioned (each port's mean rounds
+        # differently, and the difference is amplified by up to 1/1e-8), so keep the std above
+        # 1% of the largest magnitude; all-zero advantages normalise to exactly 0 everywhere
+        for mb, _, _ in batches:
+            a = mb["advantage"].astype(np.float64)
+            assume(not np.any(a) or np.std(a) > 1e-2 * np.max(np.abs(a)))
+    logs = np.asarray([log_alpha, log_beta], dtype)
+    with BACKENDS["jax"].precision(dtype):
+        jax_out = run_jax(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient)
+    actors = [{k: v for k, v in params.items() if k.startswith("actor/")},
+              {k: v for k, v in jax_out[0][0].items() if k.startswith("actor/")}]
+    for actor, (mb, _, kl_noise) in zip(actors, batches):
+        if kl_mode == "clipped":
+            kl = _reference_kl(actor, behaviour, mb["obs"], kl_noise)
+            assume(np.min(np.abs(kl - KL_TARGET)) > 1e-3 * (1.0 + np.max(np.abs(kl))))
+        if gradient == "ppo":
+            # the clipped surrogate has kinks at ρ = 1 ± ε: keep every state clear of them
+            ratio = _reference_ratio(actor, behaviour, mb["obs"], mb["pre_action"])
+            assume(np.min(np.abs(np.abs(ratio - 1.0) - PPO_CLIP)) > 1e-3)
+    torch_out = run_torch(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient)
+    lrs = {"actor": ACTOR_LR, "critic": CRITIC_LR, "multipliers": MULT_LR, "value": CRITIC_LR}
     check_step_sequence(jax_out, torch_out, params, logs, np.dtype(dtype), lrs)

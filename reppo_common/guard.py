@@ -24,8 +24,9 @@ INFO_ORDER = ("rollout/reward", "rollout/value", "rollout/target", "train/critic
 alphabetically, then :data:`STATE_GROUPS`."""
 
 STATE_GROUPS = ("params/critic", "params/actor", "params/log_alpha", "params/log_beta",
-                "params/obs_norm", "optimizer_state")
-"""The agent-state groups checked after the metrics, in this order."""
+                "params/obs_norm", "params/value", "optimizer_state")
+"""The agent-state groups checked after the metrics, in this order (``params/value``: the
+state-value network of ``actor.gradient=ppo``; always finite when absent)."""
 
 
 def guard_names(info_keys: Sequence[str]) -> tuple[str, ...]:

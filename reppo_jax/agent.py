@@ -5,6 +5,12 @@ taken once, at the start of the iteration), soft TD(λ) targets computed once, t
 shuffled minibatches, each a critic step followed by an actor step against the updated critic and
 the α/β multiplier steps. Every random draw has its own key: executed action, bootstrap action,
 actor sample, KL samples, shuffles — split per step and per minibatch.
+
+``h.actor_gradient`` selects the actor's gradient estimator (paper §4.1; math in
+``spec.reference.losses``): "pathwise" (eq. 13), "score" (likelihood ratio through the learned Q,
+``h.score_samples`` actions per state) or "ppo" (clipped importance ratio on GAE advantages of a
+state-value network V, which then gets its own regression step after the critic's). Everything
+else — critic, soft TD(λ) targets, α, β, the KL switch — is the same in all three.
 """
 
 from __future__ import annotations
@@ -16,10 +22,13 @@ import jax.numpy as jnp
 import optax
 
 from reppo_jax import distributions as D
-from reppo_jax.losses import actor_loss, alpha_loss, beta_loss, critic_loss, q_value
-from reppo_jax.networks import Actor, Critic
+from reppo_jax.losses import (
+    actor_loss, alpha_loss, beta_loss, critic_loss, mse_value_loss, ppo_actor_loss, q_value,
+    score_actor_loss,
+)
+from reppo_jax.networks import Actor, Critic, Value
 from reppo_jax.normalization import RunningStats, normalize, running_stats_update
-from reppo_jax.targets import soft_rewards, soft_td_lambda
+from reppo_jax.targets import gae_advantages, soft_rewards, soft_td_lambda
 from spec.hyper import Hyper  # noqa: F401  (A.Hyper: resolved hyperparameters, shared by every port)
 
 
@@ -32,6 +41,8 @@ class AgentState(NamedTuple):
     critic_opt: Any
     mult_opt: Any
     obs_stats: RunningStats
+    value: Any = None       # state-value network params (actor.gradient=ppo only)
+    value_opt: Any = None   # its optimiser state
 
 
 class Transition(NamedTuple):
@@ -43,20 +54,30 @@ class Transition(NamedTuple):
     next_value: jax.Array   # V_{t+1} = Q(x_{t+1}, a′), x_{t+1} the true next observation
     next_log_prob: jax.Array  # log π_θ'(a′|x_{t+1})
     next_emb: jax.Array     # ψ_t = z(x_{t+1}, a′), the auxiliary target
+    # actor.gradient=ppo only (None otherwise):
+    pre_action: Any = None        # u_t, a_t = tanh(u_t): the executed action's pre-squash sample
+    state_value: Any = None       # V(x_t)
+    next_state_value: Any = None  # V(x_{t+1}) at the true next observation
 
 
 def optimizers(h: Hyper) -> tuple[optax.GradientTransformation, ...]:
-    """Global-norm clip + Adam for actor and critic; a separate one for the multipliers."""
+    """Global-norm clip + Adam for actor and critic; a separate one for the multipliers; with
+    ``actor.gradient=ppo`` a fourth for the state-value network (the critic's learning rate and
+    clip): ``(actor, critic, mult[, value])``."""
     actor = optax.chain(optax.clip_by_global_norm(h.max_grad_norm), optax.adam(h.actor_lr))
     critic = optax.chain(optax.clip_by_global_norm(h.max_grad_norm), optax.adam(h.critic_lr))
     mult = optax.chain(optax.clip_by_global_norm(h.multiplier_max_grad_norm),
                        optax.adam(h.multiplier_lr))
+    if h.actor_gradient == "ppo":
+        value = optax.chain(optax.clip_by_global_norm(h.max_grad_norm), optax.adam(h.critic_lr))
+        return actor, critic, mult, value
     return actor, critic, mult
 
 
 class Nets(NamedTuple):
     actor: Actor
     critic: Critic
+    value: Value | None = None  # actor.gradient=ppo only
 
 
 def policy(nets: Nets, h: Hyper, actor_params, obs):
@@ -67,6 +88,25 @@ def policy(nets: Nets, h: Hyper, actor_params, obs):
 def q_of(nets: Nets, h: Hyper, critic_params, obs, action):
     out, z = nets.critic.apply({"params": critic_params}, obs, action)
     return q_value(out, h.value_kind, h.v_min, h.v_max, h.num_bins), z
+
+
+def v_of(nets: Nets, value_params, obs):
+    """V(x) of the state-value network (actor.gradient=ppo)."""
+    return nets.value.apply({"params": value_params}, obs)
+
+
+def value_update(nets: Nets, h: Hyper, opt, state: AgentState, mb: dict):
+    """actor.gradient=ppo: one step of the state-value network on mean (V(x_t) − R_t)², R_t the
+    λ-return A_t + V_old(x_t) of the GAE pass (``spec.reference.targets.gae_advantages``)."""
+
+    def loss_fn(params):
+        return jnp.mean(mse_value_loss(v_of(nets, params, mb["obs"]), mb["value_target"]))
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.value)
+    updates, opt_state = opt.update(grads, state.value_opt, state.value)
+    params = optax.apply_updates(state.value, updates)
+    info = {"train/v_loss": loss, "train/v_grad_norm": optax.tree.norm(grads)}
+    return state._replace(value=params, value_opt=opt_state), info
 
 
 def critic_update(nets: Nets, h: Hyper, opt, state: AgentState, mb: dict):
@@ -85,11 +125,20 @@ def critic_update(nets: Nets, h: Hyper, opt, state: AgentState, mb: dict):
     return state._replace(critic=params, critic_opt=opt_state), info
 
 
+def actor_noise_shape(h: Hyper, batch: int) -> tuple[int, ...]:
+    """Shape of the actor-sample noise: (score_samples, B, A) for ``actor.gradient=score``,
+    else (B, A)."""
+    if h.actor_gradient == "score":
+        return (h.score_samples, batch, h.action_dim)
+    return (batch, h.action_dim)
+
+
 def actor_noise(h: Hyper, key, batch: int) -> tuple[jax.Array, jax.Array]:
     """Independent standard-normal draws for one actor step: the reparameterised actor sample
-    (B, A) and the k KL samples (k, B, A), from separate keys."""
+    (B, A) — (score_samples, B, A) for the score estimator — and the k KL samples (k, B, A),
+    from separate keys."""
     k_act, k_kl = jax.random.split(key)
-    noise = jax.random.normal(k_act, (batch, h.action_dim), jnp.float32)
+    noise = jax.random.normal(k_act, actor_noise_shape(h, batch), jnp.float32)
     kl_noise = jax.random.normal(k_kl, (h.kl_samples, batch, h.action_dim), jnp.float32)
     return noise, kl_noise
 
@@ -111,22 +160,49 @@ def multiplier_step(h: Hyper, mult_opt, state: AgentState, entropy, kl) -> Agent
     return state._replace(log_alpha=logs[0], log_beta=logs[1], mult_opt=mult_opt_state)
 
 
+def _actor_objective(nets: Nets, h: Hyper, state: AgentState, mean, std, obs, noise, kl,
+                     old_mean, old_std, alpha, beta, mb):
+    """The actor loss of ``h.actor_gradient`` for the policy (mean, std) at ``obs``:
+    (loss, (info, log-probs of the entropy estimate))."""
+    action, pre = D.tanh_gaussian_sample(mean, std, noise)
+    log_prob = D.tanh_gaussian_log_prob(mean, std, pre)  # reparameterised: the entropy term
+    if h.actor_gradient == "pathwise":
+        q, _ = q_of(nets, h, state.critic, obs, action)
+        loss, info = actor_loss(q, log_prob, kl, alpha, beta, h.kl_target, h.kl_mode)
+    elif h.actor_gradient == "score":
+        # k actions per state; Q and the action it is evaluated at carry no gradient, and the
+        # score log π_θ(a|x) is taken at the stop-gradient pre-squash sample
+        pre_sg = jax.lax.stop_gradient(pre)
+        score_log_prob = D.tanh_gaussian_log_prob(mean, std, pre_sg)
+        obs_k = jnp.broadcast_to(obs, (noise.shape[0],) + obs.shape)
+        q, _ = q_of(nets, h, state.critic, obs_k, jax.lax.stop_gradient(action))
+        loss, info = score_actor_loss(q, log_prob, score_log_prob, kl, alpha, beta,
+                                      h.kl_target, h.kl_mode)
+    elif h.actor_gradient == "ppo":
+        new_lp = D.tanh_gaussian_log_prob(mean, std, mb["pre_action"])
+        old_lp = D.tanh_gaussian_log_prob(old_mean, old_std, mb["pre_action"])
+        loss, info = ppo_actor_loss(new_lp, old_lp, mb["advantage"], log_prob, kl, alpha, beta,
+                                    h.kl_target, h.kl_mode, h.ppo_clip)
+    else:
+        raise ValueError(f"unknown actor gradient {h.actor_gradient!r}")
+    return loss, (info, log_prob)
+
+
 def actor_update(nets: Nets, h: Hyper, actor_opt, mult_opt, state: AgentState, behaviour,
-                 obs, noise, kl_noise):
+                 obs, noise, kl_noise, mb: dict | None = None):
     """Actor step on the current critic, then the α/β step. The noise is passed in (see
     :func:`actor_noise`) so that the update is a deterministic function of its inputs — the
-    parity suite feeds the same noise to every port."""
+    parity suite feeds the same noise to every port. ``mb`` (the minibatch) is read by the ppo
+    estimator only (``pre_action``, ``advantage``)."""
     alpha = jnp.exp(state.log_alpha)
     beta = jnp.exp(state.log_beta)
     old_mean, old_std = policy(nets, h, behaviour, obs)
 
     def loss_fn(params):
         mean, std = policy(nets, h, params, obs)
-        action, pre = D.tanh_gaussian_sample(mean, std, noise)
-        log_prob = D.tanh_gaussian_log_prob(mean, std, pre)
-        q, _ = q_of(nets, h, state.critic, obs, action)
         kl = D.kl_estimate(old_mean, old_std, mean, std, kl_noise)
-        loss, info = actor_loss(q, log_prob, kl, alpha, beta, h.kl_target, h.kl_mode)
+        loss, (info, log_prob) = _actor_objective(nets, h, state, mean, std, obs, noise, kl,
+                                                  old_mean, old_std, alpha, beta, mb)
         return loss, (info, log_prob, kl)
 
     (loss, (info, log_prob, kl)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.actor)
@@ -138,24 +214,32 @@ def actor_update(nets: Nets, h: Hyper, actor_opt, mult_opt, state: AgentState, b
 
     new_state = multiplier_step(h, mult_opt, state, entropy, kl)._replace(
         actor=actor_params, actor_opt=actor_opt_state)
-    info = {"train/actor_loss": loss, "train/actor_grad_norm": optax.tree.norm(grads),
-            "train/kl": info["kl_mean"], "train/kl_violation_frac": info["kl_violation_frac"],
-            "train/entropy": info["entropy_mean"], "train/q": info["q_mean"],
-            "train/alpha": alpha, "train/beta": beta}
-    return new_state, info
+    out = {"train/actor_loss": loss, "train/actor_grad_norm": optax.tree.norm(grads),
+           "train/kl": info["kl_mean"], "train/kl_violation_frac": info["kl_violation_frac"],
+           "train/entropy": info["entropy_mean"]}
+    if h.actor_gradient == "ppo":
+        out.update({"train/clip_frac": info["clip_frac"], "train/ratio": info["ratio_mean"]})
+    else:
+        out["train/q"] = info["q_mean"]
+    out.update({"train/alpha": alpha, "train/beta": beta})
+    return new_state, out
 
 
 def minibatch_step(nets: Nets, h: Hyper, opts, state: AgentState, behaviour, mb: dict,
                    noise, kl_noise) -> tuple[AgentState, dict]:
     """One minibatch of Algorithm 1: critic step, then actor and α/β step on the updated critic.
 
-    ``mb`` holds ``obs`` (normalised), ``action``, ``reward``, ``target``, ``next_emb``; the
-    actor noise is explicit (see :func:`actor_noise`). This is the unit the parity suite's
-    layer 3 runs in every port."""
-    actor_opt, critic_opt, mult_opt = opts
+    ``mb`` holds ``obs`` (normalised), ``action``, ``reward``, ``target``, ``next_emb`` and, for
+    ``actor.gradient=ppo``, ``pre_action``, ``advantage``, ``value_target`` (the state-value
+    network then steps between critic and actor); the actor noise is explicit (see
+    :func:`actor_noise`). This is the unit the parity suite's layer 3 runs in every port."""
+    actor_opt, critic_opt, mult_opt = opts[:3]
     state, c_info = critic_update(nets, h, critic_opt, state, mb)
+    if h.actor_gradient == "ppo":
+        state, v_info = value_update(nets, h, opts[3], state, mb)
+        c_info = {**c_info, **v_info}
     state, a_info = actor_update(nets, h, actor_opt, mult_opt, state, behaviour, mb["obs"],
-                                 noise, kl_noise)
+                                 noise, kl_noise, mb)
     return state, {**c_info, **a_info}
 
 
@@ -186,7 +270,7 @@ def rollout(nets: Nets, h: Hyper, env, carry: Carry):
         key, k_act, k_boot = jax.random.split(key, 3)
         x = _norm(h, stats, obs)
         mean, std = policy(nets, h, behaviour, x)
-        action, _ = D.tanh_gaussian_sample(mean, std, jax.random.normal(k_act, mean.shape))
+        action, pre = D.tanh_gaussian_sample(mean, std, jax.random.normal(k_act, mean.shape))
         env_state, out = env.step(env_state, action)
         if h.normalize_obs:
             stats = running_stats_update(stats, out.obs)
@@ -198,6 +282,9 @@ def rollout(nets: Nets, h: Hyper, env, carry: Carry):
         next_value, next_emb = q_of(nets, h, critic, x_next, a_next)
         tr = Transition(x, action, out.reward, out.terminated, out.truncated, next_value,
                         next_log_prob, next_emb)
+        if h.actor_gradient == "ppo":
+            tr = tr._replace(pre_action=pre, state_value=v_of(nets, agent.value, x),
+                             next_state_value=v_of(nets, agent.value, x_next))
         ep = {"done": jnp.logical_or(out.terminated, out.truncated),
               "return": out.info["episode_return"], "length": out.info["episode_length"]}
         return (stats, env_state, out.obs, key), (tr, ep)
@@ -215,11 +302,25 @@ def compute_targets(h: Hyper, agent: AgentState, batch: Transition) -> jax.Array
     return soft_td_lambda(r, batch.next_value, batch.terminated, batch.truncated, h.gamma, h.lam)
 
 
-def update(nets: Nets, h: Hyper, opts, agent: AgentState, batch: Transition, targets, key,
-           shard_minibatches: Callable[[dict], dict] | None = None):
-    """num_epochs × num_minibatches of (critic step, actor step, multiplier step).
+def compute_advantages(h: Hyper, agent: AgentState, batch: Transition) -> dict[str, jax.Array]:
+    """actor.gradient=ppo: GAE advantages of V on the soft rewards (α at rollout time) and the
+    value network's λ-return targets A + V, once per iteration."""
+    alpha = jnp.exp(agent.log_alpha)
+    r = soft_rewards(batch.reward, batch.next_log_prob, batch.terminated, alpha, h.gamma)
+    adv = gae_advantages(r, batch.state_value, batch.next_state_value, batch.terminated,
+                         batch.truncated, h.gamma, h.lam)
+    return {"pre_action": batch.pre_action, "advantage": adv,
+            "value_target": adv + batch.state_value}
 
-    Returns the new agent and metrics averaged over every minibatch of the iteration.
+
+def update(nets: Nets, h: Hyper, opts, agent: AgentState, batch: Transition, targets, key,
+           extras: dict | None = None,
+           shard_minibatches: Callable[[dict], dict] | None = None):
+    """num_epochs × num_minibatches of (critic step, [value step,] actor step, multiplier step).
+
+    ``extras``: further per-transition arrays (T, N, ...) for the minibatches (the ppo
+    estimator's :func:`compute_advantages`). Returns the new agent and metrics averaged over
+    every minibatch of the iteration.
     ``shard_minibatches``: an optional layout hint applied to each epoch's
     ``(num_minibatches, minibatch, ...)`` arrays — with several devices,
     ``reppo_jax.distributed.DataParallel.shard_minibatches`` splits every minibatch over them; it
@@ -228,7 +329,7 @@ def update(nets: Nets, h: Hyper, opts, agent: AgentState, batch: Transition, tar
     behaviour = agent.actor  # θ' snapshot, fixed for the whole iteration
     n = h.num_envs * h.num_steps
     data = {"obs": batch.obs, "action": batch.action, "reward": batch.reward,
-            "target": targets, "next_emb": batch.next_emb}
+            "target": targets, "next_emb": batch.next_emb, **(extras or {})}
     data = jax.tree.map(lambda x: x.reshape((n,) + x.shape[2:]), data)
 
     def epoch(agent, key):
@@ -259,8 +360,10 @@ def make_iteration(nets: Nets, h: Hyper, env,
     def iteration(carry: Carry):
         carry, batch, episodes = rollout(nets, h, env, carry)
         targets = compute_targets(h, carry.agent, batch)
+        extras = compute_advantages(h, carry.agent, batch) if h.actor_gradient == "ppo" else None
         key, k_upd = jax.random.split(carry.key)
-        agent, info = update(nets, h, opts, carry.agent, batch, targets, k_upd, shard_minibatches)
+        agent, info = update(nets, h, opts, carry.agent, batch, targets, k_upd, extras,
+                             shard_minibatches)
         done = episodes["done"].astype(jnp.float32)
         n_done = jnp.sum(done)
         info = {**info,
@@ -270,6 +373,8 @@ def make_iteration(nets: Nets, h: Hyper, env,
                 "rollout/episodes": n_done,
                 "rollout/episode_return": jnp.sum(done * episodes["return"]) / jnp.maximum(n_done, 1),
                 }
+        if extras is not None:
+            info["rollout/state_value"] = jnp.mean(batch.state_value)
         return Carry(agent, carry.env_state, carry.obs, key), info
 
     return iteration

@@ -119,9 +119,11 @@ def guard_iteration(iteration):
         names = guard_names(tuple(info))
         n_info = len(names) - len(STATE_GROUPS)
         flags = [jnp.all(jnp.isfinite(info[k])) for k in names[:n_info]]
+        value = getattr(a, "value", None)
         flags += [_all_finite(a.critic), _all_finite(a.actor), jnp.isfinite(a.log_alpha),
-                  jnp.isfinite(a.log_beta), _all_finite(a.obs_stats),
-                  _all_finite((a.actor_opt, a.critic_opt, a.mult_opt))]
+                  jnp.isfinite(a.log_beta), _all_finite(a.obs_stats), _all_finite(value),
+                  _all_finite((a.actor_opt, a.critic_opt, a.mult_opt,
+                               getattr(a, "value_opt", None)))]
         return carry, {**info, GUARD_KEY: jnp.stack([jnp.asarray(f, bool) for f in flags])}
 
     return guarded

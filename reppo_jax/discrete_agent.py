@@ -436,6 +436,10 @@ def resolve_hyper(config, env):
     target ε_H = ``loss.entropy_target_mult`` · log|A|."""
     from reppo_jax.train import resolve_hyper as resolve
 
+    if config.actor.gradient != "pathwise":
+        raise UserError(f"actor.gradient={config.actor.gradient!r} does not apply to a discrete "
+                        "action space: D-REPPO's actor loss is a closed-form expectation over "
+                        "the actions (no sampled gradient estimator); use actor.gradient=pathwise")
     h = resolve(config, env)
     h = dataclasses.replace(h, entropy_target=Dd.discrete_entropy_target(
         env.num_actions, config.loss.entropy_target_mult))

@@ -54,20 +54,69 @@ def _kl_switch(objective, kl, beta, violated, mode: str):
     return objective
 
 
+def _switched(objective, kl, beta, kl_target: float, mode: str):
+    """Eq. 13's KL treatment shared by every continuous actor loss: batch mean of the switched
+    per-state objective, and the KL statistics."""
+    if mode not in ("clipped", "full", "none"):
+        raise ValueError(f"unknown kl mode {mode!r}: expected clipped, full or none")
+    violated = kl >= kl_target
+    per_state = _kl_switch(objective, kl, beta, violated, mode)
+    info = {"kl_violation_frac": jnp.mean(violated.astype(objective.dtype)),
+            "kl_mean": jnp.mean(kl)}
+    return jnp.mean(per_state), info
+
+
 def actor_loss(q_values, log_probs, kl, alpha, beta, kl_target: float, mode: str):
     """Eq. 13 with its per-state switch ("clipped"), or the "full"/"none" variants."""
     objective = alpha * log_probs - q_values
-    violated = kl >= kl_target
-    if mode not in ("clipped", "full", "none"):
-        raise ValueError(f"unknown kl mode {mode!r}: expected clipped, full or none")
-    per_state = _kl_switch(objective, kl, beta, violated, mode)
-    info = {
-        "kl_violation_frac": jnp.mean(violated.astype(q_values.dtype)),
-        "kl_mean": jnp.mean(kl),
-        "entropy_mean": -jnp.mean(log_probs),
-        "q_mean": jnp.mean(q_values),
-    }
-    return jnp.mean(per_state), info
+    loss, info = _switched(objective, kl, beta, kl_target, mode)
+    info["entropy_mean"] = -jnp.mean(log_probs)
+    info["q_mean"] = jnp.mean(q_values)
+    return loss, info
+
+
+def _leave_one_out_mean(q):
+    """b_j = mean of the other samples' q over the leading axis; 0 for a single sample."""
+    k = q.shape[0]
+    if k == 1:
+        return jnp.zeros_like(q)
+    return (jnp.sum(q, axis=0, keepdims=True) - q) / (k - 1)
+
+
+def score_actor_loss(q_values, log_probs, score_log_probs, kl, alpha, beta, kl_target: float,
+                     mode: str):
+    """``actor.gradient=score``: eq. 13 with −Q replaced by −logπ(a|x)·[Q − b]_sg, b the
+    leave-one-out mean over the k samples (see ``spec.reference.losses.score_actor_loss``).
+    ``q_values`` get no gradient; ``score_log_probs`` must be evaluated at the stop-gradient
+    sample by the caller."""
+    q = jax.lax.stop_gradient(q_values)
+    advantage = q - _leave_one_out_mean(q)
+    objective = jnp.mean(alpha * log_probs - advantage * score_log_probs, axis=0)
+    loss, info = _switched(objective, kl, beta, kl_target, mode)
+    info["entropy_mean"] = -jnp.mean(log_probs)
+    info["q_mean"] = jnp.mean(q)
+    return loss, info
+
+
+ADVANTAGE_EPS = 1e-8
+
+
+def ppo_actor_loss(log_probs, old_log_probs, advantages, entropy_log_probs, kl, alpha, beta,
+                   kl_target: float, mode: str, clip_eps: float):
+    """``actor.gradient=ppo``: eq. 13 with −Q replaced by PPO's clipped surrogate on the
+    minibatch-normalised GAE advantages (see ``spec.reference.losses.ppo_actor_loss``); old
+    log-probs and advantages get no gradient."""
+    old = jax.lax.stop_gradient(old_log_probs)
+    adv = jax.lax.stop_gradient(advantages)
+    adv = (adv - jnp.mean(adv)) / (jnp.std(adv) + ADVANTAGE_EPS)
+    ratio = jnp.exp(log_probs - old)
+    surrogate = jnp.minimum(ratio * adv, jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * adv)
+    objective = alpha * entropy_log_probs - surrogate
+    loss, info = _switched(objective, kl, beta, kl_target, mode)
+    info["entropy_mean"] = -jnp.mean(entropy_log_probs)
+    info["clip_frac"] = jnp.mean((jnp.abs(ratio - 1.0) > clip_eps).astype(ratio.dtype))
+    info["ratio_mean"] = jnp.mean(ratio)
+    return loss, info
 
 
 def alpha_loss(log_alpha, entropy, entropy_target: float):

@@ -117,6 +117,21 @@ class Critic(nn.Module):
         return out[..., :-1], out[..., -1]
 
 
+class Value(nn.Module):
+    """obs → V(x), the state-value network of ``actor.gradient=ppo`` (``value/layers``): n − 1
+    normalised blocks of width ``hidden_dim`` and a Linear to one output."""
+
+    hidden_dim: int
+    num_layers: int
+    norm: str
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        out = MLP(stack_features(self.num_layers, self.hidden_dim, 1), self.norm,
+                  name="layers")(obs)
+        return out[..., 0]
+
+
 def nest(flat: Mapping[str, Any], prefix: str) -> dict:
     """Canonical flat names under ``prefix/`` → nested flax param dict (as jnp arrays)."""
     tree: dict = {}

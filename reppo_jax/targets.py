@@ -45,3 +45,31 @@ def soft_td_lambda(
         step, next_values[-1], (soft_rewards, next_values, not_term, trunc), reverse=True
     )
     return returns
+
+
+def gae_advantages(
+    soft_rewards: jax.Array,
+    values: jax.Array,
+    next_values: jax.Array,
+    terminated: jax.Array,
+    truncated: jax.Array,
+    gamma: float,
+    lam: float,
+) -> jax.Array:
+    """GAE of the state-value network (``actor.gradient=ppo``), time-major (T, N):
+
+        δ_t = r̃_t + γ(1 − term_t)·V(x_{t+1}) − V(x_t),
+        A_t = δ_t + γλ(1 − term_t)(1 − trunc_t)·A_{t+1},   A_T = 0.
+    """
+    dtype = soft_rewards.dtype
+    live = 1.0 - terminated.astype(dtype)
+    chain = live * (1.0 - truncated.astype(dtype))
+
+    def step(a_next, xs):
+        r, v, vn, lv, ch = xs
+        a = r + gamma * lv * vn - v + gamma * lam * ch * a_next
+        return a, a
+
+    _, adv = jax.lax.scan(step, jnp.zeros_like(soft_rewards[-1]),
+                          (soft_rewards, values, next_values, live, chain), reverse=True)
+    return adv

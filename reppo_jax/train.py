@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from reppo_jax import agent as A
-from reppo_jax.networks import Actor, Critic, flatten, nest
+from reppo_jax.networks import Actor, Critic, Value, flatten, nest
 from reppo_jax.normalization import RunningStats, running_stats_update
 from reppo_common import checkpoints as C
 from reppo_common.errors import TrainingDiverged, UserError
@@ -41,20 +41,18 @@ def make_env(config: ReppoConfig, num_envs: int, *, evaluation: bool = False):
 
 def resolve_hyper(config: ReppoConfig, env) -> A.Hyper:
     """Config + env facts → the static hyperparameters (γ, value range, σ, entropy target)."""
-    if config.actor.gradient != "pathwise":
-        raise UserError(f"actor.gradient={config.actor.gradient!r} is not implemented in the jax "
-                        "backend yet (the score-function ablation belongs to the "
-                        "paper-experiments work); use actor.gradient=pathwise")
     return resolve(config, obs_dim=env.obs_dim, action_dim=env.action_dim,
                    max_episode_steps=env.max_episode_steps, reward_range=env.reward_range)
 
 
 def make_nets(config: ReppoConfig, h: A.Hyper) -> A.Nets:
     c, a = config.critic, config.actor
+    n_value = P.value_layers_for(config)
     return A.Nets(
         Actor(h.action_dim, a.hidden_dim, a.num_layers, a.norm),
         Critic(c.hidden_dim, c.num_encoder_layers, c.num_head_layers, c.num_pred_layers,
                h.num_bins, c.norm),
+        Value(c.hidden_dim, n_value, c.norm) if n_value else None,
     )
 
 
@@ -67,21 +65,29 @@ def canonical_init(config: ReppoConfig, h: A.Hyper, seed: int) -> dict[str, np.n
 
 
 def state_from_canonical(h: A.Hyper, flat: Mapping[str, Any]) -> A.AgentState:
-    """Canonical layout → agent state with freshly initialised optimiser state."""
-    actor_opt, critic_opt, mult_opt = A.optimizers(h)
+    """Canonical layout → agent state with freshly initialised optimiser state (the state-value
+    network and its optimiser only where the layout has ``value/*``, i.e. actor.gradient=ppo)."""
+    actor_opt, critic_opt, mult_opt, *value_opt = A.optimizers(h)
     actor = nest(flat, "actor")
     critic = nest(flat, "critic")
+    value = nest(flat, "value") if any(k.startswith("value/") for k in flat) else None
+    if (value is None) != (not value_opt):
+        raise UserError("the parameters do not match actor.gradient: the state-value network "
+                        "'value/*' exists exactly when actor.gradient=ppo")
     logs = jnp.stack([jnp.asarray(flat["multipliers/log_alpha"], jnp.float32),
                       jnp.asarray(flat["multipliers/log_beta"], jnp.float32)])
     stats = RunningStats(jnp.asarray(flat["obs_norm/mean"], jnp.float32),
                          jnp.asarray(flat["obs_norm/var"], jnp.float32),
                          jnp.asarray(flat["obs_norm/count"], jnp.float32))
     return A.AgentState(actor, critic, logs[0], logs[1], actor_opt.init(actor),
-                        critic_opt.init(critic), mult_opt.init(logs), stats)
+                        critic_opt.init(critic), mult_opt.init(logs), stats, value,
+                        value_opt[0].init(value) if value is not None else None)
 
 
 def state_to_canonical(state: A.AgentState) -> dict[str, np.ndarray]:
     out = {**flatten(state.actor, "actor"), **flatten(state.critic, "critic")}
+    if state.value is not None:
+        out.update(flatten(state.value, "value"))
     out["multipliers/log_alpha"] = np.asarray(state.log_alpha)
     out["multipliers/log_beta"] = np.asarray(state.log_beta)
     out["obs_norm/mean"] = np.asarray(state.obs_stats.mean)

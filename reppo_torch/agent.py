@@ -6,7 +6,8 @@ actor taken once, at the start of the iteration), soft TD(λ) targets computed o
 of shuffled minibatches, each a critic step followed by an actor step against the updated critic
 and the α/β multiplier step (:func:`minibatch_step`). Every random draw has its own
 ``torch.Generator`` on the env's device (:class:`Streams`): executed action, bootstrap action,
-actor sample, KL samples, shuffles.
+actor sample, KL samples, shuffles. ``h.actor_gradient`` selects the actor's estimator
+("pathwise", "score", "ppo"; see ``reppo_jax.agent`` and ``spec.reference.losses``).
 
 Torch modules own their parameters, so :class:`AgentState` holds the modules and their
 optimisers and the update functions mutate it in place (returning it, to read like the JAX port).
@@ -26,10 +27,13 @@ from torch import nn
 from reppo_common.seeding import stream_int
 from reppo_torch import distributions as D
 from reppo_torch.distributed import SINGLE, Shard, average_gradients_
-from reppo_torch.losses import actor_loss, alpha_loss, beta_loss, critic_loss, q_value
-from reppo_torch.networks import Actor, Critic
+from reppo_torch.losses import (
+    actor_loss, alpha_loss, beta_loss, critic_loss, mse_value_loss, ppo_actor_loss, q_value,
+    score_actor_loss,
+)
+from reppo_torch.networks import Actor, Critic, Value
 from reppo_torch.normalization import RunningStats, normalize
-from reppo_torch.targets import soft_rewards, soft_td_lambda
+from reppo_torch.targets import gae_advantages, soft_rewards, soft_td_lambda
 from spec.hyper import Hyper  # noqa: F401  (A.Hyper: resolved hyperparameters, shared by every port)
 
 ADAM_BETAS = (0.9, 0.999)
@@ -40,7 +44,8 @@ ADAM_EPS = 1e-8
 @dataclass
 class AgentState:
     """Actor, critic, log-multipliers [log α, log β], their three Adam optimisers and the
-    running observation statistics."""
+    running observation statistics; with ``actor.gradient=ppo`` also the state-value network
+    and its optimiser."""
 
     actor: Actor
     critic: Critic
@@ -49,6 +54,8 @@ class AgentState:
     critic_opt: torch.optim.Adam
     mult_opt: torch.optim.Adam
     obs_stats: RunningStats
+    value: Value | None = None
+    value_opt: torch.optim.Adam | None = None
 
     @property
     def log_alpha(self) -> torch.Tensor:
@@ -70,6 +77,10 @@ class Transition(NamedTuple):
     next_value: torch.Tensor     # V_{t+1} = Q(x_{t+1}, a′), x_{t+1} the true next observation
     next_log_prob: torch.Tensor  # log π_θ'(a′|x_{t+1})
     next_emb: torch.Tensor       # ψ_t = z(x_{t+1}, a′), the auxiliary target
+    # actor.gradient=ppo only (None otherwise):
+    pre_action: torch.Tensor | None = None        # u_t, a_t = tanh(u_t)
+    state_value: torch.Tensor | None = None       # V(x_t)
+    next_state_value: torch.Tensor | None = None  # V(x_{t+1}) at the true next observation
 
 
 class Streams(NamedTuple):
@@ -93,16 +104,21 @@ class Streams(NamedTuple):
         return cls(*(gen(name) for name in cls._fields))
 
 
-def optimizers(h: Hyper, actor: nn.Module, critic: nn.Module, logs: nn.Parameter
-               ) -> tuple[torch.optim.Adam, torch.optim.Adam, torch.optim.Adam]:
-    """Plain Adam (no weight decay) for actor and critic, a separate one for [log α, log β];
-    the global-norm clips are applied in the update functions."""
+def optimizers(h: Hyper, actor: nn.Module, critic: nn.Module, logs: nn.Parameter,
+               value: nn.Module | None = None) -> tuple[torch.optim.Adam, ...]:
+    """Plain Adam (no weight decay) for actor and critic, a separate one for [log α, log β], and
+    for the state-value network (actor.gradient=ppo: pass ``value``; the critic's learning rate)
+    a fourth: ``(actor, critic, mult[, value])``. The global-norm clips are applied in the update
+    functions."""
     def adam(params, lr):
         return torch.optim.Adam(params, lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=0.0,
                                 foreach=True)
 
-    return (adam(actor.parameters(), h.actor_lr), adam(critic.parameters(), h.critic_lr),
+    opts = (adam(actor.parameters(), h.actor_lr), adam(critic.parameters(), h.critic_lr),
             adam([logs], h.multiplier_lr))
+    if value is not None:
+        opts += (adam(value.parameters(), h.critic_lr),)
+    return opts
 
 
 def policy(h: Hyper, actor: Actor, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,6 +130,11 @@ def q_of(h: Hyper, critic: Critic, obs: torch.Tensor, action: torch.Tensor
          ) -> tuple[torch.Tensor, torch.Tensor]:
     out, z = critic(obs, action)
     return q_value(out, h.value_kind, h.v_min, h.v_max, h.num_bins), z
+
+
+def v_of(value: Value, obs: torch.Tensor) -> torch.Tensor:
+    """V(x) of the state-value network (actor.gradient=ppo)."""
+    return value(obs)
 
 
 def clip_by_global_norm_(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
@@ -156,25 +177,78 @@ def critic_update(h: Hyper, state: AgentState, mb: dict) -> tuple[AgentState, di
     return state, info
 
 
+def value_update(h: Hyper, state: AgentState, mb: dict) -> tuple[AgentState, dict]:
+    """actor.gradient=ppo: one step of the state-value network on mean (V(x_t) − R_t)², R_t the
+    λ-return A_t + V_old(x_t) of the GAE pass."""
+    value = state.value
+    state.value_opt.zero_grad(set_to_none=True)
+    loss = torch.mean(mse_value_loss(v_of(value, mb["obs"]), mb["value_target"]))
+    loss.backward()
+    grad_norm = _clip_and_step(list(value.parameters()), state.value_opt, h.max_grad_norm)
+    return state, {"train/v_loss": loss.detach(), "train/v_grad_norm": grad_norm}
+
+
+def actor_noise_shape(h: Hyper, batch: int) -> tuple[int, ...]:
+    """Shape of the actor-sample noise: (score_samples, B, A) for ``actor.gradient=score``,
+    else (B, A)."""
+    if h.actor_gradient == "score":
+        return (h.score_samples, batch, h.action_dim)
+    return (batch, h.action_dim)
+
+
 def actor_noise(h: Hyper, generator: torch.Generator, batch: int,
                 kl_generator: torch.Generator | None = None,
                 device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Standard-normal draws for one actor step: the reparameterised actor sample (B, A) from
-    ``generator`` and the k KL samples (k, B, A) from ``kl_generator`` (its own stream; the
-    trainer passes :class:`Streams`' ``actor`` and ``kl``)."""
+    """Standard-normal draws for one actor step: the reparameterised actor sample (B, A) —
+    (score_samples, B, A) for the score estimator — from ``generator`` and the k KL samples
+    (k, B, A) from ``kl_generator`` (its own stream; the trainer passes :class:`Streams`'
+    ``actor`` and ``kl``)."""
     kl_generator = kl_generator if kl_generator is not None else generator
     device = device if device is not None else generator.device
-    noise = torch.randn((batch, h.action_dim), generator=generator, device=device)
+    noise = torch.randn(actor_noise_shape(h, batch), generator=generator, device=device)
     kl_noise = torch.randn((h.kl_samples, batch, h.action_dim), generator=kl_generator,
                            device=device)
     return noise, kl_noise
 
 
+def _actor_objective(h: Hyper, state: AgentState, mean: torch.Tensor, std: torch.Tensor,
+                     obs: torch.Tensor, noise: torch.Tensor, kl: torch.Tensor,
+                     old_mean: torch.Tensor, old_std: torch.Tensor, alpha: torch.Tensor,
+                     beta: torch.Tensor, mb: dict | None
+                     ) -> tuple[torch.Tensor, dict, torch.Tensor]:
+    """The actor loss of ``h.actor_gradient`` for the policy (mean, std) at ``obs``:
+    (loss, info, log-probs of the entropy estimate)."""
+    action, pre = D.tanh_gaussian_sample(mean, std, noise)
+    log_prob = D.tanh_gaussian_log_prob(mean, std, pre)  # reparameterised: the entropy term
+    if h.actor_gradient == "pathwise":
+        q, _ = q_of(h, state.critic, obs, action)
+        loss, info = actor_loss(q, log_prob, kl, alpha, beta, h.kl_target, h.kl_mode)
+    elif h.actor_gradient == "score":
+        # k actions per state; Q gets no gradient (the action it sees is detached), and the score
+        # log π_θ(a|x) is taken at the detached pre-squash sample
+        score_log_prob = D.tanh_gaussian_log_prob(mean, std, pre.detach())
+        with torch.no_grad():
+            q, _ = q_of(h, state.critic, obs.expand((noise.shape[0],) + tuple(obs.shape)),
+                        action.detach())
+        loss, info = score_actor_loss(q, log_prob, score_log_prob, kl, alpha, beta,
+                                      h.kl_target, h.kl_mode)
+    elif h.actor_gradient == "ppo":
+        new_lp = D.tanh_gaussian_log_prob(mean, std, mb["pre_action"])
+        old_lp = D.tanh_gaussian_log_prob(old_mean, old_std, mb["pre_action"])
+        loss, info = ppo_actor_loss(new_lp, old_lp, mb["advantage"], log_prob, kl, alpha, beta,
+                                    h.kl_target, h.kl_mode, h.ppo_clip)
+    else:
+        raise ValueError(f"unknown actor gradient {h.actor_gradient!r}")
+    return loss, info, log_prob
+
+
 def actor_update(h: Hyper, state: AgentState, behaviour: Actor, obs: torch.Tensor,
-                 noise: torch.Tensor, kl_noise: torch.Tensor) -> tuple[AgentState, dict]:
+                 noise: torch.Tensor, kl_noise: torch.Tensor,
+                 mb: dict | None = None) -> tuple[AgentState, dict]:
     """Actor step on the current critic, then the α/β step. The noise is passed in (see
     :func:`actor_noise`) so that the update is a deterministic function of its inputs — the
-    parity suite feeds the same noise to every port."""
+    parity suite feeds the same noise to every port. ``mb`` (the minibatch) is read by the ppo
+    estimator only (``pre_action``, ``advantage``)."""
     logs = state.logs
     alpha = torch.exp(logs.detach()[0])
     beta = torch.exp(logs.detach()[1])
@@ -184,11 +258,9 @@ def actor_update(h: Hyper, state: AgentState, behaviour: Actor, obs: torch.Tenso
     actor_params = list(state.actor.parameters())
     state.actor_opt.zero_grad(set_to_none=True)
     mean, std = policy(h, state.actor, obs)
-    action, pre = D.tanh_gaussian_sample(mean, std, noise)
-    log_prob = D.tanh_gaussian_log_prob(mean, std, pre)
-    q, _ = q_of(h, state.critic, obs, action)
     kl = D.kl_estimate(old_mean, old_std, mean, std, kl_noise)
-    loss, info = actor_loss(q, log_prob, kl, alpha, beta, h.kl_target, h.kl_mode)
+    loss, info, log_prob = _actor_objective(h, state, mean, std, obs, noise, kl, old_mean,
+                                            old_std, alpha, beta, mb)
     # gradients for the actor only: the critic is a fixed function here (its parameters get no
     # .grad, and autograd skips their weight gradients)
     loss.backward(inputs=actor_params)
@@ -205,23 +277,31 @@ def actor_update(h: Hyper, state: AgentState, behaviour: Actor, obs: torch.Tenso
     m_loss.backward()
     _clip_and_step([logs], state.mult_opt, h.multiplier_max_grad_norm)
 
-    info = {"train/actor_loss": loss.detach(), "train/actor_grad_norm": grad_norm,
-            "train/kl": info["kl_mean"], "train/kl_violation_frac": info["kl_violation_frac"],
-            "train/entropy": info["entropy_mean"], "train/q": info["q_mean"].detach(),
-            "train/alpha": alpha, "train/beta": beta}
-    return state, info
+    out = {"train/actor_loss": loss.detach(), "train/actor_grad_norm": grad_norm,
+           "train/kl": info["kl_mean"], "train/kl_violation_frac": info["kl_violation_frac"],
+           "train/entropy": info["entropy_mean"]}
+    if h.actor_gradient == "ppo":
+        out.update({"train/clip_frac": info["clip_frac"], "train/ratio": info["ratio_mean"]})
+    else:
+        out["train/q"] = info["q_mean"].detach()
+    out.update({"train/alpha": alpha, "train/beta": beta})
+    return state, out
 
 
 def minibatch_step(h: Hyper, state: AgentState, behaviour: Actor, mb: dict,
                    noise: torch.Tensor, kl_noise: torch.Tensor) -> tuple[AgentState, dict]:
     """One minibatch of Algorithm 1: critic step, then actor and α/β step on the updated critic.
 
-    ``mb`` holds ``obs`` (normalised), ``action``, ``reward``, ``target``, ``next_emb``; the
-    actor noise is explicit (see :func:`actor_noise`). This is the unit the parity suite's
-    layer 3 runs in every port. Mutates ``state`` in place and returns it with the metrics
-    (0-dim device tensors)."""
+    ``mb`` holds ``obs`` (normalised), ``action``, ``reward``, ``target``, ``next_emb`` and, for
+    ``actor.gradient=ppo``, ``pre_action``, ``advantage``, ``value_target`` (the state-value
+    network then steps between critic and actor); the actor noise is explicit (see
+    :func:`actor_noise`). This is the unit the parity suite's layer 3 runs in every port.
+    Mutates ``state`` in place and returns it with the metrics (0-dim device tensors)."""
     state, c_info = critic_update(h, state, mb)
-    state, a_info = actor_update(h, state, behaviour, mb["obs"], noise, kl_noise)
+    if h.actor_gradient == "ppo":
+        state, v_info = value_update(h, state, mb)
+        c_info = {**c_info, **v_info}
+    state, a_info = actor_update(h, state, behaviour, mb["obs"], noise, kl_noise, mb)
     return state, {**c_info, **a_info}
 
 
@@ -266,7 +346,7 @@ def rollout(h: Hyper, env, carry: Carry) -> tuple[Carry, Transition, dict]:
         x = _norm(h, stats, obs)
         mean, std = policy(h, behaviour, x)
         eps = shard.randn(mean.shape, streams.action, mean.device)
-        action, _ = D.tanh_gaussian_sample(mean, std, eps)
+        action, pre = D.tanh_gaussian_sample(mean, std, eps)
         out = env.step(action)
         if h.normalize_obs:
             stats = shard.running_stats_update(stats, out.obs)
@@ -277,13 +357,16 @@ def rollout(h: Hyper, env, carry: Carry) -> tuple[Carry, Transition, dict]:
         next_log_prob = D.tanh_gaussian_log_prob(n_mean, n_std, pre_next)
         next_value, next_emb = q_of(h, critic, x_next, a_next)
         success = out.info.get("success")
-        steps.append((x, action, out.reward, out.terminated, out.truncated, next_value,
-                      next_log_prob, next_emb, out.terminated | out.truncated,
-                      out.info["episode_return"],
-                      success if success is not None else torch.zeros_like(out.terminated)))
+        row = (x, action, out.reward, out.terminated, out.truncated, next_value,
+               next_log_prob, next_emb, out.terminated | out.truncated,
+               out.info["episode_return"],
+               success if success is not None else torch.zeros_like(out.terminated))
+        if h.actor_gradient == "ppo":
+            row += (pre, v_of(carry.agent.value, x), v_of(carry.agent.value, x_next))
+        steps.append(row)
         obs = out.obs
     cols = [torch.stack(c) for c in zip(*steps)]
-    batch = Transition(*cols[:8])
+    batch = Transition(*cols[:8], *cols[11:])
     episodes = {"done": cols[8], "return": cols[9]}
     if "success" in out.info:
         episodes["success"] = cols[10]
@@ -300,18 +383,32 @@ def compute_targets(h: Hyper, agent: AgentState, batch: Transition) -> torch.Ten
     return soft_td_lambda(r, batch.next_value, batch.terminated, batch.truncated, h.gamma, h.lam)
 
 
-def update(h: Hyper, agent: AgentState, behaviour: Actor, batch: Transition,
-           targets: torch.Tensor, streams: Streams, shard: Shard = SINGLE
-           ) -> tuple[AgentState, dict]:
-    """num_epochs × num_minibatches of (critic step, actor step, multiplier step).
+@torch.no_grad()
+def compute_advantages(h: Hyper, agent: AgentState, batch: Transition) -> dict[str, torch.Tensor]:
+    """actor.gradient=ppo: GAE advantages of V on the soft rewards (α at rollout time) and the
+    value network's λ-return targets A + V, once per iteration."""
+    alpha = torch.exp(agent.log_alpha)
+    r = soft_rewards(batch.reward, batch.next_log_prob, batch.terminated, alpha, h.gamma)
+    adv = gae_advantages(r, batch.state_value, batch.next_state_value, batch.terminated,
+                         batch.truncated, h.gamma, h.lam)
+    return {"pre_action": batch.pre_action, "advantage": adv,
+            "value_target": adv + batch.state_value}
 
-    Returns the agent and metrics averaged over every minibatch of the iteration (0-dim device
-    tensors, summed on the device: no host sync here). ``shard``: the part of the global batch
-    this process holds — under torchrun each rank updates on its part of every minibatch with the
-    matching slice of the global noise (``reppo_torch.distributed``); one process: unchanged."""
+
+def update(h: Hyper, agent: AgentState, behaviour: Actor, batch: Transition,
+           targets: torch.Tensor, streams: Streams, shard: Shard = SINGLE,
+           extras: dict | None = None) -> tuple[AgentState, dict]:
+    """num_epochs × num_minibatches of (critic step, [value step,] actor step, multiplier step).
+
+    ``extras``: further per-transition tensors (T, N, ...) for the minibatches (the ppo
+    estimator's :func:`compute_advantages`). Returns the agent and metrics averaged over every
+    minibatch of the iteration (0-dim device tensors, summed on the device: no host sync
+    here). ``shard``: the part of the global batch this process holds — under torchrun each
+    rank updates on its part of every minibatch with the matching slice of the global noise
+    (``reppo_torch.distributed``); one process: unchanged."""
     n = h.num_envs * h.num_steps
     data = {"obs": batch.obs, "action": batch.action, "reward": batch.reward,
-            "target": targets, "next_emb": batch.next_emb}
+            "target": targets, "next_emb": batch.next_emb, **(extras or {})}
     data = {k: shard.flatten(v) for k, v in data.items()}
     size = n // h.num_minibatches
     device = batch.obs.device
@@ -324,7 +421,8 @@ def update(h: Hyper, agent: AgentState, behaviour: Actor, batch: Transition,
             mb = {k: v[i * size:(i + 1) * size] for k, v in shuffled.items()}
             noise, kl_noise = actor_noise(h, streams.actor, shard.global_count(size), streams.kl,
                                           device)
-            noise, kl_noise = shard.take(noise, 0), shard.take(kl_noise, 1)
+            # the batch axis: 0 for (B, A), 1 for the score estimator's (k, B, A)
+            noise, kl_noise = shard.take(noise, noise.dim() - 2), shard.take(kl_noise, 1)
             agent, info = minibatch_step(h, agent, behaviour, mb, noise, kl_noise)
             vec = torch.stack([v.to(torch.float32) for v in info.values()])
             if total is None:
@@ -343,8 +441,9 @@ def make_iteration(h: Hyper, env):
         snapshot(carry.agent, carry.behaviour)  # θ' fixed for the whole iteration
         carry, batch, episodes = rollout(h, env, carry)
         targets = compute_targets(h, carry.agent, batch)
+        extras = compute_advantages(h, carry.agent, batch) if h.actor_gradient == "ppo" else None
         agent, info = update(h, carry.agent, carry.behaviour, batch, targets, carry.streams,
-                             carry.shard)
+                             carry.shard, extras)
         with torch.no_grad():
             done = episodes["done"].to(torch.float32)
             n_done = torch.sum(done)
@@ -356,6 +455,8 @@ def make_iteration(h: Hyper, env):
                     "rollout/episode_return": (torch.sum(done * episodes["return"])
                                                / torch.clamp(n_done, min=1.0)),
                     }
+            if extras is not None:
+                info["rollout/state_value"] = torch.mean(batch.state_value)
             if "success" in episodes:  # suites with a success signal (ManiSkill)
                 info["rollout/success_rate"] = (
                     torch.sum(done * episodes["success"].to(torch.float32))

@@ -4,7 +4,7 @@ NaN/inf guard (mirrors ``reppo_jax.checkpoint``).
 The canonical parameter file (``params_*.npz``) already holds the networks, log α/β and the
 observation statistics. The state file adds what a continuation needs beyond them:
 
-    opt/<actor|critic|mult>/<i>/<step|exp_avg|exp_avg_sq>   Adam state of parameter i
+    opt/<actor|critic|mult|value>/<i>/<step|exp_avg|exp_avg_sq>  Adam state of parameter i
     streams/<action|bootstrap|actor|kl|shuffle>             torch.Generator states (uint8)
     obs                                                      the current raw observations
     env/...                                                  the simulator state, where the env
@@ -30,12 +30,16 @@ from reppo_common.guard import STATE_GROUPS, guard_names
 TORCH_PACKAGES = ("torch", "numpy", "mani-skill", "sapien", "jax", "playground", "mujoco")
 """Packages whose versions every torch checkpoint records."""
 
-OPTIMIZERS = ("actor", "critic", "mult")
 ADAM_FIELDS = ("step", "exp_avg", "exp_avg_sq")
 
 
 def _opts(agent) -> dict[str, torch.optim.Optimizer]:
-    return {"actor": agent.actor_opt, "critic": agent.critic_opt, "mult": agent.mult_opt}
+    """The agent's optimisers by name (``value``: the state-value network of
+    ``actor.gradient=ppo``, absent otherwise)."""
+    opts = {"actor": agent.actor_opt, "critic": agent.critic_opt, "mult": agent.mult_opt}
+    if getattr(agent, "value_opt", None) is not None:
+        opts["value"] = agent.value_opt
+    return opts
 
 
 def _params(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
@@ -146,8 +150,11 @@ def finite_flags(agent, info: Mapping[str, torch.Tensor]) -> torch.Tensor:
     flags = [torch.isfinite(info[k].detach()).all() for k in names[:n_info]]
     opt_state = [v for opt in _opts(agent).values() for s in opt.state.values()
                  for v in s.values() if torch.is_tensor(v)]
+    value = getattr(agent, "value", None)
     flags += [_finite(agent.critic.parameters()), _finite(agent.actor.parameters()),
               torch.isfinite(agent.logs[0]), torch.isfinite(agent.logs[1]),
-              _finite(agent.obs_stats), _finite(opt_state)]
+              _finite(agent.obs_stats),
+              _finite(value.parameters()) if value is not None else torch.tensor(True),
+              _finite(opt_state)]
     return torch.stack([f.to(device) for f in flags])
 

@@ -116,6 +116,20 @@ def _kl_switch(objective, kl, beta, violated, mode: str):
     return objective
 
 
+def _switched(objective: torch.Tensor, kl: torch.Tensor, beta: torch.Tensor | float,
+              kl_target: float, mode: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Eq. 13's KL treatment shared by every continuous actor loss: batch mean of the switched
+    per-state objective, and the KL statistics (no gradient)."""
+    if mode not in KL_MODES:
+        raise ValueError(f"kl mode must be one of {KL_MODES}, got {mode!r}")
+    violated = kl >= kl_target  # the float scalar is compared in kl's dtype
+    per_state = _kl_switch(objective, kl, _const(beta), violated, mode)
+    with torch.no_grad():
+        info = {"kl_violation_frac": torch.mean(violated.to(kl.dtype)),
+                "kl_mean": torch.mean(kl)}
+    return torch.mean(per_state), info
+
+
 def actor_loss(
     q_values: torch.Tensor,
     log_probs: torch.Tensor,
@@ -132,18 +146,87 @@ def actor_loss(
     if not (q_values.shape == log_probs.shape == kl.shape):
         raise ValueError(f"q_values {tuple(q_values.shape)}, log_probs {tuple(log_probs.shape)} "
                          f"and kl {tuple(kl.shape)} must have the same shape")
-    a, b = _const(alpha), _const(beta)
-    objective = a * log_probs - q_values
-    violated = kl >= kl_target  # the float scalar is compared in kl's dtype
-    per_state = _kl_switch(objective, kl, b, violated, mode)
+    objective = _const(alpha) * log_probs - q_values
+    loss, info = _switched(objective, kl, beta, kl_target, mode)
     with torch.no_grad():
-        info = {
-            "kl_violation_frac": torch.mean(violated.to(kl.dtype)),
-            "kl_mean": torch.mean(kl),
-            "entropy_mean": -torch.mean(log_probs),
-            "q_mean": torch.mean(q_values),
-        }
-    return torch.mean(per_state), info
+        info["entropy_mean"] = -torch.mean(log_probs)
+        info["q_mean"] = torch.mean(q_values)
+    return loss, info
+
+
+def _leave_one_out_mean(q: torch.Tensor) -> torch.Tensor:
+    """b_j = mean of the other samples' q over the leading axis; 0 for a single sample."""
+    k = q.shape[0]
+    if k == 1:
+        return torch.zeros_like(q)
+    return (torch.sum(q, dim=0, keepdim=True) - q) / (k - 1)
+
+
+def score_actor_loss(
+    q_values: torch.Tensor,
+    log_probs: torch.Tensor,
+    score_log_probs: torch.Tensor,
+    kl: torch.Tensor,
+    alpha: torch.Tensor | float,
+    beta: torch.Tensor | float,
+    kl_target: float,
+    mode: str,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``actor.gradient=score``: eq. 13 with −Q replaced by −logπ(a|x)·[Q − b]_sg over k samples,
+    b the leave-one-out mean (``spec.reference.losses.score_actor_loss``). ``q_values`` are
+    detached; ``score_log_probs`` must be evaluated at the detached sample by the caller."""
+    if q_values.dim() < 1 or not (q_values.shape == log_probs.shape == score_log_probs.shape) \
+            or q_values.shape[1:] != kl.shape:
+        raise ValueError(f"q_values {tuple(q_values.shape)}, log_probs {tuple(log_probs.shape)} "
+                         f"and score_log_probs {tuple(score_log_probs.shape)} must share one "
+                         f"shape (samples, *batch) and kl {tuple(kl.shape)} the batch shape")
+    q = q_values.detach()
+    advantage = q - _leave_one_out_mean(q)
+    objective = torch.mean(_const(alpha) * log_probs - advantage * score_log_probs, dim=0)
+    loss, info = _switched(objective, kl, beta, kl_target, mode)
+    with torch.no_grad():
+        info["entropy_mean"] = -torch.mean(log_probs)
+        info["q_mean"] = torch.mean(q)
+    return loss, info
+
+
+ADVANTAGE_EPS = 1e-8
+
+
+def ppo_actor_loss(
+    log_probs: torch.Tensor,
+    old_log_probs: torch.Tensor,
+    advantages: torch.Tensor,
+    entropy_log_probs: torch.Tensor,
+    kl: torch.Tensor,
+    alpha: torch.Tensor | float,
+    beta: torch.Tensor | float,
+    kl_target: float,
+    mode: str,
+    clip_eps: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``actor.gradient=ppo``: eq. 13 with −Q replaced by PPO's clipped surrogate on the
+    minibatch-normalised GAE advantages (``spec.reference.losses.ppo_actor_loss``); old log-probs
+    and advantages are detached."""
+    if not (log_probs.shape == old_log_probs.shape == advantages.shape
+            == entropy_log_probs.shape == kl.shape):
+        raise ValueError(f"log_probs {tuple(log_probs.shape)}, old_log_probs "
+                         f"{tuple(old_log_probs.shape)}, advantages {tuple(advantages.shape)}, "
+                         f"entropy_log_probs {tuple(entropy_log_probs.shape)} and kl "
+                         f"{tuple(kl.shape)} must have the same shape")
+    if not 0.0 < clip_eps < 1.0:
+        raise ValueError(f"clip_eps must lie in (0, 1), got {clip_eps}")
+    adv = advantages.detach()
+    adv = (adv - torch.mean(adv)) / (torch.std(adv, correction=0) + ADVANTAGE_EPS)
+    ratio = torch.exp(log_probs - old_log_probs.detach())
+    surrogate = torch.minimum(ratio * adv, torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * adv)
+    objective = _const(alpha) * entropy_log_probs - surrogate
+    loss, info = _switched(objective, kl, beta, kl_target, mode)
+    with torch.no_grad():
+        info["entropy_mean"] = -torch.mean(entropy_log_probs)
+        info["clip_frac"] = torch.mean((torch.abs(ratio - 1.0) > clip_eps).to(ratio.dtype))
+        info["ratio_mean"] = torch.mean(ratio)
+    return loss, info
 
 
 def alpha_loss(log_alpha: torch.Tensor, entropy: torch.Tensor,

@@ -179,6 +179,32 @@ class Critic(nn.Module):
         return m
 
 
+class Value(nn.Module):
+    """obs → V(x), the state-value network of ``actor.gradient=ppo`` (canonical
+    ``value/layers/*``): n − 1 normalised blocks of width ``hidden_dim`` and a Linear to 1."""
+
+    canonical_prefix = "value"
+
+    def __init__(self, obs_dim: int, hidden_dim: int, num_layers: int, norm: str, dtype=None,
+                 device=None):
+        super().__init__()
+        self.layers = MLP(obs_dim, stack_features(num_layers, hidden_dim, 1), norm, dtype=dtype,
+                          device=device)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.layers(obs)[..., 0]
+
+    @classmethod
+    def from_canonical(cls, flat: Mapping[str, np.ndarray], norm: str, dtype=None,
+                       device=None) -> "Value":
+        """A Value network sized from ``flat``'s ``value/layers/*`` entries and loaded with them."""
+        n = num_layers(flat, "value/layers")
+        k0 = np.shape(flat["value/layers/0/kernel"])
+        m = cls(k0[0], k0[1] if n > 1 else 1, n, norm, dtype=dtype, device=device)
+        load_canonical(m, flat)
+        return m
+
+
 Modules = Union[nn.Module, Mapping[str, nn.Module], Sequence[nn.Module]]
 
 

@@ -54,3 +54,36 @@ def soft_td_lambda(
         g_next = r[t] + gamma * not_term[t] * (lam * g_hat + (1.0 - lam) * v[t])
         out[t] = g_next
     return torch.stack(out, dim=0)
+
+
+def gae_advantages(
+    soft_rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_values: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> torch.Tensor:
+    """GAE of the state-value network (``actor.gradient=ppo``), time-major (T, N…):
+
+        δ_t = r̃_t + γ(1 − term_t)·V(x_{t+1}) − V(x_t),
+        A_t = δ_t + γλ(1 − term_t)(1 − trunc_t)·A_{t+1},   A_T = 0.
+    """
+    r = soft_rewards
+    if r.dim() < 1 or not (r.shape == values.shape == next_values.shape == terminated.shape
+                           == truncated.shape):
+        raise ValueError("soft_rewards, values, next_values, terminated and truncated must share "
+                         f"one time-major shape (T, N); got {tuple(r.shape)}, "
+                         f"{tuple(values.shape)}, {tuple(next_values.shape)}, "
+                         f"{tuple(terminated.shape)}, {tuple(truncated.shape)}")
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lam must lie in [0, 1], got {lam}")
+    live = 1.0 - terminated.to(r.dtype)
+    chain = live * (1.0 - truncated.to(r.dtype))
+    out: list[torch.Tensor] = [None] * r.shape[0]  # type: ignore[list-item]
+    a = torch.zeros_like(r[0])
+    for t in range(r.shape[0] - 1, -1, -1):
+        a = r[t] + gamma * live[t] * next_values[t] - values[t] + gamma * lam * chain[t] * a
+        out[t] = a
+    return torch.stack(out, dim=0)

@@ -29,7 +29,7 @@ from reppo_common.seeding import stream_int
 from reppo_torch import agent as A
 from reppo_torch import checkpoint as CK
 from reppo_torch import distributed as Dist
-from reppo_torch.networks import Actor, Critic, to_canonical
+from reppo_torch.networks import Actor, Critic, Value, to_canonical
 from reppo_torch.normalization import RunningStats
 from spec import derived, params as P
 from spec.backend import TrainHooks, TrainResult
@@ -90,10 +90,6 @@ def make_env(config: ReppoConfig, num_envs: int, *, evaluation: bool = False,
 
 def resolve_hyper(config: ReppoConfig, env) -> A.Hyper:
     """Config + env facts → the static hyperparameters (``spec.hyper``, shared with JAX)."""
-    if config.actor.gradient != "pathwise":
-        raise UserError(f"actor.gradient={config.actor.gradient!r} is not implemented in the "
-                        "torch backend yet (the score-function ablation belongs to the "
-                        "paper-experiments work); use actor.gradient=pathwise")
     return resolve(config, obs_dim=env.obs_dim, action_dim=env.action_dim,
                    max_episode_steps=env.max_episode_steps, reward_range=env.reward_range)
 
@@ -108,8 +104,15 @@ def canonical_init(config: ReppoConfig, h: A.Hyper, seed: int) -> dict[str, np.n
 
 def state_from_canonical(config: ReppoConfig, h: A.Hyper, flat: Mapping[str, Any],
                          device: torch.device | str = "cpu") -> A.AgentState:
-    """Canonical layout → agent state (float32 modules on ``device``) with fresh optimisers."""
+    """Canonical layout → agent state (float32 modules on ``device``) with fresh optimisers; the
+    state-value network exactly when actor.gradient=ppo (its ``value/*`` entries)."""
     flat = {k: np.asarray(v) for k, v in flat.items()}
+    has_value = any(k.startswith("value/") for k in flat)
+    if has_value != (config.actor.gradient == "ppo"):
+        raise UserError("the parameters do not match actor.gradient: the state-value network "
+                        "'value/*' exists exactly when actor.gradient=ppo")
+    value = (Value.from_canonical(flat, config.critic.norm, dtype=torch.float32, device=device)
+             if has_value else None)
     actor = Actor.from_canonical(flat, config.actor.norm, dtype=torch.float32, device=device)
     critic = Critic.from_canonical(flat, config.critic.norm, h.obs_dim, dtype=torch.float32,
                                    device=device)
@@ -119,12 +122,16 @@ def state_from_canonical(config: ReppoConfig, h: A.Hyper, flat: Mapping[str, Any
     stats = A.stats_to(RunningStats(torch.as_tensor(flat["obs_norm/mean"]),
                                     torch.as_tensor(flat["obs_norm/var"]),
                                     torch.as_tensor(flat["obs_norm/count"])), device)
-    actor_opt, critic_opt, mult_opt = A.optimizers(h, actor, critic, logs)
-    return A.AgentState(actor, critic, logs, actor_opt, critic_opt, mult_opt, stats)
+    actor_opt, critic_opt, mult_opt, *value_opt = A.optimizers(h, actor, critic, logs, value)
+    return A.AgentState(actor, critic, logs, actor_opt, critic_opt, mult_opt, stats, value,
+                        value_opt[0] if value_opt else None)
 
 
 def state_to_canonical(state: A.AgentState) -> dict[str, np.ndarray]:
-    out = to_canonical({"actor": state.actor, "critic": state.critic})
+    modules = {"actor": state.actor, "critic": state.critic}
+    if state.value is not None:
+        modules["value"] = state.value
+    out = to_canonical(modules)
     logs = state.logs.detach().cpu().numpy()
     out["multipliers/log_alpha"] = np.asarray(logs[0], np.float32)
     out["multipliers/log_beta"] = np.asarray(logs[1], np.float32)
@@ -153,6 +160,10 @@ class Trainer:
             self.device = resolve_device(cfg.run.device)
         self.world, self.device = Dist.init_from_env(self.device)
         num_envs = Dist.check_devices(cfg.run.devices, self.world, cfg.rollout.num_envs)
+        if self.world.size > 1 and cfg.actor.gradient == "ppo":
+            raise UserError("actor.gradient=ppo is single-process in the torch backend (its "
+                            "per-minibatch advantage normalisation would differ per rank); "
+                            "run it without torchrun, or with the JAX backend's --devices")
         if self.env is None:
             self.env = make_env(cfg, num_envs, device=self.device)
         if self.eval_env is None and self.world.is_main:

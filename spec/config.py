@@ -64,7 +64,7 @@ SCHEMA_VERSION = 1
 NORMS = ("rms", "layer", "none")
 CRITIC_LOSSES = ("hlgauss", "mse")
 KL_MODES = ("clipped", "full", "none")
-ACTOR_GRADIENTS = ("pathwise", "score")
+ACTOR_GRADIENTS = ("pathwise", "score", "ppo")
 PHYSICS_IMPLS = ("jax", "warp", "c", "cpp", "auto", "physx_cpu", "physx_cuda")
 DEVICES = ("auto", "cpu", "cuda", "gpu")
 LOG_SINKS = ("jsonl", "tensorboard", "wandb")
@@ -323,7 +323,12 @@ class ActorConfig(_Section):
     norm: str = _f("rms", choices=NORMS)
     """Normalisation in each actor block: 'rms' (paper), 'layer', 'none'."""
     gradient: str = _f("pathwise", choices=ACTOR_GRADIENTS)
-    """Policy-gradient estimator: 'pathwise' (REPPO) or 'score' (likelihood-ratio ablation)."""
+    """Policy-gradient estimator of the actor objective (paper §4.1): 'pathwise' (REPPO, eq. 13),
+    'score' (likelihood ratio through the learned Q, "REPPO (score-based, Q)", with
+    ``loss.score_samples`` samples and a leave-one-out baseline) or 'ppo' (PPO's clipped
+    importance-ratio objective on GAE advantages, "REPPO (score-based, GAE)", with a state-value
+    network ``value/layers`` trained on the λ-returns); α, β and the KL switch are kept in all
+    three (``spec.reference.losses``)."""
     lr: float | None = _f(None, gt=0.0)
     """Actor learning rate; None = rollout.lr."""
 
@@ -342,6 +347,11 @@ class LossConfig(_Section):
     """'clipped': per-state switch of eq. 13; 'full': always add β·KL̂; 'none': no KL (ablation)."""
     kl_samples: int = _f(16, ge=1)
     """Samples k from the behaviour policy per state for the KL estimate (16)."""
+    score_samples: int = _f(4, ge=1)
+    """``actor.gradient=score``: actions sampled from π_θ per state; each is baselined by the mean
+    Q of the other samples (leave-one-out; none with 1 sample). 4 as in the authors' code."""
+    ppo_clip: float = _f(0.2, gt=0.0, lt=1.0)
+    """``actor.gradient=ppo``: clip range ε of the importance ratio (PPO's default 0.2)."""
     alpha_init: float = _f(0.01, gt=0.0)
     """Initial entropy multiplier α, "α start" (0.01)."""
     beta_init: float = _f(0.01, gt=0.0)

@@ -47,6 +47,12 @@ class Hyper:
     multiplier_lr: float
     max_grad_norm: float
     multiplier_max_grad_norm: float
+    actor_gradient: str = "pathwise"
+    """``actor.gradient``: 'pathwise' (eq. 13), 'score' or 'ppo' (the §4.1 ablations)."""
+    score_samples: int = 4
+    """``loss.score_samples``: actions per state of the score-function estimator."""
+    ppo_clip: float = 0.2
+    """``loss.ppo_clip``: ε of PPO's clipped ratio."""
 
 
 def resolve_hyper(config: Any, *, obs_dim: int, action_dim: int, max_episode_steps: int,
@@ -60,10 +66,8 @@ def resolve_hyper(config: Any, *, obs_dim: int, action_dim: int, max_episode_ste
     - HL-Gauss σ = ``critic.sigma_ratio`` × bin width; ``num_bins`` is 1 for the MSE critic;
     - entropy target −``loss.entropy_target_mult`` · |A|;
     - learning rates: ``actor.lr``/``critic.lr`` default to ``rollout.lr``; the multipliers'
-      to the actor's; their clip norm to ``rollout.max_grad_norm``.
-
-    Raises ValueError for ``actor.gradient`` other than "pathwise" (the only estimator the
-    ports implement); backends re-raise it as their user-facing error.
+      to the actor's; their clip norm to ``rollout.max_grad_norm``; the state-value network of
+      ``actor.gradient=ppo`` uses the critic's.
     """
     e, r, c, a, l = config.env, config.rollout, config.critic, config.actor, config.loss
     gamma = e.gamma if e.gamma is not None else derived.discount_from_episode_steps(
@@ -74,10 +78,6 @@ def resolve_hyper(config: Any, *, obs_dim: int, action_dim: int, max_episode_ste
         lo, hi = derived.value_range(reward_range[0], reward_range[1], gamma)
         v_min = e.v_min if e.v_min is not None else lo
         v_max = e.v_max if e.v_max is not None else hi
-    if a.gradient != "pathwise":
-        raise ValueError(f"actor.gradient={a.gradient!r} is not implemented yet (the "
-                         "score-function ablation belongs to the paper-experiments work); use "
-                         "actor.gradient=pathwise")
     actor_lr = a.lr if a.lr is not None else r.lr
     return Hyper(
         obs_dim=int(obs_dim), action_dim=int(action_dim), num_envs=r.num_envs,
@@ -94,4 +94,5 @@ def resolve_hyper(config: Any, *, obs_dim: int, action_dim: int, max_episode_ste
         max_grad_norm=r.max_grad_norm,
         multiplier_max_grad_norm=(l.multiplier_max_grad_norm
                                   if l.multiplier_max_grad_norm is not None else r.max_grad_norm),
+        actor_gradient=a.gradient, score_samples=l.score_samples, ppo_clip=l.ppo_clip,
     )

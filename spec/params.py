@@ -57,13 +57,21 @@ def param_layout(
     value_kind: str = "hlgauss",
     action_space: str = "continuous",
     torso: str = "none",
+    value_layers: int = 0,
 ) -> dict[str, tuple[int, ...]]:
-    """Names → shapes, in a fixed order (actor, encoder, q head, predictor, obs_norm, multipliers).
+    """Names → shapes, in a fixed order (actor, encoder, q head, predictor, [value],
+    obs_norm, multipliers).
 
     Stacks: ``actor/layers`` obs_dim → … → 2·|A|; ``critic/encoder`` obs_dim+|A| → … → H;
     ``critic/q_head`` H → … → num_bins (1 for value_kind "mse"); ``critic/predictor``
     H → … → H + 1. Hidden widths equal the stack's hidden dim; n layers = n − 1 normalised blocks
     plus a final plain Linear.
+
+    ``value_layers`` > 0 (``actor.gradient=ppo`` only, see :func:`value_layers_for`): a separate
+    state-value network ``value/layers`` obs_dim → H → … → 1 with the critic's width and norm,
+    V(x) for the GAE advantages of PPO's clipped objective. It cannot share the critic's encoder,
+    which is action-conditioned; it is trained on its own λ-returns by squared error with its own
+    optimiser, and is absent from every other layout (so other checkpoints are unchanged).
 
     ``action_space="discrete"`` (D-REPPO, ``action_dim`` = number of actions |A|): the actor
     ends in |A| logits; the encoder sees the observation only (obs_dim → … → H) and the Q head
@@ -117,6 +125,11 @@ def param_layout(
            action_dim * out_q if discrete else out_q, num_head_layers, critic_norm)
     _stack(layout, "critic/predictor", critic_hidden + (action_dim if discrete else 0),
            critic_hidden, critic_hidden + 1, num_pred_layers, critic_norm)
+    if value_layers:
+        if discrete:
+            raise ValueError("the state-value network (actor.gradient=ppo) exists for continuous "
+                             "actions only")
+        _stack(layout, "value/layers", obs_dim, critic_hidden, 1, int(value_layers), critic_norm)
     layout["obs_norm/mean"] = (obs_dim,)
     layout["obs_norm/var"] = (obs_dim,)
     layout["obs_norm/count"] = ()
@@ -134,12 +147,22 @@ def nature_cnn_kernels(channels: int) -> tuple[tuple[int, int, int, int], ...]:
     return ((8, 8, channels, 32), (4, 4, 32, 64), (3, 3, 64, 64))
 
 
+def value_layers_for(cfg: Any) -> int:
+    """Layers of the state-value network for a config: ``critic.num_encoder_layers +
+    critic.num_head_layers`` (the depth of the Q path, whose state-only counterpart it is) when
+    ``actor.gradient`` is "ppo", else 0 (no value network)."""
+    if getattr(getattr(cfg, "actor"), "gradient", "pathwise") != "ppo":
+        return 0
+    critic = getattr(cfg, "critic")
+    return int(getattr(critic, "num_encoder_layers")) + int(getattr(critic, "num_head_layers"))
+
+
 def layout_from_config(cfg: Any, obs_dim: int, action_dim: int,
                        action_space: str = "continuous",
                        torso: str = "none") -> dict[str, tuple[int, ...]]:
     """``param_layout`` from a config duck-typed as ``cfg.critic.{hidden_dim, num_encoder_layers,
     num_head_layers, num_pred_layers, num_bins, norm, loss}`` and
-    ``cfg.actor.{hidden_dim, num_layers, norm}`` (see spec/README.md)."""
+    ``cfg.actor.{hidden_dim, num_layers, norm, gradient}`` (see spec/README.md)."""
     critic, actor = getattr(cfg, "critic"), getattr(cfg, "actor")
     return param_layout(
         obs_dim, action_dim,
@@ -155,6 +178,7 @@ def layout_from_config(cfg: Any, obs_dim: int, action_dim: int,
         value_kind=getattr(critic, "loss", "hlgauss"),
         action_space=action_space,
         torso=torso,
+        value_layers=value_layers_for(cfg),
     )
 
 

@@ -79,6 +79,19 @@ MUTATIONS: tuple[Mutation, ...] = (
              "reppo_jax/distributions.py",
              (("LOG2 = math.log(2.0)", "LOG2 = math.log(2.1)"),),
              ("parity_tests/test_layer1_primitives.py",)),
+    Mutation("gae-truncation-chain", "GAE: the advantage chain runs through truncations (torch)",
+             "reppo_torch/targets.py",
+             (("chain = live * (1.0 - truncated.to(r.dtype))", "chain = live"),),
+             ("parity_tests/test_layer1_primitives.py",)),
+    Mutation("score-baseline-self", "score estimator: baseline includes the sample itself (jax)",
+             "reppo_jax/losses.py",
+             (("return (jnp.sum(q, axis=0, keepdims=True) - q) / (k - 1)",
+               "return jnp.mean(q, axis=0, keepdims=True)"),),
+             ("parity_tests/test_layer1_primitives.py",)),
+    Mutation("ppo-advantage-std", "PPO: advantages normalised by the Bessel-corrected std (torch)",
+             "reppo_torch/losses.py",
+             (("torch.std(adv, correction=0)", "torch.std(adv)"),),
+             ("parity_tests/test_layer1_primitives.py",)),
 )
 
 

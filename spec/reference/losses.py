@@ -125,6 +125,20 @@ def _kl_switch(objective, kl, beta, violated, mode: str):
     return objective
 
 
+def _switched(objective: np.ndarray, kl: np.ndarray, beta, kl_target: float, mode: str,
+              dt: np.dtype) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Eq. 13's KL treatment of a per-state ``objective`` shared by every continuous actor loss
+    (pathwise, score, ppo): the batch mean of :func:`_kl_switch` and the KL statistics
+    (kl_violation_frac = fraction with kl ≥ kl_target, reported in every mode; kl_mean)."""
+    if mode not in KL_MODES:
+        raise ValueError(f"kl mode must be one of {KL_MODES}, got {mode!r}")
+    violated = kl >= dt.type(kl_target)
+    per_state = _kl_switch(objective, kl, dt.type(beta), violated, mode)
+    info = {"kl_violation_frac": np.mean(violated.astype(dt)).astype(dt),
+            "kl_mean": np.mean(kl).astype(dt)}
+    return np.mean(per_state).astype(dt), info
+
+
 def actor_loss(
     q_values: np.ndarray,
     log_probs: np.ndarray,
@@ -152,17 +166,128 @@ def actor_loss(
         raise ValueError(
             f"q_values {q.shape}, log_probs {lp.shape} and kl {k.shape} must have the same shape"
         )
-    a, b = dt.type(alpha), dt.type(beta)
-    objective = a * lp - q
-    violated = k >= dt.type(kl_target)
-    per_state = _kl_switch(objective, k, b, violated, mode)
-    info = {
-        "kl_violation_frac": np.mean(violated.astype(dt)).astype(dt),
-        "kl_mean": np.mean(k).astype(dt),
-        "entropy_mean": (-np.mean(lp)).astype(dt),
-        "q_mean": np.mean(q).astype(dt),
-    }
-    return np.mean(per_state).astype(dt), info
+    objective = dt.type(alpha) * lp - q
+    loss, info = _switched(objective, k, beta, kl_target, mode, dt)
+    info["entropy_mean"] = (-np.mean(lp)).astype(dt)
+    info["q_mean"] = np.mean(q).astype(dt)
+    return loss, info
+
+
+def _leave_one_out_mean(q: np.ndarray) -> np.ndarray:
+    """b_j = mean_{l≠j} q_l over the leading (sample) axis; 0 for a single sample."""
+    k = q.shape[0]
+    if k == 1:
+        return np.zeros_like(q)
+    return (np.sum(q, axis=0, keepdims=True) - q) / q.dtype.type(k - 1)
+
+
+def score_actor_loss(
+    q_values: np.ndarray,
+    log_probs: np.ndarray,
+    score_log_probs: np.ndarray,
+    kl: np.ndarray,
+    alpha: float,
+    beta: float,
+    kl_target: float,
+    mode: str,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``actor.gradient=score``: eq. 13 with its pathwise term −Q(x, ã) replaced by the score
+    function −log π_θ(a|x)·[Q(x, a) − b]_sg ("REPPO (score-based, Q)", paper §4.1).
+
+    For each state i, k actions a_ij ~ π_θ(·|x_i) (j = 1…k, ``loss.score_samples``):
+
+        objective_i = (1/k) Σ_j [ α·logπ_ij − (Q_ij − b_ij)·slogπ_ij ],
+        b_ij = (1/(k−1)) Σ_{l≠j} Q_il   (leave-one-out baseline; b = 0 when k = 1),
+
+    then the KL switch of eq. 13 per state and the batch mean (as :func:`actor_loss`).
+
+    - ``q_values`` (k, *B): Q(x_i, a_ij) from the current critic; constants (no gradient flows
+      into Q or through the action into Q: that is what makes this a score-function estimator).
+    - ``log_probs`` (k, *B): log π_θ(a_ij|x_i) along the reparameterised path a_ij = tanh(μ + σξ),
+      the entropy term of eq. 13 unchanged (its gradient needs no critic).
+    - ``score_log_probs`` (k, *B): the same log-density with the sampled action held fixed
+      (pre-squash sample stop-gradient), so ∂/∂θ is the score ∇_θ log π_θ(a|x). Values equal
+      ``log_probs``; the two inputs differ only in what a port differentiates.
+
+    In expectation the gradient is ∇_θ E_{a~π_θ}[α log π_θ(a|x) − Q(x, a)], the objective of
+    eq. 13: the baseline is independent of a_ij, so it only lowers the variance. The paper's
+    text states the estimator without a baseline (k = 1 here); the authors' code for Figure 3
+    draws 4 actions with this leave-one-out baseline, hence the default ``loss.score_samples=4``.
+    Info: as :func:`actor_loss` (entropy_mean = −mean logπ, q_mean = mean Q over all samples).
+    """
+    dt = float_dtype(q_values, log_probs, score_log_probs, kl)
+    q, lp, slp, k = (as_float(v, dt) for v in (q_values, log_probs, score_log_probs, kl))
+    if q.ndim < 1 or not (q.shape == lp.shape == slp.shape) or q.shape[1:] != k.shape:
+        raise ValueError(
+            f"q_values {q.shape}, log_probs {lp.shape} and score_log_probs {slp.shape} must "
+            f"share one shape (samples, *batch) and kl {k.shape} must be the batch shape"
+        )
+    advantage = q - _leave_one_out_mean(q)
+    objective = np.mean(dt.type(alpha) * lp - advantage * slp, axis=0)
+    loss, info = _switched(objective, k, beta, kl_target, mode, dt)
+    info["entropy_mean"] = (-np.mean(lp)).astype(dt)
+    info["q_mean"] = np.mean(q).astype(dt)
+    return loss, info
+
+
+ADVANTAGE_EPS = 1e-8
+"""Added to the advantages' standard deviation when they are normalised per minibatch."""
+
+
+def ppo_actor_loss(
+    log_probs: np.ndarray,
+    old_log_probs: np.ndarray,
+    advantages: np.ndarray,
+    entropy_log_probs: np.ndarray,
+    kl: np.ndarray,
+    alpha: float,
+    beta: float,
+    kl_target: float,
+    mode: str,
+    clip_eps: float,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``actor.gradient=ppo``: eq. 13 with its pathwise term −Q(x, ã) replaced by PPO's clipped
+    surrogate on GAE advantages ("REPPO (score-based, GAE)", paper §4.1; Schulman et al. 2017).
+
+    For each state i of the minibatch, with a_i the action executed at rollout time:
+
+        ρ_i = exp(logπ_i − logπ'_i),   Â_i = (A_i − mean A) / (std A + 1e-8),
+        objective_i = α·elogπ_i − min(ρ_i Â_i, clip(ρ_i, 1 − ε, 1 + ε) Â_i),
+
+    then the KL switch of eq. 13 per state and the batch mean (as :func:`actor_loss`).
+
+    - ``log_probs`` (*B): log π_θ(a_i|x_i) of the executed action (evaluated at its stored
+      pre-squash sample, so no atanh); the only input the surrogate differentiates.
+    - ``old_log_probs`` (*B): log π_θ'(a_i|x_i) under the behaviour policy (constant).
+    - ``advantages`` (*B): GAE advantages A_i (``targets.gae_advantages``, constants), normalised
+      over the minibatch (mean and population std) as PPO implementations do.
+    - ``entropy_log_probs`` (*B): log π_θ(ã_i|x_i) of a fresh reparameterised sample: the entropy
+      term of eq. 13, unchanged, as are α, β and the KL switch.
+    - ``clip_eps``: ε (``loss.ppo_clip``, 0.2).
+
+    Info: kl_violation_frac, kl_mean, entropy_mean (= −mean elogπ), clip_frac (fraction of
+    states with |ρ − 1| > ε) and ratio_mean.
+    """
+    dt = float_dtype(log_probs, old_log_probs, advantages, entropy_log_probs, kl)
+    lp, old, adv, elp, k = (as_float(v, dt) for v in
+                            (log_probs, old_log_probs, advantages, entropy_log_probs, kl))
+    if not (lp.shape == old.shape == adv.shape == elp.shape == k.shape):
+        raise ValueError(
+            f"log_probs {lp.shape}, old_log_probs {old.shape}, advantages {adv.shape}, "
+            f"entropy_log_probs {elp.shape} and kl {k.shape} must have the same shape"
+        )
+    if not 0.0 < clip_eps < 1.0:
+        raise ValueError(f"clip_eps must lie in (0, 1), got {clip_eps}")
+    adv = (adv - np.mean(adv)) / (np.std(adv) + dt.type(ADVANTAGE_EPS))
+    ratio = np.exp(lp - old)
+    eps = dt.type(clip_eps)
+    surrogate = np.minimum(ratio * adv, np.clip(ratio, 1 - eps, 1 + eps) * adv)
+    objective = dt.type(alpha) * elp - surrogate
+    loss, info = _switched(objective, k, beta, kl_target, mode, dt)
+    info["entropy_mean"] = (-np.mean(elp)).astype(dt)
+    info["clip_frac"] = np.mean((np.abs(ratio - 1) > eps).astype(dt)).astype(dt)
+    info["ratio_mean"] = np.mean(ratio).astype(dt)
+    return loss, info
 
 
 def alpha_loss(log_alpha: float | np.ndarray, entropy: np.ndarray, entropy_target: float) -> np.ndarray:

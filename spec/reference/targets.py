@@ -71,3 +71,48 @@ def soft_td_lambda(
         g_next = v[t] if t == T - 1 else np.where(trunc[t], v[t], out[t + 1])
         out[t] = r[t] + g * (1 - term[t]) * (lam_ * g_next + (1 - lam_) * v[t])
     return out
+
+
+def gae_advantages(
+    soft_rewards: np.ndarray,
+    values: np.ndarray,
+    next_values: np.ndarray,
+    terminated: np.ndarray,
+    truncated: np.ndarray,
+    gamma: float,
+    lam: float,
+) -> np.ndarray:
+    """Generalised advantage estimates (Schulman et al. 2016) of the state-value network, for
+    ``actor.gradient=ppo``; time-major (T, N…), on the same soft rewards as the critic's targets.
+
+    ``values[t]`` = V(x_t); ``next_values[t]`` = V(x_{t+1}) at the TRUE next observation (the
+    final observation of a truncated episode, kept by the env adapter). For t = T−1 … 0:
+
+        δ_t = r̃_t + γ (1 − term_t) V(x_{t+1}) − V(x_t),
+        A_t = δ_t + γ λ (1 − term_t)(1 − trunc_t) A_{t+1},   A_T = 0,
+
+    i.e. termination and truncation are handled as in :func:`soft_td_lambda`: a termination
+    neither bootstraps nor continues the chain, a truncation bootstraps from the final observation
+    and cuts the chain, and the rollout's end bootstraps from V(x_T). A_t + V(x_t) is then the
+    λ-return of V (the same recursion as :func:`soft_td_lambda` with V in place of Q), the target
+    the value network is regressed on.
+    """
+    dt = float_dtype(soft_rewards, values, next_values)
+    r, v, v_next = (as_float(a, dt) for a in (soft_rewards, values, next_values))
+    term, trunc = as_float(terminated, dt), as_float(truncated, dt)
+    if r.ndim < 1 or not (r.shape == v.shape == v_next.shape == term.shape == trunc.shape):
+        raise ValueError(
+            "soft_rewards, values, next_values, terminated and truncated must share one "
+            f"time-major shape (T, N); got {r.shape}, {v.shape}, {v_next.shape}, {term.shape}, "
+            f"{trunc.shape}"
+        )
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lam must lie in [0, 1], got {lam}")
+    g, lam_ = dt.type(gamma), dt.type(lam)
+    out = np.empty_like(r)
+    carry = np.zeros_like(r[0])
+    for t in range(r.shape[0] - 1, -1, -1):
+        delta = r[t] + g * (1 - term[t]) * v_next[t] - v[t]
+        carry = delta + g * lam_ * (1 - term[t]) * (1 - trunc[t]) * carry
+        out[t] = carry
+    return out

@@ -64,6 +64,18 @@ def test_discrete_layout_matches_networks():
     assert h.entropy_target == pytest.approx(0.5 * np.log(3))
 
 
+@pytest.mark.parametrize("gradient", ("score", "ppo"))
+def test_sampled_estimators_are_refused_for_discrete_actions(gradient):
+    """D-REPPO's actor loss is an exact expectation over the actions: the §4.1 estimators do
+    not apply, and asking for them is a one-line UserError."""
+    from reppo_common.errors import UserError
+
+    cfg = _bandit_config(**{"actor.gradient": gradient})
+    env = DiscreteBanditEnv(4, num_contexts=5, num_actions=3)
+    with pytest.raises(UserError, match="closed-form expectation"):
+        Trainer(cfg, env, DiscreteBanditEnv(2, num_contexts=5, num_actions=3))
+
+
 def test_discrete_layout_mse_has_no_prior():
     layout = P.param_layout(7, 4, critic_hidden=8, actor_hidden=8, num_encoder_layers=2,
                             num_head_layers=2, num_pred_layers=2, actor_layers=2, num_bins=1,

@@ -189,7 +189,7 @@ def test_guard_names_params_and_order():
     names = CK.guard_names(("train/q", "train/critic_loss", "rollout/reward"))
     assert names[:3] == ("rollout/reward", "train/critic_loss", "train/q")
     assert names[3:] == ("params/critic", "params/actor", "params/log_alpha", "params/log_beta",
-                         "params/obs_norm", "optimizer_state")
+                         "params/obs_norm", "params/value", "optimizer_state")
     import numpy as np
 
     flags = np.ones(len(names), bool)

@@ -125,3 +125,28 @@ def test_check_params_names_problem():
         P.check_params({"a": np.zeros(2), "b": np.zeros((4, 3))}, L)
     with pytest.raises(ValueError, match="unexpected parameter 'c'"):
         P.check_params({"a": np.zeros(2), "b": np.zeros((3, 4)), "c": np.zeros(1)}, L)
+
+
+def test_value_network_layout_only_for_ppo():
+    """actor.gradient=ppo adds ``value/layers`` (obs → critic width → 1, depth of the Q path)
+    after the critic; the other parameters and their initial values are unchanged."""
+    from spec.config import ReppoConfig, apply_overrides
+
+    base = apply_overrides(ReppoConfig(), ["critic.hidden_dim=16", "actor.hidden_dim=8"])
+    ppo = apply_overrides(base, ["actor.gradient=ppo"])
+    assert P.value_layers_for(base) == 0
+    assert P.value_layers_for(apply_overrides(base, ["actor.gradient=score"])) == 0
+    assert P.value_layers_for(ppo) == 4
+    L0, L1 = P.layout_from_config(base, 7, 3), P.layout_from_config(ppo, 7, 3)
+    extra = [k for k in L1 if k not in L0]
+    assert all(k.startswith("value/layers/") for k in extra) and set(L0) <= set(L1)
+    assert L1["value/layers/0/kernel"] == (7, 16) and L1["value/layers/3/kernel"] == (16, 1)
+    assert "value/layers/2/norm/scale" in L1 and "value/layers/3/norm/scale" not in L1
+    keys = list(L1)
+    assert keys.index("value/layers/0/kernel") > keys.index("critic/predictor/1/bias")
+    p0 = P.init_params(np.random.default_rng(0), L0, **INIT)
+    p1 = P.init_params(np.random.default_rng(0), L1, **INIT)
+    assert all(np.array_equal(p0[k], p1[k]) for k in p0)
+    assert not np.any(p1["value/layers/3/bias"])
+    with pytest.raises(ValueError, match="continuous"):
+        P.param_layout(7, 3, **KW, action_space="discrete", value_layers=2)

@@ -103,3 +103,80 @@ def test_float32_preserved():
     assert L.alpha_loss(np.float32(0.0), z, -1.0).dtype == f
     assert L.beta_loss(np.float32(0.0), z, 0.1).dtype == f
     assert L.value_loss(np.zeros((4, 5), f), z, "hlgauss", -1, 1, 5, 0.4).dtype == f
+
+
+def test_score_actor_loss_by_hand_and_leave_one_out_baseline():
+    q = np.array([[1.0, 5.0], [3.0, 5.0], [8.0, 5.0]])       # k = 3 samples, B = 2 states
+    lp = np.array([[-1.0, 0.5], [0.2, 0.1], [-0.3, -0.2]])
+    slp = lp + 0.25  # a different value, to tell the two inputs apart
+    kl = np.array([0.05, 0.2])
+    a, b, tgt = 0.1, 2.0, 0.1
+    base = np.array([[5.5, 5.0], [4.5, 5.0], [2.0, 5.0]])    # mean of the other two samples
+    obj = np.mean(a * lp - (q - base) * slp, axis=0)
+    loss, info = L.score_actor_loss(q, lp, slp, kl, a, b, tgt, "clipped")
+    assert loss == pytest.approx(np.mean([obj[0], b * kl[1]]))
+    assert info["kl_violation_frac"] == pytest.approx(0.5)
+    assert info["entropy_mean"] == pytest.approx(-lp.mean())
+    assert info["q_mean"] == pytest.approx(q.mean())
+    none, _ = L.score_actor_loss(q, lp, slp, kl, a, b, tgt, "none")
+    assert none == pytest.approx(obj.mean())
+    # one sample: no baseline, the paper's literal α logπ − logπ·Q
+    one, _ = L.score_actor_loss(q[:1], lp[:1], slp[:1], kl, a, b, tgt, "none")
+    assert one == pytest.approx(np.mean(a * lp[0] - q[0] * slp[0]))
+    with pytest.raises(ValueError):
+        L.score_actor_loss(q, lp, slp[:2], kl, a, b, tgt, "none")
+    with pytest.raises(ValueError):
+        L.score_actor_loss(q, lp, slp, kl[:1], a, b, tgt, "none")
+
+
+def test_score_estimator_is_unbiased_for_a_gaussian_policy():
+    """E[∂/∂μ of the surrogate] = ∂/∂μ E_{a~N(μ,σ²)}[−Q(a)] for Q(a) = −(a − c)²: the
+    surrogate is linear in the score log-probs, ∂ slogπ_j/∂μ = (a_j − μ)/σ²."""
+    rng = np.random.default_rng(0)
+    mu, sigma, c, k, n = 0.3, 0.7, 1.5, 4, 200_000
+    a = mu + sigma * rng.standard_normal((k, n))
+    q = -(a - c) ** 2
+    lp = -0.5 * ((a - mu) / sigma) ** 2 - math.log(sigma)
+    zero = np.zeros(n)
+
+    def loss(slp):
+        return L.score_actor_loss(q, lp, slp, zero, 0.0, 0.0, 0.1, "none")[0]
+
+    # the surrogate is linear in slp, so its derivative along ∂slp/∂μ = (a − μ)/σ² (the score of
+    # the fixed actions) is one difference quotient of the reference itself
+    direction = (a - mu) / sigma ** 2
+    grad_mu = loss(lp + direction) - loss(lp)
+    exact = 2 * (mu - c)  # ∂/∂μ E[(a − c)²] = 2(μ − c), the gradient of E[−Q]
+    assert grad_mu == pytest.approx(exact, abs=0.05)
+
+
+def test_ppo_actor_loss_by_hand():
+    lp = np.log(np.array([1.5, 0.5, 1.1, 0.7]))  # ratios against old log-probs of 0
+    old = np.zeros(4)
+    adv = np.array([1.0, 1.0, -1.0, -1.0])        # mean 0, std 1: unchanged by normalisation
+    elp = np.array([-1.0, 0.0, 1.0, 2.0])
+    kl = np.array([0.0, 0.0, 0.0, 0.5])
+    a, b, tgt, eps = 0.1, 2.0, 0.1, 0.2
+    ratio = np.exp(lp)
+    norm = (adv - adv.mean()) / (adv.std() + 1e-8)
+    # min(ρÂ, clip(ρ)Â): ρ = 1.5, Â = 1 → 1.2; ρ = 0.5, Â = 1 → 0.5; ρ = 1.1, Â = −1 → −1.1;
+    # ρ = 0.7, Â = −1 → −0.8 (the state is switched to β·KL̂ anyway)
+    surr = np.array([1.2, 0.5, -1.1, -0.8]) * norm / adv
+    per = a * elp - surr
+    per[3] = b * kl[3]
+    loss, info = L.ppo_actor_loss(lp, old, adv, elp, kl, a, b, tgt, "clipped", eps)
+    assert loss == pytest.approx(per.mean())
+    assert info["clip_frac"] == pytest.approx(0.75)  # |ρ − 1| > ε for 1.5, 0.5 and 0.7
+    assert info["ratio_mean"] == pytest.approx(ratio.mean())
+    assert info["entropy_mean"] == pytest.approx(-elp.mean())
+    assert info["kl_violation_frac"] == pytest.approx(0.25)
+    # advantages are normalised: scaling and shifting them changes nothing
+    again, _ = L.ppo_actor_loss(lp, old, 10 * adv + 3, elp, kl, a, b, tgt, "clipped", eps)
+    assert again == pytest.approx(loss)
+    # a single state: its normalised advantage is 0, only the entropy term remains
+    one, _ = L.ppo_actor_loss(lp[:1], old[:1], adv[:1], elp[:1], kl[:1], a, b, tgt, "none", eps)
+    assert one == pytest.approx(a * elp[0])
+    with pytest.raises(ValueError):
+        L.ppo_actor_loss(lp, old, adv, elp, kl, a, b, tgt, "clipped", 1.5)
+    with pytest.raises(ValueError):
+        L.ppo_actor_loss(lp, old[:2], adv, elp, kl, a, b, tgt, "clipped", eps)

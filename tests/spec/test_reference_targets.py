@@ -92,3 +92,51 @@ def test_dtype_and_shape_errors():
         T.soft_td_lambda(z, z[:2], z, z, 0.99, 0.95)
     with pytest.raises(ValueError):
         T.soft_td_lambda(z, z, z, z, 0.99, 1.5)
+
+
+@pytest.mark.parametrize("p_term,p_trunc", [(0.0, 0.0), (0.25, 0.0), (0.0, 0.25), (0.3, 0.3)])
+@pytest.mark.parametrize("lam", [0.0, 0.95, 1.0])
+def test_gae_plus_value_is_the_lambda_return_of_v(p_term, p_trunc, lam):
+    """A_t + V(x_t) equals soft_td_lambda with V in place of Q (hence eq. 5–6 of V) whenever
+    V(x_{t+1}) of step t is V(x_{t+1}) of step t + 1, i.e. inside an episode."""
+    rng = np.random.default_rng(int(7 + 100 * p_term + 10 * p_trunc + 1000 * lam))
+    for _ in range(5):
+        Tn = int(rng.integers(1, 9))
+        r, v, term, trunc = _random_case(rng, Tn, 3, p_term, p_trunc)
+        v_next = rng.normal(size=v.shape) * 3  # at done steps: the final observation's value
+        inside = ~(term | trunc)
+        v_next[:-1][inside[:-1]] = v[1:][inside[:-1]]
+        adv = T.gae_advantages(r, v, v_next, term, trunc, 0.9, lam)
+        assert np.allclose(adv + v, T.soft_td_lambda(r, v_next, term, trunc, 0.9, lam))
+        assert np.allclose(adv + v, brute_force_lambda_return(r, v_next, term, trunc, 0.9, lam))
+
+
+def test_gae_by_hand_termination_truncation_and_end():
+    r = np.array([[1.0], [2.0], [3.0]])
+    v = np.array([[10.0], [20.0], [30.0]])
+    vn = np.array([[20.0], [25.0], [40.0]])
+    g, lam = 0.5, 0.5
+    # no flags: δ = r + γ V' − V; A_2 = δ_2, A_1 = δ_1 + γλ A_2, A_0 = δ_0 + γλ A_1
+    d = r + g * vn - v
+    a2 = d[2]
+    a1 = d[1] + g * lam * a2
+    a0 = d[0] + g * lam * a1
+    got = T.gae_advantages(r, v, vn, np.zeros_like(r, bool), np.zeros_like(r, bool), g, lam)
+    assert np.allclose(got, [a0, a1, a2])
+    # termination at t = 1: no bootstrap there, the chain stops
+    term = np.array([[False], [True], [False]])
+    got = T.gae_advantages(r, v, vn, term, np.zeros_like(term), g, lam)
+    assert got[1, 0] == pytest.approx(2.0 - 20.0)
+    assert got[0, 0] == pytest.approx(d[0, 0] + g * lam * (2.0 - 20.0))
+    # truncation at t = 1: bootstrap from the final observation, the chain stops
+    got = T.gae_advantages(r, v, vn, np.zeros_like(term), term, g, lam)
+    assert got[1, 0] == pytest.approx(d[1, 0])
+    assert got[0, 0] == pytest.approx(d[0, 0] + g * lam * d[1, 0])
+    # terminated and truncated: termination wins
+    got = T.gae_advantages(r, v, vn, term, term, g, lam)
+    assert got[1, 0] == pytest.approx(2.0 - 20.0)
+    with pytest.raises(ValueError):
+        T.gae_advantages(r, v[:2], vn, term, term, g, lam)
+    with pytest.raises(ValueError):
+        T.gae_advantages(r, v, vn, term, term, g, 1.5)
+    assert T.gae_advantages(*(np.zeros((2, 2), np.float32),) * 5, 0.9, 0.9).dtype == np.float32

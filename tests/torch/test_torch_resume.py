@@ -296,3 +296,19 @@ def test_resume_exact_on_dmc_through_the_jax_bridge(tmp_path):
     train(cfg, tmp_path / "b", TrainHooks(on_train_metrics=resumed.append,
                                           on_eval_metrics=resumed.append), resume=True)
     assert [_strip(m) for m in resumed] == [_strip(m) for m in seen if m["env_steps"] > steps]
+
+
+def test_resume_exact_with_the_ppo_value_network(tmp_path):
+    """actor.gradient=ppo adds the state-value network and its Adam state to the checkpoint."""
+    cfg = toy_config(iters=6, **{"actor.gradient": "ppo"})
+    seen: list[dict] = []
+    train(cfg, tmp_path / "a", TrainHooks(on_train_metrics=seen.append,
+                                          on_eval_metrics=seen.append))
+    steps = 4 * STEPS_PER_ITER
+    _copy_checkpoint(tmp_path / "a", tmp_path / "b", steps)
+    arrays = C.load_state_arrays(C.latest_checkpoint(tmp_path / "b" / "checkpoints"))
+    assert "opt/value/0/exp_avg" in arrays
+    resumed: list[dict] = []
+    train(cfg, tmp_path / "b", TrainHooks(on_train_metrics=resumed.append,
+                                          on_eval_metrics=resumed.append), resume=True)
+    assert [_strip(m) for m in resumed] == [_strip(m) for m in seen if m["env_steps"] > steps]
