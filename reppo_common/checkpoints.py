@@ -408,11 +408,21 @@ def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _default_config() -> dict[str, Any]:
+    """The flat default config: a field a checkpoint's config lacks (added to the schema after
+    the checkpoint was written, without changing its meaning) matches when the run uses its
+    default."""
+    from spec.config import ReppoConfig
+
+    return _flat(ReppoConfig().to_dict())
+
+
 def check_compatible(info: CheckpointInfo, *, backend: str, config: Mapping[str, Any],
                      changeable: Iterable[str] = RESUME_CHANGEABLE) -> None:
     """Refuse (UserError) a checkpoint of another backend, config schema version, params schema
     version, or whose config differs from ``config`` in a field outside ``changeable`` (network
-    sizes, env, rollout shape, losses...). The message names the first difference."""
+    sizes, env, rollout shape, losses...). The message names the first difference. A field the
+    checkpoint's config lacks matches the run's value if that is the field's default."""
     from spec import params as P
 
     m = info.manifest
@@ -431,10 +441,13 @@ def check_compatible(info: CheckpointInfo, *, backend: str, config: Mapping[str,
                         f"{P.SCHEMA_VERSION}")
     a, b = _flat(ck_cfg), _flat(config)
     allowed = set(changeable) | {"schema_version"}
+    defaults = _default_config()
     for key in sorted(set(a) | set(b)):
         if key in allowed:
             continue
         va, vb = a.get(key, "<absent>"), b.get(key, "<absent>")
+        if va == "<absent>" and key in defaults and vb == defaults[key]:
+            continue  # a field added later (same schema version), at its default: same run
         if isinstance(va, tuple):
             va = list(va)
         if isinstance(vb, tuple):

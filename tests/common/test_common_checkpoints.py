@@ -135,6 +135,19 @@ def test_check_compatible(tmp_path):
         C.check_compatible(C.read_manifest(info.manifest_path), backend="jax", config=CFG)
 
 
+def test_fields_added_after_the_checkpoint_match_at_their_default(tmp_path):
+    """A checkpoint written before a config field existed (e.g. loss.ppo_clip) resumes when the
+    run uses that field's default, and is refused when it does not."""
+    older = json.loads(json.dumps(CFG))
+    del older["loss"]["ppo_clip"]
+    info = _write(tmp_path, 64, config=older)
+    C.check_compatible(info, backend="jax", config=CFG)
+    changed = json.loads(json.dumps(CFG))
+    changed["loss"]["ppo_clip"] = 0.3
+    with pytest.raises(UserError, match=r"loss\.ppo_clip='<absent>' in the checkpoint"):
+        C.check_compatible(info, backend="jax", config=changed)
+
+
 def test_version_notes(tmp_path):
     info = _write(tmp_path, 64)
     assert C.version_notes(info, {"numpy": np.__version__}) == []
