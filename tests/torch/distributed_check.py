@@ -108,7 +108,7 @@ def run_update(shard: Dist.Shard) -> dict:
     def part(x: torch.Tensor, dim: int) -> torch.Tensor:
         return torch.cat([c.take(x, dim) for c in cols], dim)
 
-    batch = A.Transition(*(part(x, 1) for x in batch))
+    batch = A.Transition(*(None if x is None else part(x, 1) for x in batch))  # None: ppo-only
     targets = part(targets, 1)
     state = state_from_canonical(cfg, h, canonical_init(cfg, h, 0))
     behaviour = A.snapshot(state)
