@@ -380,6 +380,26 @@ def make_iteration(nets: Nets, h: Hyper, env,
     return iteration
 
 
+def first_episode_returns(env, act, env_state, obs, num_steps: int):
+    """Run ``act(obs) -> action`` for ``num_steps`` from ``(env_state, obs)``; each env's first
+    episode return and length (steps after its first termination/truncation are not counted).
+    The evaluation loop of the continuous and the discrete agent."""
+
+    def step(c, _):
+        env_state, obs, ret, length, alive = c
+        env_state, out = env.step(env_state, act(obs))
+        ret = ret + alive * out.reward
+        length = length + alive
+        done = jnp.logical_or(out.terminated, out.truncated)
+        alive = alive * (1.0 - done.astype(alive.dtype))
+        return (env_state, out.obs, ret, length, alive), None
+
+    zeros = jnp.zeros((env.num_envs,), jnp.float32)
+    (_, _, ret, length, _), _ = jax.lax.scan(
+        step, (env_state, obs, zeros, zeros, jnp.ones_like(zeros)), None, length=num_steps)
+    return ret, length
+
+
 def make_evaluate(nets: Nets, h: Hyper, env, num_steps: int):
     """Deterministic policy tanh(μ) on fresh episodes; returns each env's first episode return.
 
@@ -388,19 +408,10 @@ def make_evaluate(nets: Nets, h: Hyper, env, num_steps: int):
     def evaluate(actor_params, stats: RunningStats, key):
         env_state, obs = env.reset(key)
 
-        def step(c, _):
-            env_state, obs, ret, length, alive = c
+        def act(obs):
             mean, _ = policy(nets, h, actor_params, _norm(h, stats, obs))
-            env_state, out = env.step(env_state, D.deterministic_action(mean))
-            ret = ret + alive * out.reward
-            length = length + alive
-            done = jnp.logical_or(out.terminated, out.truncated)
-            alive = alive * (1.0 - done.astype(alive.dtype))
-            return (env_state, out.obs, ret, length, alive), None
+            return D.deterministic_action(mean)
 
-        zeros = jnp.zeros((env.num_envs,), jnp.float32)
-        (_, _, ret, length, _), _ = jax.lax.scan(
-            step, (env_state, obs, zeros, zeros, jnp.ones_like(zeros)), None, length=num_steps)
-        return ret, length
+        return first_episode_returns(env, act, env_state, obs, num_steps)
 
     return evaluate

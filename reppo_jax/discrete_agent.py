@@ -323,20 +323,10 @@ def make_evaluate(nets: Nets, h, env, num_steps: int):
     def evaluate(actor_params, stats, key):
         env_state, obs = env.reset(key)
 
-        def step(c, _):
-            env_state, obs, ret, length, alive = c
-            action = Dd.greedy_actions(logits_of(nets, actor_params, _norm(h, stats, obs)))
-            env_state, out = env.step(env_state, action)
-            ret = ret + alive * out.reward
-            length = length + alive
-            done = jnp.logical_or(out.terminated, out.truncated)
-            alive = alive * (1.0 - done.astype(alive.dtype))
-            return (env_state, out.obs, ret, length, alive), None
+        def act(obs):
+            return Dd.greedy_actions(logits_of(nets, actor_params, _norm(h, stats, obs)))
 
-        zeros = jnp.zeros((env.num_envs,), jnp.float32)
-        (_, _, ret, length, _), _ = jax.lax.scan(
-            step, (env_state, obs, zeros, zeros, jnp.ones_like(zeros)), None, length=num_steps)
-        return ret, length
+        return A.first_episode_returns(env, act, env_state, obs, num_steps)
 
     return evaluate
 
