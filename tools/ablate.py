@@ -1,7 +1,7 @@
 """Run the paper's ablations (Appendix E.1, Section 4.1) over tasks and seeds and aggregate them.
 
     python tools/ablate.py --tasks dmc/CartpoleBalance,dmc/PendulumSwingup --seeds 3 \\
-        [--steps N] [--backend jax] [--out DIR] [--variants reppo,score,...] [--jobs J] [--dry-run]
+        [--steps N | --steps TASK=N,...] [--backend jax] [--out DIR] [--variants reppo,score,...] [--jobs J] [--dry-run]
 
 Every (task, variant, seed) is one ``reppo train`` subprocess in its own run directory
 ``OUT/runs/<suite>_<Task>/<variant>/seed<S>``, with the task's default preset and the variant's
@@ -38,7 +38,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -51,7 +51,7 @@ from reppo_common.stats import normalize_scores, stratified_bootstrap_ci  # noqa
 from spec.ablations import ABLATIONS, DEFAULT_ABLATIONS, ablation_overrides  # noqa: E402
 from spec.config import ConfigError, ReppoConfig  # noqa: E402
 
-__all__ = ["Run", "plan_runs", "run_status", "build_command", "run_all", "aggregate",
+__all__ = ["Run", "parse_steps", "steps_for", "plan_runs", "run_status", "build_command", "run_all", "aggregate",
            "format_markdown", "main"]
 
 DONE, RESUME, FRESH, RESTART = "done", "resume", "new", "restart"
@@ -116,6 +116,45 @@ def parse_variants(text: str | None) -> list[str]:
     if len(set(names)) != len(names):
         raise UserError(f"--variants {text!r} names a variant twice")
     return names
+
+
+def steps_for(steps: "int | Mapping[str, int] | None", task: str) -> int | None:
+    """The ``rollout.total_env_steps`` of ``task`` under the budget ``steps``: one int for every
+    task, ``{task: N}`` per task (absent tasks: the preset's), or None (every preset's)."""
+    if steps is None or isinstance(steps, int):
+        return steps
+    return steps.get(task)
+
+
+def parse_steps(text: str, tasks: Sequence[str]) -> "int | dict[str, int]":
+    """``--steps``: ``N`` for every task, or ``TASK=N,...`` per task (a bare ``N`` among them is
+    the budget of the tasks not named)."""
+    def positive(v: str, what: str) -> int:
+        try:
+            f = float(v)
+        except ValueError:
+            f = -1.0
+        if not f.is_integer() or f < 1:
+            raise UserError(f"--steps: {what} must be a positive integer, got {v!r}")
+        return int(f)
+
+    if "=" not in text:
+        return positive(text, "the budget")
+    out: dict[str, int] = {}
+    default = None
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        if "=" not in part:
+            default = positive(part, "the default budget")
+            continue
+        task, value = (x.strip() for x in part.split("=", 1))
+        if task not in tasks:
+            raise UserError(f"--steps names {task!r}, which is not in --tasks "
+                            f"({', '.join(tasks)})")
+        out[task] = positive(value, f"the budget of {task}")
+    if default is not None:
+        for t in tasks:
+            out.setdefault(t, default)
+    return out
 
 
 def requested_config(task: str, variant: str, seed: int, steps: int | None,
@@ -199,14 +238,14 @@ def run_status(run: Run, backend: str) -> str:
 
 
 def plan_runs(tasks: Sequence[str], variants: Sequence[str], seeds: Sequence[int], out: Path,
-              backend: str, steps: int | None, extra: Sequence[str] = ()) -> list[Run]:
+              backend: str, steps: "int | Mapping[str, int] | None", extra: Sequence[str] = ()) -> list[Run]:
     """Every (task, variant, seed) with its run directory, config and status, in the order
     seed-major (all variants of seed 0 first), so partial results cover every variant early."""
     runs = []
     for seed in seeds:
         for task in tasks:
             for variant in variants:
-                cfg = requested_config(task, variant, seed, steps, extra)
+                cfg = requested_config(task, variant, seed, steps_for(steps, task), extra)
                 d = out / "runs" / task.replace("/", "_") / variant / f"seed{seed}"
                 run = Run(task, variant, seed, d, cfg)
                 run.status = run_status(run, backend)
@@ -219,9 +258,10 @@ def default_prefix() -> list[str]:
     return [sys.executable, "-m", "reppo_common.cli"]
 
 
-def build_command(run: Run, backend: str, steps: int | None, extra: Sequence[str] = (),
-                  prefix: Sequence[str] | None = None) -> list[str]:
+def build_command(run: Run, backend: str, steps: "int | Mapping[str, int] | None",
+                  extra: Sequence[str] = (), prefix: Sequence[str] | None = None) -> list[str]:
     """The ``reppo train`` argv of ``run`` for its status."""
+    steps = steps_for(steps, run.task)
     cmd = list(prefix or default_prefix()) + ["train", "--backend", backend]
     if run.status == RESUME:
         cmd += ["--resume", str(run.run_dir)]
@@ -261,7 +301,7 @@ def execute(run: Run, cmd: Sequence[str], log_path: Path) -> dict[str, Any]:
     return {"rc": rc, "wall_s": time.monotonic() - t0, "log": str(log_path)}
 
 
-def run_all(runs: Sequence[Run], backend: str, steps: int | None, out: Path, jobs: int = 1,
+def run_all(runs: Sequence[Run], backend: str, steps: "int | Mapping[str, int] | None", out: Path, jobs: int = 1,
             extra: Sequence[str] = (), prefix: Sequence[str] | None = None,
             executor: Callable[[Run, Sequence[str], Path], dict[str, Any]] | None = None,
             echo: Callable[[str], None] = print) -> list[Run]:
@@ -415,8 +455,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", default="dmc/CartpoleBalance,dmc/PendulumSwingup",
                    help="comma-separated envs (default %(default)s)")
     p.add_argument("--seeds", default="3", help="a count (3 = seeds 0,1,2) or a comma list")
-    p.add_argument("--steps", type=float, default=None,
-                   help="rollout.total_env_steps per run (default: the task preset's)")
+    p.add_argument("--steps", default=None,
+                   help="rollout.total_env_steps per run: N for every task, or TASK=N,... per "
+                        "task (default: the task preset's)")
     p.add_argument("--backend", default="jax", help="jax (default) or torch")
     p.add_argument("--out", default="runs/ablate", help="output directory (default %(default)s)")
     p.add_argument("--variants", default=None,
@@ -446,14 +487,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"unknown --backend {args.backend!r}; choose jax or torch")
         if args.jobs < 1:
             raise UserError(f"--jobs must be >= 1, got {args.jobs}")
-        steps = None
-        if args.steps is not None:
-            if not float(args.steps).is_integer() or args.steps < 1:
-                raise UserError(f"--steps must be a positive integer, got {args.steps}")
-            steps = int(args.steps)
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
         if not tasks:
             raise UserError("--tasks is empty")
+        steps = parse_steps(args.steps, tasks) if args.steps is not None else None
         seeds, variants = parse_seeds(args.seeds), parse_variants(args.variants)
         out = Path(args.out).resolve()  # the subprocesses run in the repository root
         prefix = shlex.split(args.reppo_cmd) if args.reppo_cmd else None

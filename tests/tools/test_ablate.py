@@ -87,10 +87,30 @@ def test_dry_run_prints_every_command_and_runs_nothing(tmp_path, capsys):
     assert "--critic.norm=none" in nonorm and "--actor.norm=none" in nonorm
 
 
+def test_per_task_step_budgets(tmp_path, capsys):
+    tasks = ["dmc/CartpoleBalance", "dmc/PendulumSwingup"]
+    assert ablate.parse_steps("5e4", tasks) == 50_000
+    per = ablate.parse_steps("dmc/PendulumSwingup=1e5", tasks)
+    assert per == {"dmc/PendulumSwingup": 100_000}
+    assert ablate.steps_for(per, "dmc/CartpoleBalance") is None  # the preset's budget
+    assert ablate.parse_steps("dmc/PendulumSwingup=100000,20000", tasks) == {
+        "dmc/PendulumSwingup": 100_000, "dmc/CartpoleBalance": 20_000}
+    rc = ablate.main(["--tasks", ",".join(tasks), "--seeds", "1", "--variants", "reppo",
+                      "--out", str(tmp_path / "abl"), "--dry-run",
+                      "--steps", "dmc/CartpoleBalance=30000,dmc/PendulumSwingup=40000"])
+    assert rc == 0
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("[new] ")]
+    assert len(lines) == 2
+    assert "--steps 30000" in next(l for l in lines if "CartpoleBalance" in l)
+    assert "--steps 40000" in next(l for l in lines if "PendulumSwingup" in l)
+
+
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     for argv, word in ((["--variants", "reppo,nokl"], "no-kl"), (["--seeds", "0"], "--seeds"),
                        (["--tasks", "dmc/Nope"], "unknown environment"),
-                       (["--backend", "tf"], "--backend"), (["--steps", "1.5"], "--steps")):
+                       (["--backend", "tf"], "--backend"), (["--steps", "1.5"], "--steps"),
+                       (["--steps", "dmc/Other=10"], "not in --tasks"),
+                       (["--steps", "dmc/CartpoleBalance=0"], "positive integer")):
         assert ablate.main(argv + ["--out", str(tmp_path), "--dry-run"]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and word in err and "\n" not in err
