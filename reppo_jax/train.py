@@ -1,9 +1,8 @@
-"""The training loop: builds env, networks and state from a config, then runs jitted iterations,
-evaluating and checkpointing between them."""
+"""The JAX trainer: builds env, networks and state from a config and runs the jitted iterations
+in the shared training loop (``reppo_common.driver``), evaluating and checkpointing between them."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -16,7 +15,8 @@ from reppo_jax import agent as A
 from reppo_jax.networks import Actor, Critic, Value, flatten, nest
 from reppo_jax.normalization import RunningStats, running_stats_update
 from reppo_common import checkpoints as C
-from reppo_common.errors import TrainingDiverged, UserError
+from reppo_common.driver import Start, run_loop
+from reppo_common.errors import UserError
 from reppo_jax import checkpoint as CK
 from reppo_jax.checkpoint import guard_iteration
 from reppo_jax.distributed import DataParallel, data_parallel
@@ -197,12 +197,41 @@ def _scalarize(info: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in jax.device_get(dict(info)).items()}
 
 
+class _LoopPort:
+    """The JAX side of ``reppo_common.driver.run_loop``: the guarded jitted iteration, the
+    evaluation key stream (split once per evaluation, stored in every checkpoint) and
+    ``reppo_jax.checkpoint.save_state``."""
+
+    def __init__(self, trainer: Trainer, config: ReppoConfig, eval_key: Any) -> None:
+        self.trainer, self.config, self.eval_key = trainer, config, eval_key
+        self.steps_per_iteration = trainer.steps_per_iteration
+
+    def iterate(self, carry: A.Carry) -> tuple[A.Carry, dict[str, float], str | None]:
+        carry, info = self.trainer.guarded_iteration(carry)
+        flags = np.asarray(info.pop(CK.GUARD_KEY))
+        values = _scalarize(info)  # blocks until the iteration is done
+        return carry, values, CK.first_nonfinite(list(values), flags)
+
+    def evaluate(self, carry: A.Carry, index: int) -> dict[str, float]:
+        self.eval_key, k = jax.random.split(self.eval_key)
+        return self.trainer.evaluate(carry.agent, k)
+
+    def save(self, carry: A.Carry, run_dir: Path, **meta: Any) -> C.CheckpointInfo:
+        evals_done = meta.pop("evals_done")
+        return CK.save_state(run_dir, self.config, carry, self.eval_key, **meta,
+                             extra={"evals_done": int(evals_done)})
+
+    def any_process(self, flag: bool) -> bool:
+        return flag  # one process (multi-device runs are one process per host)
+
+
 def train(config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks | None = None,
           *, env=None, eval_env=None, resume: bool = False,
           trainer: "Trainer | None" = None) -> TrainResult:
-    """Train per ``config``; evaluations every ``run.eval_interval`` env steps and at the end,
-    full-state checkpoints (reppo_jax.checkpoint) every ``run.checkpoint_interval`` env steps,
-    at the end and when ``hooks.should_stop()`` turns True.
+    """Train per ``config`` with the shared loop (``reppo_common.driver``: evaluations every
+    ``run.eval_interval`` env steps and at the end, full-state checkpoints —
+    reppo_jax.checkpoint — every ``run.checkpoint_interval`` env steps, at the end and when
+    ``hooks.should_stop()`` turns True).
 
     ``resume``: continue from the latest checkpoint in ``run_dir`` (validated first; a
     mismatch is a UserError and nothing is written). The continuation is bit-identical to the
@@ -210,76 +239,18 @@ def train(config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks | None = 
     Every iteration is checked for NaN/inf (losses, gradient norms, new parameters); the first
     non-finite quantity stops the run with :class:`TrainingDiverged` and no checkpoint of the
     bad state is written."""
-    hooks = hooks or TrainHooks()
     trainer = trainer or Trainer(config, env, eval_env)
-    per_iter = trainer.steps_per_iteration
-    n_iters = max(1, config.rollout.total_env_steps // per_iter)
-    eval_every = max(1, config.run.eval_interval // per_iter)
-    ckpt_interval = config.run.checkpoint_interval
-    ckpt_every = max(1, ckpt_interval // per_iter) if ckpt_interval > 0 else None  # 0: at end
-    final_eval: dict[str, float] = {}
-    last_ckpt = None
     if resume:
         if run_dir is None:
             raise UserError("resuming needs the run directory")
-        last_ckpt, tree = CK.check_resume(run_dir, config, trainer)
+        info, tree = CK.check_resume(run_dir, config, trainer)
         carry, eval_key = trainer.place(tree["carry"]), tree["eval_key"]
-        start, best, wall0 = last_ckpt.iteration, last_ckpt.best_eval_return, last_ckpt.wall_s
-        final_eval = dict(last_ckpt.manifest.get("last_eval") or {})
-        if run_dir is not None:
-            C.remove_temp_files(Path(run_dir) / "checkpoints")
+        start = Start.from_checkpoint(info)
+        C.remove_temp_files(Path(run_dir) / "checkpoints")
     else:
         carry = trainer.init(config.run.seed)
-        eval_key = CK.eval_key_init(config.run.seed)
-        start, best, wall0 = 0, None, 0.0
-    t_start = time.monotonic()
-    clock = getattr(hooks, "wall_clock", None) or (lambda: wall0 + time.monotonic() - t_start)
-    compile_s = None
-    t_train = 0.0
-    env_steps = start * per_iter
-    it = start
-    for it in range(start + 1, n_iters + 1):
-        t0 = time.perf_counter()
-        carry, info = trainer.guarded_iteration(carry)
-        flags = np.asarray(info.pop(CK.GUARD_KEY))
-        info = _scalarize(info)  # blocks until the iteration is done
-        dt = time.perf_counter() - t0
-        if compile_s is None:
-            compile_s = dt
-        else:
-            t_train += dt
-        env_steps = it * per_iter
-        timed_iters = it - start - 1
-        sps = timed_iters * per_iter / t_train if t_train > 0 else float("nan")
-        metrics = {"env_steps": env_steps, "iteration": it, "train/sps": sps, **info}
-        if hooks.on_train_metrics:
-            hooks.on_train_metrics(metrics)
-        bad = CK.first_nonfinite(list(info), flags)
-        if bad is not None:
-            raise TrainingDiverged(
-                f"non-finite {bad} at iteration {it} (env_steps {env_steps:,}); last good "
-                f"checkpoint: {last_ckpt or 'none'}")
-        eval_return = None
-        if it % eval_every == 0 or it == n_iters:
-            eval_key, k = jax.random.split(eval_key)
-            final_eval = trainer.evaluate(carry.agent, k)
-            eval_return = final_eval["eval/return_mean"]
-            best = eval_return if best is None else max(best, eval_return)
-            if hooks.on_eval_metrics:
-                hooks.on_eval_metrics({"env_steps": env_steps, "iteration": it, **final_eval})
-        stop = bool(hooks.should_stop and hooks.should_stop())
-        periodic = ckpt_every is not None and it % ckpt_every == 0
-        if run_dir is not None and (periodic or it == n_iters or stop):
-            last_ckpt = CK.save_state(
-                run_dir, config, carry, eval_key, iteration=it, env_steps=env_steps,
-                wall_s=clock(), eval_return=eval_return, best_eval_return=best,
-                last_eval=final_eval)
-        if hooks.on_progress:
-            hooks.on_progress(env_steps, {**metrics, **final_eval})
-        if stop:
-            break
-    return TrainResult(env_steps=env_steps, iterations=it, final_eval=final_eval,
-                       best_eval_return=best, compile_s=compile_s)
+        eval_key, start = CK.eval_key_init(config.run.seed), Start()
+    return run_loop(config, run_dir, hooks, _LoopPort(trainer, config, eval_key), carry, start)
 
 
 def latest_checkpoint(run_dir: Path) -> Path:

@@ -14,7 +14,6 @@ Run-time choices that are not part of the algorithm:
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -23,7 +22,8 @@ import numpy as np
 import torch
 
 from reppo_common import checkpoints as C
-from reppo_common.errors import TrainingDiverged, UserError
+from reppo_common.driver import Start, run_loop
+from reppo_common.errors import UserError
 from reppo_common.guard import GUARD_KEY, first_nonfinite
 from reppo_common.seeding import stream_int
 from reppo_torch import agent as A
@@ -278,12 +278,53 @@ def _restore(trainer: Trainer, config: ReppoConfig, flat: Mapping[str, np.ndarra
     return carry
 
 
+EVAL_SEED_OFFSET = 1_000_003
+"""Evaluation k of a run draws its episodes from seed ``run.seed + EVAL_SEED_OFFSET + k``."""
+
+
+class _LoopPort:
+    """The torch side of ``reppo_common.driver.run_loop``: the iteration with its one host sync
+    and NaN guard (metrics averaged and the guard or-ed over torchrun ranks), evaluation and
+    checkpoints on rank 0 only."""
+
+    def __init__(self, trainer: Trainer, config: ReppoConfig) -> None:
+        self.trainer, self.config = trainer, config
+        self.steps_per_iteration = trainer.steps_per_iteration
+
+    def iterate(self, carry: A.Carry) -> tuple[A.Carry, dict[str, float], str | None]:
+        carry, info = self.trainer.iteration(carry)
+        flags = CK.finite_flags(carry.agent, info)
+        # the iteration's one host sync (plus, across torchrun ranks, the metrics' mean)
+        values = _scalarize({**Dist.mean_over_ranks(info), GUARD_KEY: flags.all()})
+        finite = not Dist.any_rank(not bool(values.pop(GUARD_KEY)))  # every rank stops together
+        if finite:
+            return carry, values, None
+        return carry, values, (first_nonfinite(list(info), flags.cpu().numpy())
+                               or "value on another rank")
+
+    def evaluate(self, carry: A.Carry, index: int) -> dict[str, float] | None:
+        if not self.trainer.world.is_main:
+            return None
+        return self.trainer.evaluate(carry.agent,
+                                     self.config.run.seed + EVAL_SEED_OFFSET + index)
+
+    def save(self, carry: A.Carry, run_dir: Path, **meta: Any) -> C.CheckpointInfo | None:
+        if not self.trainer.world.is_main:
+            return None
+        return save_state(run_dir, self.config, carry, self.trainer.env, **meta,
+                          world_size=self.trainer.world.size)
+
+    def any_process(self, flag: bool) -> bool:
+        return Dist.any_rank(flag)
+
+
 def train(config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks | None = None,
           *, env=None, eval_env=None, device: torch.device | None = None,
           resume: bool = False, trainer: Trainer | None = None) -> TrainResult:
-    """Train per ``config``; evaluations every ``run.eval_interval`` env steps and at the end,
-    full-state checkpoints every ``run.checkpoint_interval`` env steps, at the end and when
-    ``hooks.should_stop()`` turns True.
+    """Train per ``config`` with the shared loop (``reppo_common.driver``: evaluations every
+    ``run.eval_interval`` env steps and at the end, full-state checkpoints every
+    ``run.checkpoint_interval`` env steps, at the end and when ``hooks.should_stop()`` turns
+    True).
 
     ``resume``: continue from the latest checkpoint in ``run_dir`` (validated first; a mismatch
     is a UserError and nothing is written). On CPU with an env that exports its state (toy, DMC)
@@ -291,16 +332,7 @@ def train(config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks | None = 
     envs that restart from a fresh reset. Every iteration is checked for NaN/inf (metrics,
     parameters, optimiser state, read in the iteration's one host sync); the first non-finite
     quantity stops the run with :class:`TrainingDiverged`, no checkpoint of the bad state."""
-    hooks = hooks or TrainHooks()
     trainer = trainer or Trainer(config, env, eval_env, device)
-    per_iter = trainer.steps_per_iteration
-    n_iters = max(1, config.rollout.total_env_steps // per_iter)
-    eval_every = max(1, config.run.eval_interval // per_iter)
-    ckpt_interval = config.run.checkpoint_interval
-    ckpt_every = max(1, ckpt_interval // per_iter) if ckpt_interval > 0 else None  # 0: at end
-    eval_seed = config.run.seed + 1_000_003
-    final_eval: dict[str, float] = {}
-    last_ckpt = None
     if resume:
         if run_dir is None:
             raise UserError("resuming needs the run directory")
@@ -308,67 +340,13 @@ def train(config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks | None = 
             raise UserError("--resume of a torchrun (multi-process) torch run is not supported: "
                             "each rank's env state is not in the checkpoint; resume it in one "
                             "process (plain `reppo train --resume`), or start a new run")
-        last_ckpt, flat, arrays = check_resume(run_dir, config, trainer)
-        carry = _restore(trainer, config, flat, arrays, last_ckpt.iteration)
-        start, best, wall0 = last_ckpt.iteration, last_ckpt.best_eval_return, last_ckpt.wall_s
-        final_eval = dict(last_ckpt.manifest.get("last_eval") or {})
-        n_evals = int((last_ckpt.manifest.get("extra") or {}).get("evals_done", 0))
+        info, flat, arrays = check_resume(run_dir, config, trainer)
+        carry = _restore(trainer, config, flat, arrays, info.iteration)
+        start = Start.from_checkpoint(info)
         C.remove_temp_files(Path(run_dir) / "checkpoints")
     else:
-        carry = trainer.init(config.run.seed)
-        start, best, wall0, n_evals = 0, None, 0.0, 0
-    t_start = time.monotonic()
-    clock = getattr(hooks, "wall_clock", None) or (lambda: wall0 + time.monotonic() - t_start)
-    compile_s = None
-    t_train = 0.0
-    env_steps = start * per_iter
-    it = start
-    for it in range(start + 1, n_iters + 1):
-        t0 = time.perf_counter()
-        carry, info = trainer.iteration(carry)
-        flags = CK.finite_flags(carry.agent, info)
-        # the iteration's one host sync (plus, across torchrun ranks, the metrics' mean)
-        values = _scalarize({**Dist.mean_over_ranks(info), GUARD_KEY: flags.all()})
-        finite = not Dist.any_rank(not bool(values.pop(GUARD_KEY)))  # every rank stops together
-        dt = time.perf_counter() - t0
-        if compile_s is None:
-            compile_s = dt  # first iteration: warm-up (allocator, the env's jit), as JAX's compile
-        else:
-            t_train += dt
-        env_steps = it * per_iter
-        timed_iters = it - start - 1
-        sps = timed_iters * per_iter / t_train if t_train > 0 else float("nan")
-        metrics = {"env_steps": env_steps, "iteration": it, "train/sps": sps, **values}
-        if hooks.on_train_metrics:
-            hooks.on_train_metrics(metrics)
-        if not finite:
-            bad = first_nonfinite(list(info), flags.cpu().numpy()) or "value on another rank"
-            raise TrainingDiverged(
-                f"non-finite {bad} at iteration {it} (env_steps {env_steps:,}); last good "
-                f"checkpoint: {last_ckpt or 'none'}")
-        eval_return = None
-        if (it % eval_every == 0 or it == n_iters) and trainer.world.is_main:
-            final_eval = trainer.evaluate(carry.agent, eval_seed + n_evals)
-            n_evals += 1
-            eval_return = final_eval["eval/return_mean"]
-            best = eval_return if best is None else max(best, eval_return)
-            if hooks.on_eval_metrics:
-                hooks.on_eval_metrics({"env_steps": env_steps, "iteration": it, **final_eval})
-        # every rank leaves after the same iteration (collectives would wait for the others)
-        stop = Dist.any_rank(bool(hooks.should_stop and hooks.should_stop()))
-        periodic = ckpt_every is not None and it % ckpt_every == 0
-        writes = run_dir is not None and trainer.world.is_main
-        if writes and (periodic or it == n_iters or stop):
-            last_ckpt = save_state(run_dir, config, carry, trainer.env, iteration=it,
-                                   env_steps=env_steps, wall_s=clock(), eval_return=eval_return,
-                                   best_eval_return=best, last_eval=final_eval,
-                                   evals_done=n_evals, world_size=trainer.world.size)
-        if hooks.on_progress:
-            hooks.on_progress(env_steps, {**metrics, **final_eval})
-        if stop:
-            break
-    return TrainResult(env_steps=env_steps, iterations=it, final_eval=final_eval,
-                       best_eval_return=best, compile_s=compile_s)
+        carry, start = trainer.init(config.run.seed), Start()
+    return run_loop(config, run_dir, hooks, _LoopPort(trainer, config), carry, start)
 
 
 def latest_checkpoint(run_dir: Path) -> Path:
