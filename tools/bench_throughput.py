@@ -2,7 +2,7 @@
 
     python tools/bench_throughput.py --env dmc/CartpoleBalance --preset cpu \
         [--section.field=value ...] [--authors-config] --iterations 10 --repeats 3 \
-        [--baseline-sps 2300] [--backend jax|torch] [--torch-threads N] [--json]
+        [--baseline-sps 2300] [--backend jax|torch] [--torch-threads N] [--flops] [--json]
 
 In one process it builds the JAX ``Trainer`` for the config and reports, side by side:
 
@@ -15,6 +15,10 @@ In one process it builds the JAX ``Trainer`` for the config and reports, side by
   of env steps per repeat;
 * ``train/sim``: training time per env step divided by simulation time per env step (how much
   the learner costs on top of the simulator; 1.0 would be "free" learning).
+* ``--flops``: the update's FLOPs per iteration (XLA cost analysis of one minibatch step ×
+  epochs × minibatches), the FLOP rate the timed training reached, and a matmul peak at the
+  update's shapes measured here; their ratio is the FLOP-bound ceiling on training
+  env-steps/s for the config (the update alone; simulation adds to it).
 
 ``--authors-config`` applies the configuration of the authors' public REPPO code as measured in
 our issue (128 envs x 32 steps, 4 minibatches, 4 epochs, 512-wide actor and critic); explicit
@@ -80,6 +84,10 @@ def parse_args(argv=None):
     p.add_argument("--backend", choices=("jax", "torch"), default="jax",
                    help="torch: also measure the torch backend on the same config and print "
                         "the torch/JAX ratio")
+    p.add_argument("--flops", action="store_true",
+                   help="also count the update's FLOPs (XLA cost analysis of one minibatch "
+                        "step), the FLOP rate the training run achieved, a matmul peak "
+                        "measured here and the FLOP-bound throughput ceiling it implies")
     p.add_argument("--torch-threads", type=int, default=None,
                    help="torch intra-op threads (default: reppo_torch.train.DEFAULT_THREADS)")
     args, rest = p.parse_known_args(argv)
@@ -135,6 +143,71 @@ def bench_training(trainer, seed, iterations, repeats):
     bench_training.cpu_s_per_iteration = (time.process_time() - c0) / (repeats * iterations)
     finite = all(bool(jax.numpy.isfinite(v)) for v in jax.device_get(dict(info)).values())
     return compile_s, first_s, times, finite
+
+
+def _cost_flops(compiled) -> float | None:
+    ca = compiled.cost_analysis()
+    ca = ca[0] if isinstance(ca, (list, tuple)) and ca else ca
+    flops = (ca or {}).get("flops")
+    return float(flops) if flops else None
+
+
+def _median_seconds(fn, repeats: int = 15) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_update_flops(trainer, seed):
+    """FLOPs of one jitted minibatch step (critic, [value,] actor, α/β) at the config's minibatch
+    size, by XLA's cost analysis; and the FLOP rate of a chain of (minibatch × width) @
+    (width × width) matmuls on the same device (the dense-layer peak the update can hope for).
+
+    The whole iteration's cost analysis counts a scan body once, not once per trip, which is
+    why the minibatch step is compiled on its own here. Returns (GFLOP per minibatch step,
+    matmul GFLOP/s) — the first None where the backend reports no cost."""
+    import jax
+    import jax.numpy as jnp
+
+    from reppo_jax import agent as A
+
+    h, nets = trainer.h, trainer.nets
+    if getattr(trainer, "parallel", None) is not None:
+        raise SystemExit("error: --flops measures one device; pass --run.devices=1")
+    from reppo_jax.discrete_agent import DiscreteTrainer
+
+    if isinstance(trainer, DiscreteTrainer):
+        raise SystemExit("error: --flops supports the continuous trainer (not D-REPPO)")
+    carry = trainer.init(seed)
+    agent = carry.agent
+    b = h.num_envs * h.num_steps // h.num_minibatches
+    ks = jax.random.split(jax.random.PRNGKey(seed), 8)
+    obs = jax.random.normal(ks[0], (b, h.obs_dim))
+    action = jnp.tanh(jax.random.normal(ks[1], (b, h.action_dim)))
+    _, emb = jax.eval_shape(lambda: A.q_of(nets, h, agent.critic, obs, action))
+    mb = {"obs": obs, "action": action, "reward": jax.random.uniform(ks[2], (b,)),
+          "target": jax.random.uniform(ks[3], (b,)), "next_emb": jnp.zeros(emb.shape, emb.dtype)}
+    if h.actor_gradient == "ppo":
+        mb.update(pre_action=jax.random.normal(ks[4], (b, h.action_dim)),
+                  advantage=jax.random.normal(ks[5], (b,)), value_target=jnp.zeros((b,)))
+    opts = A.optimizers(h)
+
+    def step(agent, mb, key):
+        noise, kl_noise = A.actor_noise(h, key, b)
+        return A.minibatch_step(nets, h, opts, agent, agent.actor, mb, noise, kl_noise)
+
+    flops = _cost_flops(jax.jit(step).lower(agent, mb, ks[6]).compile())
+    width = max(trainer.config.critic.hidden_dim, trainer.config.actor.hidden_dim)
+    x = jnp.ones((b, width), jnp.float32)
+    w = jnp.full((width, width), 1.0 / width, jnp.float32)
+    chain = jax.jit(lambda x, w: jax.lax.fori_loop(0, 8, lambda i, y: y @ w, x))
+    sec = _median_seconds(lambda: jax.block_until_ready(chain(x, w)))
+    peak = 8 * 2 * b * width * width / sec / 1e9
+    return (flops / 1e9 if flops else None), peak
 
 
 def bench_simulation(env, num_steps, seed, iterations, repeats):
@@ -290,6 +363,16 @@ def main(argv=None):
                         "torch_train_over_sim_time_per_step": (steps_per_repeat / ts_med)
                         / torch_sps})
             rows.append(("t-sim", 0.0, ts_first, ts_med, steps_per_repeat / ts_med))
+    if args.flops:
+        gflop_mb, peak = bench_update_flops(trainer, args.seed)
+        res["matmul_peak_gflops"] = peak
+        if gflop_mb is not None:
+            updates = r.num_epochs * r.num_minibatches
+            gflop_iter = gflop_mb * updates
+            res.update({"update_gflop_per_minibatch": gflop_mb,
+                        "update_gflop_per_iteration": gflop_iter,
+                        "train_achieved_gflops": gflop_iter * args.iterations / t_med,
+                        "flop_bound_sps": per_iter / (gflop_iter / peak)})
     if args.baseline_sps > 0:
         res["baseline_sps_recorded"] = args.baseline_sps
         res["train_sps_over_baseline"] = train_sps / args.baseline_sps
@@ -307,6 +390,17 @@ def main(argv=None):
         if not (args.authors_config and cfg.env.name == "dmc/CartpoleBalance"):
             print("note: the recorded baseline is the authors' config on dmc/CartpoleBalance; "
                   "this run differs (use --authors-config on that env for like-for-like)")
+    if "update_gflop_per_iteration" in res:
+        print(f"update FLOPs (XLA cost analysis): {res['update_gflop_per_minibatch']:.2f} GFLOP "
+              f"per minibatch step x {r.num_epochs * r.num_minibatches} steps = "
+              f"{res['update_gflop_per_iteration']:.1f} GFLOP per iteration; training achieved "
+              f"{res['train_achieved_gflops']:.1f} GFLOP/s")
+        print(f"matmul chain at the update's shapes: {res['matmul_peak_gflops']:.1f} GFLOP/s "
+              f"-> FLOP-bound ceiling {res['flop_bound_sps']:.0f} env-steps/s for this config "
+              f"(update only; {train_sps / res['flop_bound_sps']:.2f}x of it reached)")
+    elif "matmul_peak_gflops" in res:
+        print(f"matmul chain: {res['matmul_peak_gflops']:.1f} GFLOP/s (this backend reports no "
+              f"FLOP count)")
     if "torch_train_sps" in res:
         print(f"torch/JAX training throughput = {res['torch_over_jax_train_sps']:.2f}x "
               f"(torch {res['torch_train_sps']:.0f} vs JAX {train_sps:.0f} env-steps/s, same "

@@ -22,8 +22,8 @@ def _run(args, timeout):
 @pytest.mark.slow
 def test_bench_throughput_toy_reports_train_and_sim():
     p = _run(["tools/bench_throughput.py", "--env", "toy/Bandit", "--preset", "tiny",
-              "--iterations", "2", "--repeats", "1", "--rollout.num_epochs=2", "--json"],
-             timeout=600)
+              "--iterations", "2", "--repeats", "1", "--rollout.num_epochs=2", "--flops",
+              "--json"], timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads(p.stdout.strip().splitlines()[-1])
     assert res["env"] == "toy/Bandit" and res["num_epochs"] == 2
@@ -33,6 +33,10 @@ def test_bench_throughput_toy_reports_train_and_sim():
         assert res[k] > 0, k
     assert res["train_metrics_finite"]
     assert "RECORDED" in p.stdout and "train/sim" in p.stdout
+    # --flops: 2 epochs x 2 minibatches of the minibatch step's FLOPs, and a ceiling from them
+    assert res["update_gflop_per_minibatch"] > 0 and res["matmul_peak_gflops"] > 0
+    assert abs(res["update_gflop_per_iteration"] - 4 * res["update_gflop_per_minibatch"]) < 1e-9
+    assert res["flop_bound_sps"] > 0 and "FLOP-bound ceiling" in p.stdout
 
 
 @pytest.mark.slow
