@@ -58,11 +58,15 @@ def test_categorical_kl(dtype, p):
 def actor_case(draw, dtype):
     """Inputs of discrete_actor_loss with ε_KL placed between the states' KLs (so some states
     switch and some do not) but never within 1e-3 (relative) of one: the two backends compute
-    the KL with different roundings, and the switch must not depend on them."""
+    the KL with different roundings, and the switch must not depend on them. The margin also
+    has an absolute part, the KL's rounding error (it cancels log-probabilities of size
+    lp + lp_old), and ε_KL stays above it: two KLs that are 0 up to rounding must not put ε_KL
+    between them."""
     logits, old = draw(logits_pair(-10.0, 10.0))
     q = draw(S.arrays(logits.shape, -1e3, 1e3, edges=(0.0,)))
     alpha, beta = draw(S.multipliers), draw(S.multipliers)
     kl = np.sort(R.categorical_kl(old, logits).ravel())
+    noise = 256 * float(np.finfo(dtype).eps) * (_lp_scale(logits) + _lp_scale(old))
     choice = draw(st.sampled_from(("fixed", "between", "any")))
     if choice == "fixed":
         kl_target = 0.1
@@ -71,10 +75,11 @@ def actor_case(draw, dtype):
         kl_target = float(0.5 * (kl[i] + kl[i + 1])) or 0.1
     else:
         kl_target = draw(st.floats(1e-3, 1.0))
-    for _ in range(50):
-        if np.min(np.abs(kl - kl_target)) > 1e-3 * kl_target:
+    kl_target = max(kl_target, 4 * noise)
+    for _ in range(200):
+        if np.min(np.abs(kl - kl_target)) > 1e-3 * kl_target + noise:
             break
-        kl_target *= 1.01
+        kl_target = kl_target * 1.01 + noise
     return q, logits, old, alpha, beta, kl_target, draw(st.sampled_from(MODES))
 
 
