@@ -22,8 +22,14 @@ Provenance of the numbers:
   env-steps/s per core), so few envs and many updates per step; measured on PushCube-v1 seed 0:
   eval success 0.94 at 60k env steps, 1.0 at 80k.
 - ``cpu-repeat4``: ``cpu`` with action repeat 4 — the tuning mujoco_playground's own DMC PPO
-  config intends for PendulumSwingUp. Measured on dmc/PendulumSwingup (seed 0): eval ≥ 600 after
-  344k agent steps with action repeat 4, after 983k with repeat 2, never within 2M with repeat 1.
+  config intends for PendulumSwingUp — and 4× the parallel envs (256 × 32 steps, 64 minibatches
+  of 128: the same minibatch size and the same 1/16 updates per env step as ``cpu``).
+  Measured on dmc/PendulumSwingup: with 64 envs, seed 0 evaluated ≥ 600 after 344k agent steps
+  with action repeat 4, after 983k with repeat 2, never within 2M with repeat 1; but seeds 1
+  and 2 never discovered the swing-up (best 125 / 17 after 3.3M env steps, also with
+  γ = 0.99 or an entropy target of 0). With 256 envs all five seeds did (first eval ≥ 600 at
+  2.95M / 1.57M / 1.38M / 1.57M / 1.38M env steps, 5–9 min on the shared 2 cores): a
+  sparse-reward task needed more simultaneous exploring episodes, not more updates.
   γ follows 1 − 10/T with T = 1000/4 agent steps.
 - ``data-large`` / ``data-medium`` / ``data-small`` / ``data-tiny``: the data-scaling experiment
   of Appendix E.3, Figure 12a (envs x steps, minibatches, 8 epochs; "updates per batch" =
@@ -120,10 +126,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "overrides": _merge(_DMC_VALUES, CPU_SIZES),
     },
     "cpu-repeat4": {
-        "description": "cpu + action repeat 4 (swing-up tasks, e.g. dmc/PendulumSwingup), 4M env steps",
+        "description": "cpu + action repeat 4, 256 envs x 32 steps, 64 minibatches (swing-up "
+                       "tasks, e.g. dmc/PendulumSwingup), 4M env steps",
         "overrides": _merge(_DMC_VALUES, CPU_SIZES, {
             "env": {"action_repeat": 4},
-            "rollout": {"total_env_steps": 4_000_000},
+            "rollout": {"num_envs": 256, "num_minibatches": 64, "total_env_steps": 4_000_000},
             "run": {"eval_interval": 100_000, "checkpoint_interval": 1_000_000},
         }),
     },
