@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 from reppo_common.errors import TrainingDiverged
 from spec.backend import TrainHooks, TrainResult
