@@ -176,12 +176,14 @@ def requested_config(task: str, variant: str, seed: int, steps: int | None,
 
 
 def final_env_steps(config: ReppoConfig) -> int:
-    """Env steps at the end of a run of ``config`` (whole iterations; at least one)."""
+    """Env steps at the end of a run of ``config``: the training loop's own iteration count
+    (``reppo_common.driver.Schedule``) times the iteration size."""
+    from reppo_common.driver import Schedule
     from spec import derived
 
     r = config.rollout
     per_iter = derived.env_steps_per_iteration(r.num_envs, r.num_steps, config.env.action_repeat)
-    return max(1, r.total_env_steps // per_iter) * per_iter
+    return Schedule.of(config, per_iter).iterations * per_iter
 
 
 def _final_eval_step(run_dir: Path) -> int | None:
