@@ -16,8 +16,8 @@ preset does, and is applied on top of the environment's preset (``tools/ablate.p
 
 What "no normalisation" means: E.1 removes "layer normalization", the normalisation inside the
 networks that §3.3 ("Layer Normalization") motivates for stable critic learning, i.e. the
-RMSNorm of every Linear → Norm → SiLU block (the REFERENCE-NOTES: "Norm off ablation drops the
-norm"). ``no-norm`` therefore sets ``critic.norm=none`` and ``actor.norm=none`` and leaves the
+RMSNorm of every Linear → Norm → SiLU block (the authors' "norm off" switch drops exactly
+that norm; docs/design.md). ``no-norm`` therefore sets ``critic.norm=none`` and ``actor.norm=none`` and leaves the
 running observation normalisation of D.4 on. Turning that off as well is a different question
 (input scaling, not the architecture) and is the separate, non-default ``no-obs-norm``.
 """

@@ -49,7 +49,7 @@ def hlgauss_bin_width(v_min: float, v_max: float, num_bins: int) -> float:
 
 
 def hlgauss_sigma(v_min: float, v_max: float, num_bins: int, ratio: float = 0.75) -> float:
-    """HL-Gauss smoothing σ = ratio × bin width (REFERENCE-NOTES: σ = 0.75 × bin width)."""
+    """HL-Gauss smoothing σ = ratio × bin width (0.75 × bin width in the authors' runs; docs/design.md)."""
     if not ratio > 0.0:
         raise ValueError(f"sigma ratio must be > 0, got {ratio}")
     return float(ratio) * hlgauss_bin_width(v_min, v_max, num_bins)
@@ -57,7 +57,7 @@ def hlgauss_sigma(v_min: float, v_max: float, num_bins: int, ratio: float = 0.75
 
 def entropy_target(action_dim: int, mult: float = 0.5) -> float:
     """Continuous entropy target ε_H = −mult · |A| (paper Table 2 lists 0.5·dim A; the sign is
-    negative as in the paper code and REFERENCE-NOTES: L_α = α·sg(H + 0.5·|A|))."""
+    negative as in the authors' code, whose loss is L_α = α·sg(H + 0.5·|A|); docs/design.md)."""
     if int(action_dim) != action_dim or action_dim < 1:
         raise ValueError(f"action_dim must be a positive integer, got {action_dim!r}")
     return -float(mult) * int(action_dim)

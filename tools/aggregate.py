@@ -17,7 +17,7 @@ The statistics are our own numpy implementation (``rliable`` 1.2.0 did not impor
 environment: its dependency ``arch`` 7.2.0 fails with pandas 3); they follow rliable's
 conventions and are tested against hand-computed values and scipy.
 
-    python tools/aggregate.py /work/results/cp_s* --csv agg.csv --json agg.json
+    python tools/aggregate.py runs/dmc_CartpoleBalance --csv agg.csv --json agg.json
 """
 
 from __future__ import annotations

@@ -38,8 +38,8 @@ absolute rates are low and noisy; PushCube-v1, env-steps/s (CPU ms per env step)
   hybrid1               102          93 (2.9)
   ====================  ===========  =============
 
-Interleaved in one process to cancel load drift (16 envs, 6 rounds of 20 vector steps,
-``/work/results/maniskill/interleave16.log``): median inprocess 162, workers2 153, hybrid1 134.
+Interleaved in one process to cancel load drift (16 envs, 6 rounds of 20 vector steps; log
+not kept): median inprocess 162, workers2 153, hybrid1 134.
 Hence ``inprocess`` is the adapter's default on CPU.
 """
 

@@ -1,7 +1,7 @@
 """D-REPPO vs a PPO baseline on a discrete env (MinAtar), same env, budget and seeds.
 
     python tools/compare_pqn.py --env minatar/Breakout --steps 3000000 --seeds 0 1 2 \
-        --threshold 10 --out /work/results/discrete/compare [--preset cpu-discrete] \
+        --threshold 10 --out runs/compare_discrete [--preset cpu-discrete] \
         [--reppo-set section.field=value ...] [--ppo-set key=value ...] [--only reppo|ppo]
 
 No maintained package ships a PQN or discrete-action PPO for gymnax envs that installs here

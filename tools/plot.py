@@ -11,7 +11,7 @@ runs, and wall-clock always differs), so each run is linearly interpolated onto 
 the union of all eval x values of the group, restricted to where at least ``--min-seeds`` runs
 (default: all of the group) have data. Nothing is extrapolated.
 
-    python tools/plot.py /work/results/cp_s* --out docs/cartpole.png
+    python tools/plot.py docs/results/cartpole_balance_cpu --out cartpole.png
     python tools/plot.py runs/dmc_CartpoleBalance --group-by loss.kl_target --out kl.png
 
 Importable: :func:`plot_runs` draws a list of :class:`reppo_common.curves.RunCurve`;

@@ -1,4 +1,4 @@
-"""Tanh-squashed diagonal Gaussian policy (paper §3.2, eq. 13; REFERENCE-NOTES "Architecture").
+"""Tanh-squashed diagonal Gaussian policy (paper §3.2, eq. 13; docs/design.md).
 
 Conventions: leading batch dims are free, the action dim is last, every log-probability sums over
 the action dim. Computation stays in the inputs' floating dtype (float32 stays float32).
@@ -23,7 +23,7 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def policy_std(raw_std: np.ndarray, min_std: float) -> np.ndarray:
-    """σ = exp(ρ) + min_std (REFERENCE-NOTES: σ = exp(ρ) + min_std, min_std 0.1 in the paper runs)."""
+    """σ = exp(ρ) + min_std (the authors' parameterisation; min_std 0.1 in the paper runs)."""
     dt = float_dtype(raw_std)
     if min_std < 0:
         raise ValueError(f"min_std must be >= 0, got {min_std}")
@@ -80,7 +80,7 @@ def tanh_gaussian_log_prob(mean: np.ndarray, std: np.ndarray, pre_tanh: np.ndarr
 
 
 def entropy_estimate(log_prob: np.ndarray) -> np.ndarray:
-    """Single-sample entropy estimate Ĥ = −log π(a|x) with a ~ π (REFERENCE-NOTES, L_α)."""
+    """Single-sample entropy estimate Ĥ = −log π(a|x) with a ~ π (the estimate the authors' L_α uses)."""
     dt = float_dtype(log_prob)
     return -as_float(log_prob, dt)
 

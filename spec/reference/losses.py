@@ -1,4 +1,4 @@
-"""Critic, actor and multiplier losses (paper eq. 7, 11–13, 17; REFERENCE-NOTES "Losses").
+"""Critic, actor and multiplier losses (paper eq. 7, 11–13, 17; docs/design.md).
 
 Per-sample helpers return arrays over the batch; the top-level losses return
 (scalar, info dict of scalars). Multipliers α = e^{log α}, β = e^{log β} enter the actor loss as
@@ -299,7 +299,7 @@ def alpha_loss(log_alpha: float | np.ndarray, entropy: np.ndarray, entropy_targe
 
 
 def beta_loss(log_beta: float | np.ndarray, kl: np.ndarray, kl_target: float) -> np.ndarray:
-    """Eq. 12 (sign as run, REFERENCE-NOTES): L_β = −e^{log β} · mean(KL̂ − ε_KL), KL̂ constant.
+    """Eq. 12 (with the sign the authors' code runs): L_β = −e^{log β} · mean(KL̂ − ε_KL), KL̂ constant.
     KL above target ⇒ ∂L/∂log β < 0 ⇒ gradient descent raises β."""
     dt = float_dtype(log_beta, kl)
     k = as_float(kl, dt)

@@ -1,5 +1,5 @@
-"""Network forward passes on the canonical flat parameter dict (spec/README.md; REFERENCE-NOTES
-"Architecture"). Kernels are (in, out); a stack of n layers is n − 1 blocks
+"""Network forward passes on the canonical flat parameter dict (spec/README.md; docs/design.md
+"Networks"). Kernels are (in, out); a stack of n layers is n − 1 blocks
 Linear → Norm → SiLU followed by one plain Linear."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Running observation normalisation (paper D.4; REFERENCE-NOTES "Observation normalisation").
+"""Running observation normalisation (paper D.4; docs/design.md).
 
 Statistics are merged with the parallel-variance formula of Chan, Golub & LeVeque (1979) over
 every batch of env steps; observations are normalised as (x − μ)/√(σ² + 1e-2).

@@ -1,4 +1,4 @@
-"""Soft TD(λ) targets (paper §3.1, eq. 4–6; Algorithm 1 step 2; REFERENCE-NOTES "Losses").
+"""Soft TD(λ) targets (paper §3.1, eq. 4–6; Algorithm 1 step 2; docs/design.md).
 
 Arrays are time-major (T, N, ...); ``terminated``/``truncated`` are bool or 0/1.
 """
