@@ -19,13 +19,13 @@ Provenance of the numbers:
 - ``cpu`` / ``cpu-discrete`` / ``tiny``: sized for this project's 2-core CPU machines (see
   ``CPU_SIZES``); not paper settings.
 - ``cpu-maniskill``: ManiSkill on the CPU simulator (physx_cpu allows one env per instance, ~100
-  env-steps/s per core), so few envs and many updates per step; measured on PushCube-v1 seed 0:
-  eval success 0.94 at 60k env steps, 1.0 at 80k.
+  env-steps/s per core), so few envs and many updates per step; measured on PushCube-v1 seed 0
+  (a development run; data not stored): eval success 0.94 at 60k env steps, 1.0 at 80k.
 - ``cpu-repeat4``: ``cpu`` with action repeat 4 — the tuning mujoco_playground's own DMC PPO
   config intends for PendulumSwingUp — and 4× the parallel envs (256 × 32 steps, 64 minibatches
   of 128: the same minibatch size and the same 1/16 updates per env step as ``cpu``).
-  Measured on dmc/PendulumSwingup: with 64 envs, seed 0 evaluated ≥ 600 after 344k agent steps
-  with action repeat 4, after 983k with repeat 2, never within 2M with repeat 1; but seeds 1
+  Measured on dmc/PendulumSwingup (development runs; data not stored): with 64 envs, seed 0
+  evaluated ≥ 600 after 344k agent steps with action repeat 4, after 983k with repeat 2, never within 2M with repeat 1; but seeds 1
   and 2 never discovered the swing-up (best 125 / 17 after 3.3M env steps, also with
   γ = 0.99 or an entropy target of 0). With 256 envs all five seeds did (first eval ≥ 600 at
   2.95M / 1.57M / 1.38M / 1.57M / 1.38M env steps, 5–9 min on the shared 2 cores): a
