@@ -4,7 +4,7 @@
 # Writes docs/cartpole_balance_cpu.png, docs/results/cartpole_balance_cpu/summary.md and
 # docs/results/cartpole_balance_cpu/aggregate.csv; prints the tables.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$(dirname "$(dirname "$(readlink -f "$0")")")")"  # the checkout's root
 PY="${PYTHON:-python}"
 D=docs/results/cartpole_balance_cpu
 
