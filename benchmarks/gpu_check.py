@@ -20,7 +20,8 @@ section                   backend env                   full budget (dry: tiny p
                                                         8 iterations (1.05M)
 ``atari_pong``            jax     atari/Pong            ``atari`` preset via envpool, 16
                                                         iterations (65k)
-``atari_breakout``        jax     atari/Breakout        as Pong
+``atari_breakout``        jax     atari/Breakout        as Pong (episodes capped at 4,500
+                                                        agent steps in both)
 ========================= ======= ===================== ======================================
 
 Every training section records env-steps/s (the shared loop's ``train/sps``: iterations after
@@ -53,6 +54,7 @@ import json
 import os
 import platform
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -109,11 +111,16 @@ evaluation of two 16-step episodes."""
 DRY_TIMEOUT_S = 240.0
 """Hard limit of one dry section (CPU, shared CI machine); they take seconds when idle."""
 
+ATARI_CHECK_EPISODE_STEPS = 4500
+"""Episode cap of the Atari sections (18k frames, 5 minutes of play): a greedy evaluation of a
+barely trained agent can idle (Breakout without FIRE) until the ALE protocol's 27,000 agent
+steps, longer than the section's time; real runs keep 27,000."""
+
 SECTIONS: tuple[Section, ...] = (
     Section("jax_dmc", "jax", "dmc/CheetahRun", "dmc",
             {"rollout.total_env_steps": 32 * 32_768, "run.eval_interval": 10**9,
              "run.eval_episodes": 16, "run.checkpoint_interval": 0},
-            timeout_s=190, train_budget_s=75,
+            timeout_s=180, train_budget_s=70,
             requires=("jax", "flax", "optax", "mujoco_playground"), dry_env="toy/Bandit"),
     Section("torch_dmc", "torch", "dmc/CheetahRun", "dmc",
             {"rollout.total_env_steps": 8 * 32_768, "run.eval_interval": 10**9,
@@ -129,12 +136,14 @@ SECTIONS: tuple[Section, ...] = (
                  "rollout.total_env_steps": 3 * 16}),
     Section("atari_pong", "jax", "atari/Pong", "atari",
             {"rollout.total_env_steps": 16 * 4096, "run.eval_interval": 10**9,
-             "run.eval_episodes": 8, "run.checkpoint_interval": 0},
-            timeout_s=60, train_budget_s=25, requires=("jax", "envpool")),
+             "run.eval_episodes": 8, "run.checkpoint_interval": 0,
+             "env.max_episode_steps": ATARI_CHECK_EPISODE_STEPS},
+            timeout_s=75, train_budget_s=20, requires=("jax", "envpool")),
     Section("atari_breakout", "jax", "atari/Breakout", "atari",
             {"rollout.total_env_steps": 16 * 4096, "run.eval_interval": 10**9,
-             "run.eval_episodes": 8, "run.checkpoint_interval": 0},
-            timeout_s=60, train_budget_s=25, requires=("jax", "envpool")),
+             "run.eval_episodes": 8, "run.checkpoint_interval": 0,
+             "env.max_episode_steps": ATARI_CHECK_EPISODE_STEPS},
+            timeout_s=75, train_budget_s=20, requires=("jax", "envpool")),
 )
 """In run order: the most important first, so a short budget loses the least."""
 
@@ -415,6 +424,13 @@ def _error_line(output: str) -> str | None:
     return lines[-1] if lines else None
 
 
+def _children_cpu_s() -> float:
+    """User + system CPU seconds of the finished child processes so far (a section's CPU
+    time, independent of how busy a shared machine is)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def _has_accelerator(probe: dict[str, Any]) -> bool:
     jax_platform = (probe.get("jax") or {}).get("platform")
     return bool((probe.get("torch") or {}).get("cuda")) or jax_platform in ("gpu", "cuda", "tpu")
@@ -427,12 +443,13 @@ def _fmt(x: Any, spec: str) -> str:
 def summary_table(report: dict[str, Any]) -> str:
     """One fixed-width table of the sections' main numbers."""
     rows = [["section", "status", "env", "env-steps/s", "compile s", "eval return", "success",
-             "wall s"]]
+             "wall s", "cpu s"]]
     for name, r in report["sections"].items():
         rows.append([name, r.get("status", "?") + ("*" if r.get("stopped_early") else ""),
                      r.get("env", "-"), _fmt(r.get("env_steps_per_s"), ",.0f"),
                      _fmt(r.get("compile_s"), ".1f"), _fmt(r.get("eval_return"), ".1f"),
-                     _fmt(r.get("eval_success"), ".2f"), _fmt(r.get("wall_s"), ".1f")])
+                     _fmt(r.get("eval_success"), ".2f"), _fmt(r.get("wall_s"), ".1f"),
+                     _fmt(r.get("cpu_s"), ".1f")])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -475,11 +492,12 @@ def run_check(out: Path, mode: str, names: list[str] | None,
             print(f"gpu_check: {s.name} ({'dry' if dry else 'full'}, limit {limit:.0f} s)",
                   file=sys.stderr, flush=True)
             args = ["--section", s.name, "--result", str(path)] + (["--dry-run"] if dry else [])
-            t_s = time.monotonic()
+            t_s, cpu_s = time.monotonic(), _children_cpu_s()
             record, _ = _run_child(args, limit, _child_env(dry, s), path)
             record.setdefault("backend", s.backend)
             record.setdefault("env", s.env)
             record.setdefault("wall_s", time.monotonic() - t_s)
+            record["cpu_s"] = _children_cpu_s() - cpu_s
             record["limit_s"] = limit
             sections[s.name] = record
     torch_info = probe.get("torch") or {}

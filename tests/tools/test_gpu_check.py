@@ -49,7 +49,7 @@ def test_dry_run_trains_every_section_and_writes_the_report(tmp_path):
         assert r["eval_env_steps"] == r["budget_env_steps"] and not r["stopped_early"]
         assert r["env_steps_per_s"] > 0 and r["compile_s"] > 0 and r["setup_s"] > 0
         assert math.isfinite(r["eval_return"]) and r["eval_length"] > 0
-        assert r["wall_s"] >= r["train_s"] > 0
+        assert r["wall_s"] >= r["train_s"] > 0 and r["cpu_s"] > 0
 
     jd, td = report["sections"]["jax_dmc"], report["sections"]["torch_dmc"]
     assert jd["status"] == td["status"] == "ok"
