@@ -72,8 +72,8 @@ _ATARI = (
     "Amidar BattleZone Bowling DoubleDunk Frostbite KungFuMaster NameThisGame Phoenix Qbert "
     "Riverraid Pong Breakout"
 ).split()
-"""The Atari-10 subset (Aitchison et al., 2023) plus Pong and Breakout as quick checks (both
-learn within a few million frames; benchmarks/gpu_check.py runs them)."""
+"""The Atari-10 subset (Aitchison et al., 2023) plus Pong and Breakout as quick checks
+(benchmarks/gpu_check.py runs both)."""
 
 
 _DMC_PRESETS = {"PendulumSwingup": "cpu-repeat4"}
