@@ -70,9 +70,10 @@ _MINATAR = {"Breakout": 1000, "Asterix": 1000, "SpaceInvaders": 1000, "Freeway":
 
 _ATARI = (
     "Amidar BattleZone Bowling DoubleDunk Frostbite KungFuMaster NameThisGame Phoenix Qbert "
-    "Riverraid Pong"
+    "Riverraid Pong Breakout"
 ).split()
-"""The Atari-10 subset (Aitchison et al., 2023) plus Pong as a quick check."""
+"""The Atari-10 subset (Aitchison et al., 2023) plus Pong and Breakout as quick checks
+(benchmarks/gpu_check.py runs both)."""
 
 
 _DMC_PRESETS = {"PendulumSwingup": "cpu-repeat4"}

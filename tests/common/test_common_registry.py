@@ -9,13 +9,14 @@ def test_counts_and_facts():
     assert len(list_envs("dmc")) == 25
     assert len(list_envs("maniskill")) == 9
     assert len(list_envs("minatar")) == 4
-    assert len(list_envs("atari")) == 11
+    assert len(list_envs("atari")) == 12
     e = resolve_env("dmc/CartpoleBalance")
     assert e.action_space == "continuous" and e.backends == ("jax", "torch")
     assert e.max_episode_steps == 1000 and e.reward_range == (0.0, 1.0) and e.default_preset == "cpu"
     p = resolve_env("maniskill/PickCube-v1")
     assert p.success_metric and p.backends == ("torch",) and p.max_episode_steps == 50
     assert resolve_env("atari/Pong").max_episode_steps == 27_000
+    assert resolve_env("atari/Breakout").action_space == "discrete"
     assert resolve_env("minatar/Breakout").action_space == "discrete"
 
 
