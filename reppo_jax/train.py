@@ -21,7 +21,7 @@ from reppo_jax import checkpoint as CK
 from reppo_jax.checkpoint import guard_iteration
 from reppo_jax.distributed import DataParallel, data_parallel
 from spec import derived, params as P
-from spec.hyper import resolve_hyper as resolve
+from spec import hyper
 from spec.backend import TrainHooks, TrainResult
 from spec.config import ReppoConfig
 
@@ -37,12 +37,6 @@ def make_env(config: ReppoConfig, num_envs: int, *, evaluation: bool = False):
     return make(config.env.name, num_envs, max_episode_steps=config.env.max_episode_steps,
                 action_repeat=config.env.action_repeat, physics_impl=config.env.physics_impl,
                 random_episode_offsets=not evaluation, **kwargs)
-
-
-def resolve_hyper(config: ReppoConfig, env) -> A.Hyper:
-    """Config + env facts → the static hyperparameters (γ, value range, σ, entropy target)."""
-    return resolve(config, obs_dim=env.obs_dim, action_dim=env.action_dim,
-                   max_episode_steps=env.max_episode_steps, reward_range=env.reward_range)
 
 
 def make_nets(config: ReppoConfig, h: A.Hyper) -> A.Nets:
@@ -139,7 +133,7 @@ class Trainer:
             self.env = make_env(cfg, cfg.rollout.num_envs)
         if self.eval_env is None:
             self.eval_env = make_env(cfg, cfg.run.eval_episodes, evaluation=True)
-        self.h = resolve_hyper(cfg, self.env)
+        self.h = hyper.resolve(cfg, self.env)
         self.nets = make_nets(cfg, self.h)
         r = cfg.rollout
         self.parallel = data_parallel(cfg.run.devices, self.env.num_envs, r.num_steps,

@@ -34,7 +34,7 @@ from reppo_torch.normalization import RunningStats
 from spec import derived, params as P
 from spec.backend import TrainHooks, TrainResult
 from spec.config import ReppoConfig
-from spec.hyper import resolve_hyper as resolve
+from spec import hyper
 
 DEFAULT_THREADS = 1
 """torch intra-op threads on CPU, chosen by measurement on this project's 2-core machine while
@@ -86,12 +86,6 @@ def make_env(config: ReppoConfig, num_envs: int, *, evaluation: bool = False,
     return make(config.env.name, num_envs, max_episode_steps=config.env.max_episode_steps,
                 action_repeat=config.env.action_repeat, physics_impl=config.env.physics_impl,
                 random_episode_offsets=not evaluation, device=device, **kwargs)
-
-
-def resolve_hyper(config: ReppoConfig, env) -> A.Hyper:
-    """Config + env facts → the static hyperparameters (``spec.hyper``, shared with JAX)."""
-    return resolve(config, obs_dim=env.obs_dim, action_dim=env.action_dim,
-                   max_episode_steps=env.max_episode_steps, reward_range=env.reward_range)
 
 
 def canonical_init(config: ReppoConfig, h: A.Hyper, seed: int) -> dict[str, np.ndarray]:
@@ -169,7 +163,7 @@ class Trainer:
         if self.eval_env is None and self.world.is_main:
             self.eval_env = make_env(cfg, cfg.run.eval_episodes, evaluation=True,
                                      device=self.device)
-        self.h = replace(resolve_hyper(cfg, self.env), num_envs=num_envs)
+        self.h = replace(hyper.resolve(cfg, self.env), num_envs=num_envs)
         self.iteration = A.make_iteration(self.h, self.env)
         self._evaluate = (A.make_evaluate(self.h, self.eval_env, self.eval_env.max_episode_steps)
                           if self.eval_env is not None else None)
