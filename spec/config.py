@@ -57,6 +57,8 @@ SCHEMA_VERSION = 1
 NORMS = ("rms", "layer", "none")
 CRITIC_LOSSES = ("hlgauss", "mse")
 KL_MODES = ("clipped", "full", "none")
+"""``loss.kl_mode``, the one declaration of the KL treatments of eq. 13 (validated here, at
+construction; every loss switches on it through its port's ``losses.kl_switch``)."""
 ACTOR_GRADIENTS = ("pathwise", "score", "ppo")
 PHYSICS_IMPLS = ("jax", "warp", "c", "cpp", "auto", "physx_cpu", "physx_cuda")
 DEVICES = ("auto", "cpu", "cuda", "gpu")
