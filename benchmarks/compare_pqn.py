@@ -1,6 +1,6 @@
 """D-REPPO vs a PPO baseline on a discrete env (MinAtar), same env, budget and seeds.
 
-    python tools/compare_pqn.py --env minatar/Breakout --steps 3000000 --seeds 0 1 2 \
+    python -m benchmarks.compare_pqn --env minatar/Breakout --steps 3000000 --seeds 0 1 2 \
         --threshold 10 --out /work/results/discrete/compare [--preset cpu-discrete] \
         [--reppo-set section.field=value ...] [--ppo-set key=value ...] [--only reppo|ppo]
 
@@ -31,8 +31,6 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
 PPO_DEFAULTS: dict[str, Any] = {
