@@ -20,9 +20,10 @@ from typing import Any, Mapping, Sequence
 from spec.config import ConfigError, ReppoConfig, apply_overrides, override_pairs
 from spec.presets import DEFAULT_PRESET, PRESETS, preset_config
 
-from reppo_common.checkpoints import RESUME_CHANGEABLE  # fields a resume may change
+from reppo_common.checkpoints import RESUME_CHANGEABLE, latest_params_file
 from reppo_common.errors import EXIT_USAGE, UserError
 from reppo_common.registry import SUITES, list_envs, resolve_env
+from reppo_common.seeding import VIDEO_SEED_OFFSET
 
 BACKENDS = ("jax", "torch")
 """Backend names ``--backend`` accepts (package ``reppo_<name>``)."""
@@ -400,7 +401,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for k, v in results.items():
         print(f"  {k:<24} {v:.4g}" if isinstance(v, float) else f"  {k:<24} {v}")
     if args.video:
-        v = backend.record_video(cfg, params_file, args.video, seed=cfg.run.seed + 3_000_017)
+        v = backend.record_video(cfg, params_file, args.video,
+                                 seed=cfg.run.seed + VIDEO_SEED_OFFSET)
         print(f"video {v['path']}: {v['frames']} frames at {v['fps']:.0f} fps, episode return "
               f"{v['return']:.1f}")
     return 0
@@ -417,10 +419,9 @@ def _check_eval_params(run: Any, ckpt: Path | None) -> Path | None:
         if not run.checkpoints_dir.is_dir():
             raise UserError(f"{run.path} has no checkpoints/ directory; train the run first or "
                             f"pass --checkpoint")
-        found = sorted(run.checkpoints_dir.glob("params_*.npz"))
-        if not found:
+        ckpt = latest_params_file(run.checkpoints_dir, required=False)
+        if ckpt is None:
             return None
-        ckpt = found[-1]
     if ckpt.is_dir():
         raise UserError(f"checkpoint {str(ckpt)!r} is a directory; pass a params_*.npz file")
     try:

@@ -17,6 +17,7 @@ from reppo_jax.normalization import RunningStats, running_stats_update
 from reppo_common import checkpoints as C
 from reppo_common.driver import Start, run_loop
 from reppo_common.errors import UserError
+from reppo_common.seeding import EVAL_RUN_SEED_OFFSET
 from reppo_jax import checkpoint as CK
 from reppo_jax.checkpoint import guard_iteration
 from reppo_jax.distributed import DataParallel, data_parallel
@@ -247,14 +248,6 @@ def train(config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks | None = 
     return run_loop(config, run_dir, hooks, _LoopPort(trainer, config, eval_key), carry, start)
 
 
-def latest_checkpoint(run_dir: Path) -> Path:
-    ckpts = sorted((Path(run_dir) / "checkpoints").glob("params_*.npz"))
-    if not ckpts:
-        raise FileNotFoundError(f"no checkpoints in {Path(run_dir) / 'checkpoints'}: "
-                                "train first, or pass the run directory of a trained run")
-    return ckpts[-1]
-
-
 def evaluate_run(config: ReppoConfig, run_dir: Path, episodes: int,
                  checkpoint: Path | None = None) -> dict[str, float]:
     """Evaluate a saved run's deterministic policy on ``episodes`` fresh episodes."""
@@ -262,6 +255,6 @@ def evaluate_run(config: ReppoConfig, run_dir: Path, episodes: int,
 
     cfg = replace(config, run=replace(config.run, eval_episodes=episodes, devices=1))
     trainer = Trainer(cfg, env=make_env(cfg, 1), eval_env=None)
-    flat, _meta = P.load_params(checkpoint or latest_checkpoint(run_dir))
+    flat, _meta = P.load_params(checkpoint or C.latest_params_file(Path(run_dir) / "checkpoints"))
     state = state_from_canonical(trainer.h, flat)
-    return trainer.evaluate(state, jax.random.PRNGKey(cfg.run.seed + 2_000_003))
+    return trainer.evaluate(state, jax.random.PRNGKey(cfg.run.seed + EVAL_RUN_SEED_OFFSET))
