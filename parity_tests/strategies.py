@@ -15,6 +15,8 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from spec.config import KL_MODES
+
 BATCH_SHAPES = ((1,), (2, 3))
 ACTION_DIMS = (1, 6)
 POLICY_SHAPES = ((1, 1), (2, 3, 6))  # batch size 1 with one action dim; two leading dims
@@ -25,7 +27,6 @@ NUM_BINS = (2, 51)
 HIST_CASES = (((1,), 2), ((2, 3), 51))
 KL_CASES = (((1, 1), 1), ((1, 1), 4), ((2, 3, 6), 4))
 ROLLOUT_SHAPES = ((1, 1), (6, 3))
-KL_MODES = ("clipped", "full", "none")
 
 
 TINY = 1e-30

@@ -3,10 +3,11 @@ through the canonical ``.npz`` layout (``reppo eval --backend torch --run-dir <j
 vice versa), and both backends' evaluations of the same checkpoint agree.
 
 Both backends evaluate DMC episodes whose initial states come from the same key
-(``run.seed + 2_000_003``; the torch DMC env is the JAX playground adapter), and the policy is
-deterministic (tanh μ), so the two evaluations run the same episodes; they can differ only by
-the float32 rounding of the two ports' policy forward passes, amplified by the dynamics (see
-:func:`test_both_backends_evaluate_a_checkpoint_alike` for the horizon).
+(``run.seed + reppo_common.seeding.EVAL_RUN_SEED_OFFSET``; the torch DMC env is the JAX
+playground adapter), and the policy is deterministic (tanh μ), so the two evaluations run the
+same episodes; they can differ only by the float32 rounding of the two ports' policy forward
+passes, amplified by the dynamics (see :func:`test_both_backends_evaluate_a_checkpoint_alike`
+for the horizon).
 """
 
 from __future__ import annotations

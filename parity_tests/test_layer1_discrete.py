@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from parity_tests import strategies as S
 from parity_tests.backends import counterpart
 from parity_tests.harness import available_backends, check_grads, check_values
+from spec.config import KL_MODES
 from spec.reference import discrete as R
 
 LOGIT_SHAPES = ((1, 2), (2, 3, 6))  # batch 1 with two actions; two leading dims, six actions
-MODES = ("clipped", "full", "none")
 
 
 @st.composite
@@ -80,7 +80,7 @@ def actor_case(draw, dtype):
         if np.min(np.abs(kl - kl_target)) > 1e-3 * kl_target + noise:
             break
         kl_target = kl_target * 1.01 + noise
-    return q, logits, old, alpha, beta, kl_target, draw(st.sampled_from(MODES))
+    return q, logits, old, alpha, beta, kl_target, draw(st.sampled_from(KL_MODES))
 
 
 def _actor_scale(q, logits, old, alpha, beta):

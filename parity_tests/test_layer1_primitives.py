@@ -328,6 +328,18 @@ def test_actor_loss(dtype, data):
                 scale=1.0 + alpha + beta, fd=smooth)
 
 
+@given(data=st.data())
+def test_kl_switch(dtype, data):
+    """Eq. 13's per-state KL treatment for every ``loss.kl_mode``, shared by all actor losses."""
+    q, lp, kl, alpha, beta, kl_target, mode = data.draw(S.actor_inputs(dtype))
+    objective = (np.asarray(alpha, dtype) * lp - q).astype(dtype)
+    violated = kl >= np.asarray(kl_target, dtype)
+    args = (objective, kl, beta, violated, mode)
+    scale = float(np.max(np.abs(objective)) + beta * np.max(np.abs(kl)))
+    check_values("losses.kl_switch", args, dtype=dtype, scale=scale)
+    check_grads("losses.kl_switch", args, dtype=dtype, wrt=(0, 1), scale=1.0 + beta, fd=False)
+
+
 @given(data=st.data(), k=st.sampled_from((1, 4)))
 def test_score_actor_loss(dtype, data, k):
     q, lp, kl, alpha, beta, kl_target, mode = data.draw(S.actor_inputs(dtype))

@@ -35,6 +35,7 @@ from hypothesis import strategies as st
 from parity_tests import strategies as S
 from parity_tests.backends import BACKENDS
 from parity_tests.tolerance import ULPS, assert_close, eps, note_worst
+from spec.config import KL_MODES
 from spec.hyper import Hyper
 from spec.params import init_params, param_layout
 from spec.reference import distributions as RD
@@ -363,7 +364,7 @@ def check_metrics(jinfo, tinfo, dtype, t):
 # ---- the test ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ("hlgauss", "mse"))
-@pytest.mark.parametrize("kl_mode", ("clipped", "full"))
+@pytest.mark.parametrize("kl_mode", KL_MODES)
 @settings(max_examples=max(3, settings.default.max_examples // 5))  # ci: 5, thorough: 100
 @given(seed=st.integers(0, 2**31 - 1), data=st.data(),
        behaviour_scale=st.sampled_from((0.0, 0.05, 0.3, 1.0)),
@@ -388,6 +389,11 @@ def test_two_minibatch_steps_agree(dtype, kind, kl_mode, seed, data, behaviour_s
     torch_out = run_torch(kind, kl_mode, params, behaviour, logs, batches, dtype)
     lrs = {"actor": ACTOR_LR, "critic": CRITIC_LR, "multipliers": MULT_LR}
     check_step_sequence(jax_out, torch_out, params, logs, np.dtype(dtype), lrs)
+    if kl_mode == "none":
+        # no KL term: β is frozen in both ports (zero gradient, so Adam's step is exactly 0)
+        for port, out in (("jax", jax_out), ("torch", torch_out)):
+            for t, (_, step_logs, _, _) in enumerate(out, 1):
+                assert step_logs[1] == logs[1], f"{port} step {t}: log beta moved under kl_mode=none"
 
 
 @pytest.mark.parametrize("gradient", ("score", "ppo"))

@@ -42,7 +42,8 @@ from reppo_common.errors import UserError
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "RESUME_CHANGEABLE", "CheckpointInfo", "sha256_file",
     "atomic_write", "package_versions", "write_checkpoint", "read_manifest", "list_checkpoints",
-    "latest_checkpoint", "verify_files", "load_state_arrays", "check_compatible", "version_notes",
+    "latest_checkpoint", "latest_params_file", "verify_files", "load_state_arrays",
+    "check_compatible", "version_notes",
     "find_resume_checkpoint", "prune", "rewind_metrics", "remove_temp_files",
 ]
 
@@ -364,6 +365,20 @@ def latest_checkpoint(ckpt_dir: str | os.PathLike, *, required: bool = True,
         return read_manifest(d / names[-1])
     found = list_checkpoints(d)
     return found[-1] if found else None
+
+
+def latest_params_file(ckpt_dir: str | os.PathLike, *, required: bool = True) -> Path | None:
+    """The newest ``params_*.npz`` in ``ckpt_dir``: what ``reppo eval`` reads by default (the
+    parameters of the latest checkpoint, also of a run from an older reppo without manifests).
+    ``required``: FileNotFoundError if there is none, else None."""
+    d = Path(ckpt_dir)
+    found = sorted(d.glob("params_*.npz")) if d.is_dir() else []
+    if found:
+        return found[-1]
+    if required:
+        raise FileNotFoundError(f"no checkpoints in {d}: train first, or pass the run directory "
+                                "of a trained run")
+    return None
 
 
 def verify_files(info: CheckpointInfo) -> None:

@@ -1,4 +1,5 @@
-"""The ``reppo`` command: ``train``, ``eval``, ``envs``, ``presets``.
+"""The ``reppo`` command: ``train``, ``eval``, ``envs``, ``presets``, and the analysis tools
+``plot``, ``aggregate``, ``ablate`` (modules ``reppo_common.<name>`` with their own options).
 
 Config overrides are given as ``--section.field=value`` (see ``reppo presets`` and
 spec/README.md for the fields). Mistakes (unknown env, invalid value, missing extra) print one
@@ -19,14 +20,22 @@ from typing import Any, Mapping, Sequence
 from spec.config import ConfigError, ReppoConfig, apply_overrides, override_pairs
 from spec.presets import DEFAULT_PRESET, PRESETS, preset_config
 
-from reppo_common.checkpoints import RESUME_CHANGEABLE  # fields a resume may change
+from reppo_common.checkpoints import RESUME_CHANGEABLE, latest_params_file
 from reppo_common.errors import EXIT_USAGE, UserError
 from reppo_common.registry import SUITES, list_envs, resolve_env
+from reppo_common.seeding import VIDEO_SEED_OFFSET
 
 BACKENDS = ("jax", "torch")
 """Backend names ``--backend`` accepts (package ``reppo_<name>``)."""
 
 FRAMEWORK_EXTRA = {"jax": "jax", "torch": "torch"}
+
+TOOLS = {
+    "plot": "learning curves of run directories to a PNG (mean and CI over seeds)",
+    "aggregate": "one score per run, aggregated over seeds and tasks (IQM, CIs; CSV/JSON)",
+    "ablate": "run and aggregate the paper's ablations (spec.ablations) over tasks and seeds",
+}
+"""Subcommands implemented by ``reppo_common.<name>.main(argv)``, which parses its own options."""
 
 # --------------------------------------------------------------------------------------------
 # Backend loading
@@ -123,6 +132,8 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--suite", default=None, help=f"one of: {', '.join(SUITES)}")
 
     sub.add_parser("presets", parents=[common], help="list config presets")
+    for name, text in TOOLS.items():  # listed here; main() hands their arguments to the tool
+        sub.add_parser(name, add_help=False, help=text)
     return p
 
 
@@ -381,10 +392,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         os.environ.setdefault("MUJOCO_GL", "egl")
     backend = load_backend(name)
     if args.video:  # fail fast, before evaluating, if this machine cannot render
-        from reppo_jax.video import check_rendering, find_ffmpeg
-
-        check_rendering()
-        find_ffmpeg()
+        backend.check_video()
     try:
         results = backend.evaluate(cfg, run.path, episodes, ckpt)
     except FileNotFoundError as e:
@@ -393,9 +401,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for k, v in results.items():
         print(f"  {k:<24} {v:.4g}" if isinstance(v, float) else f"  {k:<24} {v}")
     if args.video:
-        from reppo_jax.video import record_video
-
-        v = record_video(cfg, params_file, args.video, seed=cfg.run.seed + 3_000_017)
+        v = backend.record_video(cfg, params_file, args.video,
+                                 seed=cfg.run.seed + VIDEO_SEED_OFFSET)
         print(f"video {v['path']}: {v['frames']} frames at {v['fps']:.0f} fps, episode return "
               f"{v['return']:.1f}")
     return 0
@@ -412,10 +419,9 @@ def _check_eval_params(run: Any, ckpt: Path | None) -> Path | None:
         if not run.checkpoints_dir.is_dir():
             raise UserError(f"{run.path} has no checkpoints/ directory; train the run first or "
                             f"pass --checkpoint")
-        found = sorted(run.checkpoints_dir.glob("params_*.npz"))
-        if not found:
+        ckpt = latest_params_file(run.checkpoints_dir, required=False)
+        if ckpt is None:
             return None
-        ckpt = found[-1]
     if ckpt.is_dir():
         raise UserError(f"checkpoint {str(ckpt)!r} is a directory; pass a params_*.npz file")
     try:
@@ -461,6 +467,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in TOOLS:
+        return importlib.import_module(f"reppo_common.{argv[0]}").main(argv[1:])
     debug = "--debug" in argv
     parser = _build_parser()
     try:

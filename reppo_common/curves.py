@@ -1,5 +1,5 @@
-"""Learning curves read from run directories (framework-free; used by tools/plot.py and
-tools/aggregate.py).
+"""Learning curves read from run directories (framework-free; used by reppo plot and
+reppo aggregate).
 
 A run directory (see :mod:`reppo_common.runs`) holds ``config.json``, ``meta.json`` and
 ``metrics.jsonl``; this module turns the eval lines of ``metrics.jsonl`` into arrays and groups

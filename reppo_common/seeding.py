@@ -15,7 +15,19 @@ import zlib
 
 import numpy as np
 
-__all__ = ["stream_seed_sequence", "stream_rng", "stream_int"]
+__all__ = ["EVAL_SEED_OFFSET", "EVAL_RUN_SEED_OFFSET", "VIDEO_SEED_OFFSET",
+           "stream_seed_sequence", "stream_rng", "stream_int"]
+
+# Evaluation episodes are drawn from seeds offset from ``run.seed`` (so they never replay the
+# training streams); they are fixed because changing one changes every logged eval number.
+EVAL_SEED_OFFSET = 1_000_003
+"""Evaluations during training: JAX's eval key stream starts at ``PRNGKey(run.seed + this)``;
+torch's evaluation k draws its episodes from seed ``run.seed + this + k``."""
+EVAL_RUN_SEED_OFFSET = 2_000_003
+"""``reppo eval``: episodes from ``run.seed + this`` in both backends (on DMC both evaluate the
+same episodes)."""
+VIDEO_SEED_OFFSET = 3_000_017
+"""``reppo eval --video``: the recorded episode's seed is ``run.seed + this``."""
 
 
 def _key(name: str) -> int:

@@ -1,6 +1,6 @@
 """Statistics for learning curves and benchmark scores (numpy + stdlib only).
 
-Used by ``tools/plot.py`` and ``tools/aggregate.py`` and importable by anyone analysing reppo
+Used by ``reppo plot`` and ``reppo aggregate`` and importable by anyone analysing reppo
 runs without a deep-learning framework installed.
 
 Aggregates follow the conventions of Agarwal et al. (2021, "Deep RL at the edge of the

@@ -23,7 +23,7 @@ import optax
 
 from reppo_jax import distributions as D
 from reppo_jax.losses import (
-    actor_loss, alpha_loss, beta_loss, critic_loss, mse_value_loss, ppo_actor_loss, q_value,
+    actor_loss, critic_loss, mse_value_loss, multiplier_loss, ppo_actor_loss, q_value,
     score_actor_loss,
 )
 from reppo_jax.networks import Actor, Critic, Value
@@ -145,13 +145,11 @@ def actor_noise(h: Hyper, key, batch: int) -> tuple[jax.Array, jax.Array]:
 
 def multiplier_step(h: Hyper, mult_opt, state: AgentState, entropy, kl) -> AgentState:
     """One Adam step on [log α, log β] from the (stop-gradient) entropy and KL estimates of the
-    actor step; β is left alone (zero gradient) when the KL term is off (``kl_mode='none'``).
+    actor step; β is frozen when the KL term is off (``kl_mode='none'``, see ``multiplier_loss``).
     Shared by the continuous and the discrete agent."""
 
     def mult_loss(logs):
-        la = alpha_loss(logs[0], entropy, h.entropy_target)
-        lb = beta_loss(logs[1], kl, h.kl_target) if h.kl_mode != "none" else 0.0 * logs[1]
-        return la + lb
+        return multiplier_loss(logs, entropy, kl, h.entropy_target, h.kl_target, h.kl_mode)
 
     logs = jnp.stack([state.log_alpha, state.log_beta])
     mgrads = jax.grad(mult_loss)(logs)

@@ -51,6 +51,20 @@ class JaxBackend:
 
         return evaluate_run(config, Path(run_dir), episodes, checkpoint)
 
+    def check_video(self) -> None:
+        """UserError (one line) unless this machine can render frames and encode an MP4."""
+        from reppo_jax.video import check_rendering, find_ffmpeg
+
+        check_rendering()
+        find_ffmpeg()
+
+    def record_video(self, config: ReppoConfig, params_file: Path, out: str, seed: int
+                     ) -> dict[str, Any]:
+        """One deterministic-policy episode of ``params_file`` rendered to the MP4 ``out``."""
+        from reppo_jax.video import record_video
+
+        return record_video(config, params_file, out, seed=seed)
+
     def export_params(self, state: Any) -> dict[str, Any]:
         from reppo_jax.train import state_to_canonical
 

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from reppo_common.errors import UserError
+from reppo_common.seeding import EVAL_SEED_OFFSET
 from reppo_common.guard import GUARD_KEY, STATE_GROUPS, first_nonfinite, guard_names  # noqa: F401
 
 JAX_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "playground", "mujoco", "mujoco-mjx")
@@ -136,7 +137,7 @@ def guard_iteration(iteration):
 
 def eval_key_init(seed: int) -> jax.Array:
     """The evaluation key stream's starting key (independent of the training key)."""
-    return jax.random.PRNGKey(seed + 1_000_003)
+    return jax.random.PRNGKey(seed + EVAL_SEED_OFFSET)
 
 
 def save_state(run_dir, config, carry, eval_key, *, iteration: int, env_steps: int,

@@ -13,9 +13,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from reppo_jax.losses import _kl_switch
-
-KL_MODES = ("clipped", "full", "none")
+from reppo_jax.losses import kl_switch
 
 
 def categorical_log_probs(logits: jax.Array) -> jax.Array:
@@ -52,8 +50,6 @@ def discrete_actor_loss(q_values_all: jax.Array, logits: jax.Array, old_logits: 
     Returns (loss, info) with info keys kl_violation_frac, kl_mean, entropy_mean (exact) and
     q_mean (mean Σ_j π_j Q_ij), as the continuous ``losses.actor_loss``.
     """
-    if mode not in KL_MODES:
-        raise ValueError(f"kl mode must be one of {KL_MODES}, got {mode!r}")
     if q_values_all.shape != logits.shape or q_values_all.ndim == 0:
         raise ValueError(f"q_values_all {q_values_all.shape} and logits {logits.shape} must be "
                          "(..., |A|)")
@@ -63,7 +59,7 @@ def discrete_actor_loss(q_values_all: jax.Array, logits: jax.Array, old_logits: 
     kl = categorical_kl(old_logits, logits)
     objective = jnp.sum(p * (alpha * lp - q), axis=-1)
     violated = kl >= kl_target
-    per_state = _kl_switch(objective, kl, beta, violated, mode)
+    per_state = kl_switch(objective, kl, beta, violated, mode)
     info = {
         "kl_violation_frac": jnp.mean(violated.astype(lp.dtype)),
         "kl_mean": jnp.mean(kl),

@@ -28,7 +28,6 @@ Environments signal a discrete action space with ``env.discrete = True`` and ``e
 
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 import flax.linen as nn
@@ -45,7 +44,7 @@ from reppo_jax.normalization import normalize, running_stats_update
 from reppo_jax.targets import soft_rewards, soft_td_lambda
 from reppo_common.errors import UserError
 from reppo_jax.train import Trainer, enable_compilation_cache
-from spec import derived
+from spec import derived, hyper
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,25 +420,6 @@ def make_host_evaluate(nets: Nets, h, env, num_steps: int):
 # ---------------------------------------------------------------------------------------------
 
 
-def resolve_hyper(config, env):
-    """The continuous resolution (γ, support, learning rates) with the categorical entropy
-    target ε_H = ``loss.entropy_target_mult`` · log|A|."""
-    from reppo_jax.train import resolve_hyper as resolve
-
-    if config.actor.gradient != "pathwise":
-        raise UserError(f"actor.gradient={config.actor.gradient!r} does not apply to a discrete "
-                        "action space: D-REPPO's actor loss is a closed-form expectation over "
-                        "the actions (no sampled gradient estimator); use actor.gradient=pathwise")
-    h = resolve(config, env)
-    h = dataclasses.replace(h, entropy_target=Dd.discrete_entropy_target(
-        env.num_actions, config.loss.entropy_target_mult))
-    if getattr(env, "pixels", False):
-        # pixels are scaled by 1/255 in the Nature-CNN torso (ALE protocol); running statistics
-        # over 28,224 uint8 features would also store the batch as float32 (4× the memory)
-        h = dataclasses.replace(h, normalize_obs=False)
-    return h
-
-
 def canonical_init(config, h, seed: int, torso: str = "none") -> dict[str, np.ndarray]:
     """Initial weights of the discrete layout from the spec's numpy init."""
     from spec import params as P
@@ -475,7 +455,7 @@ def setup_trainer(trainer) -> None:
         trainer.env = make_env(cfg, cfg.rollout.num_envs)
     if trainer.eval_env is None:
         trainer.eval_env = make_env(cfg, cfg.run.eval_episodes, evaluation=True)
-    trainer.h = resolve_hyper(cfg, trainer.env)
+    trainer.h = hyper.resolve(cfg, trainer.env)
     trainer.torso = torso_of(trainer.env)
     trainer.nets = make_nets(cfg, trainer.h, trainer.torso)
     if getattr(trainer.env, "host", False):

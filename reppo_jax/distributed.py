@@ -25,7 +25,7 @@ reductions (``tests/jax/test_multidevice.py``).
 Minibatches are drawn exactly as on one device — one permutation of the flattened global batch
 — so the algorithm does not change with the device count. The price is data movement: the
 rollout batch is gathered onto every device once per iteration (one all-gather of the batch;
-``python tools/bench_devices.py`` measures the cost), and each device then picks its part of
+``python -m benchmarks.bench_devices`` measures the cost), and each device then picks its part of
 every minibatch locally. A per-device shuffle (no movement, but minibatches stratified by device)
 would change which samples share a minibatch; we chose the unchanged algorithm.
 

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from reppo_jax.hlgauss import hlgauss_decode, hlgauss_loss, hlgauss_target
+from spec.config import KL_MODES
 
 
 def mse_value_loss(q, targets):
@@ -44,23 +45,25 @@ def critic_loss(q_out, targets, pred_next_emb, next_emb, pred_reward, rewards, *
     return vl + aux_mult * al, {"value_loss": vl, "aux_loss": al}
 
 
-def _kl_switch(objective, kl, beta, violated, mode: str):
-    """Eq. 13's per-state choice, shared by the continuous and the discrete actor loss:
-    "clipped" β·kl where violated else the objective; "full" objective + β·kl; "none" objective."""
+def kl_switch(objective, kl, beta, violated, mode: str):
+    """Eq. 13's per-state KL treatment for ``loss.kl_mode`` (one of ``spec.config.KL_MODES``),
+    shared by every continuous and the discrete actor loss: "clipped" β·kl where violated else
+    the objective; "full" objective + β·kl; "none" the objective alone. The mode is validated
+    by the config; an unknown one here is a programming error."""
     if mode == "clipped":
         return jnp.where(violated, beta * kl, objective)
     if mode == "full":
         return objective + beta * kl
-    return objective
+    if mode == "none":
+        return objective
+    raise ValueError(f"unknown kl mode {mode!r}: expected one of {KL_MODES}")
 
 
 def _switched(objective, kl, beta, kl_target: float, mode: str):
     """Eq. 13's KL treatment shared by every continuous actor loss: batch mean of the switched
     per-state objective, and the KL statistics."""
-    if mode not in ("clipped", "full", "none"):
-        raise ValueError(f"unknown kl mode {mode!r}: expected clipped, full or none")
     violated = kl >= kl_target
-    per_state = _kl_switch(objective, kl, beta, violated, mode)
+    per_state = kl_switch(objective, kl, beta, violated, mode)
     info = {"kl_violation_frac": jnp.mean(violated.astype(objective.dtype)),
             "kl_mean": jnp.mean(kl)}
     return jnp.mean(per_state), info
@@ -127,3 +130,12 @@ def alpha_loss(log_alpha, entropy, entropy_target: float):
 def beta_loss(log_beta, kl, kl_target: float):
     """Eq. 12: −e^{log β}·mean(KL − ε_KL), statistics held constant."""
     return -jnp.exp(log_beta) * jax.lax.stop_gradient(jnp.mean(kl) - kl_target)
+
+
+def multiplier_loss(logs, entropy, kl, entropy_target: float, kl_target: float, kl_mode: str):
+    """Eq. 11 + eq. 12 on ``logs`` = [log α, log β]. With ``kl_mode='none'`` the actor loss has
+    no KL term, so β is frozen: its loss is 0·log β, a zero gradient that Adam turns into a zero
+    step (log β keeps its initial value)."""
+    alpha_term = alpha_loss(logs[0], entropy, entropy_target)
+    beta_term = beta_loss(logs[1], kl, kl_target) if kl_mode != "none" else 0.0 * logs[1]
+    return alpha_term + beta_term

@@ -17,11 +17,12 @@ from reppo_jax.normalization import RunningStats, running_stats_update
 from reppo_common import checkpoints as C
 from reppo_common.driver import Start, run_loop
 from reppo_common.errors import UserError
+from reppo_common.seeding import EVAL_RUN_SEED_OFFSET
 from reppo_jax import checkpoint as CK
 from reppo_jax.checkpoint import guard_iteration
 from reppo_jax.distributed import DataParallel, data_parallel
 from spec import derived, params as P
-from spec.hyper import resolve_hyper as resolve
+from spec import hyper
 from spec.backend import TrainHooks, TrainResult
 from spec.config import ReppoConfig
 
@@ -37,12 +38,6 @@ def make_env(config: ReppoConfig, num_envs: int, *, evaluation: bool = False):
     return make(config.env.name, num_envs, max_episode_steps=config.env.max_episode_steps,
                 action_repeat=config.env.action_repeat, physics_impl=config.env.physics_impl,
                 random_episode_offsets=not evaluation, **kwargs)
-
-
-def resolve_hyper(config: ReppoConfig, env) -> A.Hyper:
-    """Config + env facts → the static hyperparameters (γ, value range, σ, entropy target)."""
-    return resolve(config, obs_dim=env.obs_dim, action_dim=env.action_dim,
-                   max_episode_steps=env.max_episode_steps, reward_range=env.reward_range)
 
 
 def make_nets(config: ReppoConfig, h: A.Hyper) -> A.Nets:
@@ -139,7 +134,7 @@ class Trainer:
             self.env = make_env(cfg, cfg.rollout.num_envs)
         if self.eval_env is None:
             self.eval_env = make_env(cfg, cfg.run.eval_episodes, evaluation=True)
-        self.h = resolve_hyper(cfg, self.env)
+        self.h = hyper.resolve(cfg, self.env)
         self.nets = make_nets(cfg, self.h)
         r = cfg.rollout
         self.parallel = data_parallel(cfg.run.devices, self.env.num_envs, r.num_steps,
@@ -253,14 +248,6 @@ def train(config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks | None = 
     return run_loop(config, run_dir, hooks, _LoopPort(trainer, config, eval_key), carry, start)
 
 
-def latest_checkpoint(run_dir: Path) -> Path:
-    ckpts = sorted((Path(run_dir) / "checkpoints").glob("params_*.npz"))
-    if not ckpts:
-        raise FileNotFoundError(f"no checkpoints in {Path(run_dir) / 'checkpoints'}: "
-                                "train first, or pass the run directory of a trained run")
-    return ckpts[-1]
-
-
 def evaluate_run(config: ReppoConfig, run_dir: Path, episodes: int,
                  checkpoint: Path | None = None) -> dict[str, float]:
     """Evaluate a saved run's deterministic policy on ``episodes`` fresh episodes."""
@@ -268,6 +255,6 @@ def evaluate_run(config: ReppoConfig, run_dir: Path, episodes: int,
 
     cfg = replace(config, run=replace(config.run, eval_episodes=episodes, devices=1))
     trainer = Trainer(cfg, env=make_env(cfg, 1), eval_env=None)
-    flat, _meta = P.load_params(checkpoint or latest_checkpoint(run_dir))
+    flat, _meta = P.load_params(checkpoint or C.latest_params_file(Path(run_dir) / "checkpoints"))
     state = state_from_canonical(trainer.h, flat)
-    return trainer.evaluate(state, jax.random.PRNGKey(cfg.run.seed + 2_000_003))
+    return trainer.evaluate(state, jax.random.PRNGKey(cfg.run.seed + EVAL_RUN_SEED_OFFSET))

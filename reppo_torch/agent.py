@@ -28,7 +28,7 @@ from reppo_common.seeding import stream_int
 from reppo_torch import distributions as D
 from reppo_torch.distributed import SINGLE, Shard, average_gradients_
 from reppo_torch.losses import (
-    actor_loss, alpha_loss, beta_loss, critic_loss, mse_value_loss, ppo_actor_loss, q_value,
+    actor_loss, critic_loss, mse_value_loss, multiplier_loss, ppo_actor_loss, q_value,
     score_actor_loss,
 )
 from reppo_torch.networks import Actor, Critic, Value
@@ -269,11 +269,7 @@ def actor_update(h: Hyper, state: AgentState, behaviour: Actor, obs: torch.Tenso
     entropy = D.entropy_estimate(log_prob.detach())
     kl = kl.detach()
     state.mult_opt.zero_grad(set_to_none=True)
-    m_loss = alpha_loss(logs[0], entropy, h.entropy_target)
-    if h.kl_mode != "none":
-        m_loss = m_loss + beta_loss(logs[1], kl, h.kl_target)
-    else:
-        m_loss = m_loss + 0.0 * logs[1]
+    m_loss = multiplier_loss(logs, entropy, kl, h.entropy_target, h.kl_target, h.kl_mode)
     m_loss.backward()
     _clip_and_step([logs], state.mult_opt, h.multiplier_max_grad_norm)
 

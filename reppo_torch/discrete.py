@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from reppo_torch.losses import KL_MODES, _kl_switch
+from reppo_torch.losses import kl_switch
 
 
 def _const(x):
@@ -52,8 +52,6 @@ def discrete_actor_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Eq. 14–16 per state, batch mean: "clipped" ℓ_i = Σ_j π_j(α log π_j − Q_ij) if
     kl_i < kl_target else β·kl_i; "full" adds β·kl_i always; "none" drops it."""
-    if mode not in KL_MODES:
-        raise ValueError(f"kl mode must be one of {KL_MODES}, got {mode!r}")
     if q_values_all.shape != logits.shape or q_values_all.dim() == 0:
         raise ValueError(f"q_values_all {tuple(q_values_all.shape)} and logits "
                          f"{tuple(logits.shape)} must be (..., |A|)")
@@ -64,7 +62,7 @@ def discrete_actor_loss(
     kl = categorical_kl(old_logits, logits)
     objective = torch.sum(p * (a * lp - q), dim=-1)
     violated = kl >= kl_target
-    per_state = _kl_switch(objective, kl, b, violated, mode)
+    per_state = kl_switch(objective, kl, b, violated, mode)
     with torch.no_grad():
         info = {
             "kl_violation_frac": torch.mean(violated.to(lp.dtype)),

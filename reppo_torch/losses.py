@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 
 from reppo_torch.hlgauss import hlgauss_decode, hlgauss_loss, hlgauss_target
+from spec.config import KL_MODES
 
 VALUE_KINDS = ("hlgauss", "mse")
-KL_MODES = ("clipped", "full", "none")
 
 
 def _check_kind(kind: str) -> None:
@@ -106,24 +106,26 @@ def critic_loss(
     return v_mean + aux_mult * a_mean, {"value_loss": v_mean, "aux_loss": a_mean}
 
 
-def _kl_switch(objective, kl, beta, violated, mode: str):
-    """Eq. 13's per-state choice, shared by the continuous and the discrete actor loss:
-    "clipped" β·kl where violated else the objective; "full" objective + β·kl; "none" objective."""
+def kl_switch(objective, kl, beta, violated, mode: str):
+    """Eq. 13's per-state KL treatment for ``loss.kl_mode`` (one of ``spec.config.KL_MODES``),
+    shared by every continuous and the discrete actor loss: "clipped" β·kl where violated else
+    the objective; "full" objective + β·kl; "none" the objective alone. The mode is validated
+    by the config; an unknown one here is a programming error."""
     if mode == "clipped":
         return torch.where(violated, beta * kl, objective)
     if mode == "full":
         return objective + beta * kl
-    return objective
+    if mode == "none":
+        return objective
+    raise ValueError(f"unknown kl mode {mode!r}: expected one of {KL_MODES}")
 
 
 def _switched(objective: torch.Tensor, kl: torch.Tensor, beta: torch.Tensor | float,
               kl_target: float, mode: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Eq. 13's KL treatment shared by every continuous actor loss: batch mean of the switched
     per-state objective, and the KL statistics (no gradient)."""
-    if mode not in KL_MODES:
-        raise ValueError(f"kl mode must be one of {KL_MODES}, got {mode!r}")
     violated = kl >= kl_target  # the float scalar is compared in kl's dtype
-    per_state = _kl_switch(objective, kl, _const(beta), violated, mode)
+    per_state = kl_switch(objective, kl, _const(beta), violated, mode)
     with torch.no_grad():
         info = {"kl_violation_frac": torch.mean(violated.to(kl.dtype)),
                 "kl_mean": torch.mean(kl)}
@@ -141,8 +143,6 @@ def actor_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Eq. 13 per state, batch mean: "clipped" ℓ = α logπ − Q if kl < kl_target else β·kl;
     "full" ℓ = α logπ − Q + β·kl; "none" ℓ = α logπ − Q. α, β are constants."""
-    if mode not in KL_MODES:
-        raise ValueError(f"kl mode must be one of {KL_MODES}, got {mode!r}")
     if not (q_values.shape == log_probs.shape == kl.shape):
         raise ValueError(f"q_values {tuple(q_values.shape)}, log_probs {tuple(log_probs.shape)} "
                          f"and kl {tuple(kl.shape)} must have the same shape")
@@ -238,3 +238,13 @@ def alpha_loss(log_alpha: torch.Tensor, entropy: torch.Tensor,
 def beta_loss(log_beta: torch.Tensor, kl: torch.Tensor, kl_target: float) -> torch.Tensor:
     """Eq. 12: L_β = −e^{log β} · mean(KL̂ − ε_KL), KL̂ detached."""
     return -torch.exp(log_beta) * torch.mean(kl.detach() - kl_target)
+
+
+def multiplier_loss(logs: torch.Tensor, entropy: torch.Tensor, kl: torch.Tensor,
+                    entropy_target: float, kl_target: float, kl_mode: str) -> torch.Tensor:
+    """Eq. 11 + eq. 12 on ``logs`` = [log α, log β]. With ``kl_mode='none'`` the actor loss has
+    no KL term, so β is frozen: its loss is 0·log β, a zero gradient that Adam turns into a zero
+    step (log β keeps its initial value)."""
+    alpha_term = alpha_loss(logs[0], entropy, entropy_target)
+    beta_term = beta_loss(logs[1], kl, kl_target) if kl_mode != "none" else 0.0 * logs[1]
+    return alpha_term + beta_term

@@ -25,7 +25,7 @@ from reppo_common import checkpoints as C
 from reppo_common.driver import Start, run_loop
 from reppo_common.errors import UserError
 from reppo_common.guard import GUARD_KEY, first_nonfinite
-from reppo_common.seeding import stream_int
+from reppo_common.seeding import EVAL_RUN_SEED_OFFSET, EVAL_SEED_OFFSET, stream_int
 from reppo_torch import agent as A
 from reppo_torch import checkpoint as CK
 from reppo_torch import distributed as Dist
@@ -34,7 +34,7 @@ from reppo_torch.normalization import RunningStats
 from spec import derived, params as P
 from spec.backend import TrainHooks, TrainResult
 from spec.config import ReppoConfig
-from spec.hyper import resolve_hyper as resolve
+from spec import hyper
 
 DEFAULT_THREADS = 1
 """torch intra-op threads on CPU, chosen by measurement on this project's 2-core machine while
@@ -86,12 +86,6 @@ def make_env(config: ReppoConfig, num_envs: int, *, evaluation: bool = False,
     return make(config.env.name, num_envs, max_episode_steps=config.env.max_episode_steps,
                 action_repeat=config.env.action_repeat, physics_impl=config.env.physics_impl,
                 random_episode_offsets=not evaluation, device=device, **kwargs)
-
-
-def resolve_hyper(config: ReppoConfig, env) -> A.Hyper:
-    """Config + env facts → the static hyperparameters (``spec.hyper``, shared with JAX)."""
-    return resolve(config, obs_dim=env.obs_dim, action_dim=env.action_dim,
-                   max_episode_steps=env.max_episode_steps, reward_range=env.reward_range)
 
 
 def canonical_init(config: ReppoConfig, h: A.Hyper, seed: int) -> dict[str, np.ndarray]:
@@ -169,7 +163,7 @@ class Trainer:
         if self.eval_env is None and self.world.is_main:
             self.eval_env = make_env(cfg, cfg.run.eval_episodes, evaluation=True,
                                      device=self.device)
-        self.h = replace(resolve_hyper(cfg, self.env), num_envs=num_envs)
+        self.h = replace(hyper.resolve(cfg, self.env), num_envs=num_envs)
         self.iteration = A.make_iteration(self.h, self.env)
         self._evaluate = (A.make_evaluate(self.h, self.eval_env, self.eval_env.max_episode_steps)
                           if self.eval_env is not None else None)
@@ -278,10 +272,6 @@ def _restore(trainer: Trainer, config: ReppoConfig, flat: Mapping[str, np.ndarra
     return carry
 
 
-EVAL_SEED_OFFSET = 1_000_003
-"""Evaluation k of a run draws its episodes from seed ``run.seed + EVAL_SEED_OFFSET + k``."""
-
-
 class _LoopPort:
     """The torch side of ``reppo_common.driver.run_loop``: the iteration with its one host sync
     and NaN guard (metrics averaged and the guard or-ed over torchrun ranks), evaluation and
@@ -349,24 +339,16 @@ def train(config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks | None = 
     return run_loop(config, run_dir, hooks, _LoopPort(trainer, config), carry, start)
 
 
-def latest_checkpoint(run_dir: Path) -> Path:
-    ckpts = sorted((Path(run_dir) / "checkpoints").glob("params_*.npz"))
-    if not ckpts:
-        raise FileNotFoundError(f"no checkpoints in {Path(run_dir) / 'checkpoints'}: "
-                                "train first, or pass the run directory of a trained run")
-    return ckpts[-1]
-
-
 def evaluate_run(config: ReppoConfig, run_dir: Path, episodes: int,
                  checkpoint: Path | None = None) -> dict[str, float]:
     """Evaluate a saved run's deterministic policy on ``episodes`` fresh episodes (any
     backend's checkpoint: the file is the canonical layout). The episodes' initial states are
-    drawn from seed ``run.seed + 2_000_003``, as in the JAX port, so on DMC both backends
+    drawn from seed ``run.seed + EVAL_RUN_SEED_OFFSET``, as in the JAX port, so on DMC both backends
     evaluate the same episodes."""
     cfg = replace(config, run=replace(config.run, eval_episodes=episodes, devices=None))
     device = resolve_device(cfg.run.device)
     trainer = Trainer(cfg, env=make_env(cfg, 1, device=device), eval_env=None, device=device)
-    flat, _meta = P.load_params(checkpoint or latest_checkpoint(run_dir))
+    flat, _meta = P.load_params(checkpoint or C.latest_params_file(Path(run_dir) / "checkpoints"))
     state = state_from_canonical(cfg, trainer.h, flat, device)
-    return trainer.evaluate(state, cfg.run.seed + 2_000_003)
+    return trainer.evaluate(state, cfg.run.seed + EVAL_RUN_SEED_OFFSET)
 

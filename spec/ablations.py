@@ -1,7 +1,7 @@
 """The paper's ablations as data: each is a name, a one-line description and config overrides.
 
 An ablation never selects a code path of its own; it only changes config values, exactly as a
-preset does, and is applied on top of the environment's preset (``tools/ablate.py`` runs
+preset does, and is applied on top of the environment's preset (``reppo ablate`` runs
 ``reppo train --env TASK --<override> ...``). Sources in the paper:
 
 - Appendix E.1 / Figure 10, "Design ablations": remove the HL-Gauss cross-entropy loss

@@ -10,11 +10,11 @@ Serialisation: :meth:`ReppoConfig.to_dict` / :meth:`ReppoConfig.from_dict` and t
 lossless (tuples and ``None`` survive). CLI overrides (``--section.field=value``) go through
 :func:`apply_overrides`, which converts strings by each field's declared type.
 
-Values left ``None`` are derived from the environment's facts by the ``resolved_*`` helpers
+Values left ``None`` are derived from the environment's facts by :func:`spec.hyper.resolve`
 (γ from the episode length, the HL-Gauss support from the reward range and γ, learning rates
 from ``rollout.lr``); an explicit value always wins.
 
-This module imports the standard library only (``spec.derived`` lazily, for the resolvers).
+This module imports the standard library only.
 """
 
 
@@ -49,13 +49,6 @@ __all__ = [
     "override_pairs",
     "field_names",
     "parse_override",
-    "resolved_gamma",
-    "resolved_value_range",
-    "resolved_critic_lr",
-    "resolved_actor_lr",
-    "resolved_multiplier_lr",
-    "resolved_multiplier_max_grad_norm",
-    "resolved_minibatch_size",
 ]
 
 SCHEMA_VERSION = 1
@@ -64,6 +57,8 @@ SCHEMA_VERSION = 1
 NORMS = ("rms", "layer", "none")
 CRITIC_LOSSES = ("hlgauss", "mse")
 KL_MODES = ("clipped", "full", "none")
+"""``loss.kl_mode``, the one declaration of the KL treatments of eq. 13 (validated here, at
+construction; every loss switches on it through its port's ``losses.kl_switch``)."""
 ACTOR_GRADIENTS = ("pathwise", "score", "ppo")
 PHYSICS_IMPLS = ("jax", "warp", "c", "cpp", "auto", "physx_cpu", "physx_cuda")
 DEVICES = ("auto", "cpu", "cuda", "gpu")
@@ -652,71 +647,3 @@ def apply_overrides(
         section, fname = key.split(".", 1)
         data[section][fname] = _jsonable(value)
     return ReppoConfig.from_dict(data)
-
-
-# --------------------------------------------------------------------------------------------
-# Resolution of values left to the environment's facts
-# --------------------------------------------------------------------------------------------
-
-
-def resolved_gamma(cfg: ReppoConfig, max_episode_steps: int) -> float:
-    """γ: ``env.gamma`` if set, else 1 − 10 / T with T = ``env.max_episode_steps`` if set, else
-    the environment's own ``max_episode_steps`` (in agent steps)."""
-    if cfg.env.gamma is not None:
-        return cfg.env.gamma
-    from spec.derived import discount_from_episode_steps
-
-    steps = cfg.env.max_episode_steps if cfg.env.max_episode_steps is not None else max_episode_steps
-    try:
-        return discount_from_episode_steps(steps)
-    except ValueError as e:
-        raise ConfigError(f"cannot derive env.gamma from max_episode_steps={steps}: {e}; "
-                          f"set env.gamma explicitly") from None
-
-
-def resolved_value_range(
-    cfg: ReppoConfig, reward_range: tuple[float, float], gamma: float
-) -> tuple[float, float]:
-    """(v_min, v_max): each explicit ``env.v_min``/``env.v_max`` wins; the rest is
-    r / (1 − γ) over the suite's per-step ``reward_range`` (Table 2)."""
-    from spec.derived import value_range
-
-    lo, hi = value_range(reward_range[0], reward_range[1], gamma)
-    v_min = cfg.env.v_min if cfg.env.v_min is not None else lo
-    v_max = cfg.env.v_max if cfg.env.v_max is not None else hi
-    if not v_min < v_max:
-        raise ConfigError(
-            f"env.v_min={v_min!r} is invalid: must be < env.v_max={v_max!r} "
-            f"(derived from reward range {tuple(reward_range)} and gamma={gamma})"
-        )
-    return float(v_min), float(v_max)
-
-
-def resolved_critic_lr(cfg: ReppoConfig) -> float:
-    """Critic learning rate: ``critic.lr`` or ``rollout.lr``."""
-    return cfg.critic.lr if cfg.critic.lr is not None else cfg.rollout.lr
-
-
-def resolved_actor_lr(cfg: ReppoConfig) -> float:
-    """Actor learning rate: ``actor.lr`` or ``rollout.lr``."""
-    return cfg.actor.lr if cfg.actor.lr is not None else cfg.rollout.lr
-
-
-def resolved_multiplier_lr(cfg: ReppoConfig) -> float:
-    """Learning rate of log α / log β: ``loss.multiplier_lr`` or the actor's."""
-    return cfg.loss.multiplier_lr if cfg.loss.multiplier_lr is not None else resolved_actor_lr(cfg)
-
-
-def resolved_multiplier_max_grad_norm(cfg: ReppoConfig) -> float:
-    """Gradient clip of the α/β optimiser: ``loss.multiplier_max_grad_norm`` or
-    ``rollout.max_grad_norm``."""
-    m = cfg.loss.multiplier_max_grad_norm
-    return m if m is not None else cfg.rollout.max_grad_norm
-
-
-def resolved_minibatch_size(cfg: ReppoConfig) -> int:
-    """num_envs · num_steps / num_minibatches (Table 2 "batch size")."""
-    from spec.derived import minibatch_size
-
-    r = cfg.rollout
-    return minibatch_size(r.num_envs, r.num_steps, r.num_minibatches)

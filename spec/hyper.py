@@ -1,20 +1,51 @@
 """Fully resolved, framework-neutral hyperparameters of one REPPO run (stdlib + spec only).
 
-:func:`resolve_hyper` turns a :class:`~spec.config.ReppoConfig` plus the environment's facts
-(observation/action sizes, episode length, per-step reward range) into the flat numbers every
-backend's update step closes over: γ, the HL-Gauss support and σ, the entropy target, learning
-rates and clip norms. Both ports call this one function, so "the same config" means the same
-numbers in JAX and in PyTorch.
+:func:`resolve` is the one place where a :class:`~spec.config.ReppoConfig` plus the environment's
+facts (:class:`EnvFacts`: observation/action sizes, episode length, per-step reward range and,
+for a discrete action space, the number of actions) become the flat numbers every backend's
+update step closes over: γ, the HL-Gauss support and σ, the entropy target, learning rates and
+clip norms. Every port and every action space calls this one function, so "the same config" means
+the same numbers in JAX and in PyTorch. Values the config leaves ``None`` are derived here; an
+explicit value always wins. A config that cannot be resolved for the env is a one-line
+:class:`~spec.config.ConfigError` naming the field to set.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 from spec import derived
+from spec.config import ConfigError, ReppoConfig
 
-__all__ = ["Hyper", "resolve_hyper"]
+__all__ = ["EnvFacts", "Facts", "Hyper", "resolve"]
+
+
+class EnvFacts(Protocol):
+    """What :func:`resolve` reads from an environment; every env adapter provides it, and a test
+    can pass a :class:`Facts`. Optional attributes: ``num_actions`` (set only by discrete action
+    spaces: selects the categorical entropy target) and ``pixels`` (image observations: no
+    running observation normalisation)."""
+
+    obs_dim: int
+    action_dim: int
+    max_episode_steps: int
+    """Episode length in agent steps (already reflecting ``env.max_episode_steps``)."""
+    reward_range: tuple[float, float]
+    """Per-step reward range (r_min, r_max)."""
+
+
+@dataclass(frozen=True)
+class Facts:
+    """A plain :class:`EnvFacts` (for callers that have no env adapter at hand)."""
+
+    obs_dim: int
+    action_dim: int
+    max_episode_steps: int
+    reward_range: tuple[float, float]
+    num_actions: int | None = None
+    pixels: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,40 +86,70 @@ class Hyper:
     """``loss.ppo_clip``: ε of PPO's clipped ratio."""
 
 
-def resolve_hyper(config: Any, *, obs_dim: int, action_dim: int, max_episode_steps: int,
-                  reward_range: tuple[float, float]) -> Hyper:
-    """Config + env facts → :class:`Hyper`.
+def resolve(config: ReppoConfig, env: EnvFacts) -> Hyper:
+    """Config + env facts → :class:`Hyper` (the one resolver of every backend).
 
-    - γ: ``env.gamma``, else 1 − 10 / ``max_episode_steps`` (the env's episode length in agent
-      steps, which already reflects ``env.max_episode_steps`` when the adapter was built from it);
+    - γ: ``env.gamma``, else 1 − 10 / ``env.max_episode_steps`` (the env's episode length in
+      agent steps, which already reflects the config's ``env.max_episode_steps`` when the
+      adapter was built from it);
     - (v_min, v_max): each explicit ``env.v_min``/``env.v_max`` wins, the rest is
-      r / (1 − γ) over ``reward_range``;
+      r / (1 − γ) over ``env.reward_range``; v_min < v_max is required;
     - HL-Gauss σ = ``critic.sigma_ratio`` × bin width; ``num_bins`` is 1 for the MSE critic;
-    - entropy target −``loss.entropy_target_mult`` · |A|;
+    - entropy target: −``loss.entropy_target_mult`` · |A| for a continuous action space,
+      +``loss.entropy_target_mult`` · log(num_actions) for a discrete one (``env.num_actions``
+      set), where the actor gradient must be ``pathwise``;
+    - observation normalisation: ``env.normalize_obs``, off for pixel observations;
     - learning rates: ``actor.lr``/``critic.lr`` default to ``rollout.lr``; the multipliers'
       to the actor's; their clip norm to ``rollout.max_grad_norm``; the state-value network of
       ``actor.gradient=ppo`` uses the critic's.
+
+    Raises :class:`~spec.config.ConfigError` (one line) when the config cannot be resolved
+    for this env.
     """
     e, r, c, a, l = config.env, config.rollout, config.critic, config.actor, config.loss
-    gamma = e.gamma if e.gamma is not None else derived.discount_from_episode_steps(
-        max_episode_steps)
+    num_actions = getattr(env, "num_actions", None)
+    if num_actions is not None and a.gradient != "pathwise":
+        raise ConfigError(
+            f"actor.gradient={a.gradient!r} does not apply to a discrete action space: "
+            "D-REPPO's actor loss is a closed-form expectation over the actions (no sampled "
+            "gradient estimator); use actor.gradient=pathwise")
+    if e.gamma is not None:
+        gamma = e.gamma
+    else:
+        try:
+            gamma = derived.discount_from_episode_steps(env.max_episode_steps)
+        except ValueError as err:
+            raise ConfigError(f"cannot derive env.gamma from the episode length: {err}; "
+                              "set env.gamma explicitly") from None
     if e.v_min is not None and e.v_max is not None:
         v_min, v_max = e.v_min, e.v_max
     else:
-        lo, hi = derived.value_range(reward_range[0], reward_range[1], gamma)
+        lo, hi = derived.value_range(env.reward_range[0], env.reward_range[1], gamma)
         v_min = e.v_min if e.v_min is not None else lo
         v_max = e.v_max if e.v_max is not None else hi
+    if not v_min < v_max:
+        raise ConfigError(
+            f"env.v_min={v_min!r} is invalid: must be < env.v_max={v_max!r} (derived from the "
+            f"reward range {tuple(env.reward_range)} and gamma={gamma}); set both explicitly")
+    if num_actions is None:
+        entropy_target = derived.entropy_target(env.action_dim, l.entropy_target_mult)
+    else:
+        if not 0.0 <= l.entropy_target_mult <= 1.0:
+            raise ConfigError(
+                f"loss.entropy_target_mult={l.entropy_target_mult!r} is invalid for a discrete "
+                "action space: must lie in [0, 1] (a fraction of the maximum entropy log|A|)")
+        entropy_target = float(l.entropy_target_mult) * math.log(int(num_actions))
     actor_lr = a.lr if a.lr is not None else r.lr
     return Hyper(
-        obs_dim=int(obs_dim), action_dim=int(action_dim), num_envs=r.num_envs,
+        obs_dim=int(env.obs_dim), action_dim=int(env.action_dim), num_envs=r.num_envs,
         num_steps=r.num_steps, num_minibatches=r.num_minibatches, num_epochs=r.num_epochs,
         gamma=float(gamma), lam=l.lam, v_min=float(v_min), v_max=float(v_max),
         num_bins=c.num_bins if c.loss == "hlgauss" else 1,
         sigma=derived.hlgauss_sigma(v_min, v_max, c.num_bins, c.sigma_ratio),
         value_kind=c.loss, aux_mult=c.aux_loss_mult, min_std=a.min_std,
         kl_target=l.kl_target, kl_mode=l.kl_mode, kl_samples=l.kl_samples,
-        entropy_target=derived.entropy_target(action_dim, l.entropy_target_mult),
-        normalize_obs=e.normalize_obs, actor_lr=actor_lr,
+        entropy_target=entropy_target,
+        normalize_obs=e.normalize_obs and not getattr(env, "pixels", False), actor_lr=actor_lr,
         critic_lr=c.lr if c.lr is not None else r.lr,
         multiplier_lr=l.multiplier_lr if l.multiplier_lr is not None else actor_lr,
         max_grad_norm=r.max_grad_norm,

@@ -7,10 +7,11 @@ set -euo pipefail
 cd "$(dirname "$(dirname "$(dirname "$(readlink -f "$0")")")")"  # the checkout's root
 PY="${PYTHON:-python}"
 D=docs/results/cartpole_balance_cpu
+reppo() { "$PY" -m reppo_common.cli "$@"; }  # the installed `reppo` command, from this checkout
 
-"$PY" tools/plot.py "$D" --tau 900 --title "REPPO (JAX, preset cpu) on dmc/CartpoleBalance" \
+reppo plot "$D" --tau 900 --title "REPPO (JAX, preset cpu) on dmc/CartpoleBalance" \
     --out docs/cartpole_balance_cpu.png
-"$PY" tools/aggregate.py "$D" --csv "$D/aggregate.csv" > "$D/aggregate.txt"
+reppo aggregate "$D" --csv "$D/aggregate.csv" > "$D/aggregate.txt"
 
 # Per-seed table: first evaluation with return >= 800, best and final evaluation.
 "$PY" - "$D" > "$D/summary.md" <<'PYEOF'

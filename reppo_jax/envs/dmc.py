@@ -28,7 +28,7 @@ Reset strategies (``reset_strategy``):
 * ``"cached"``: playground/brax behaviour, each env restarts from the initial state it drew at
   ``reset`` (no reset cost, but every episode of an env starts from the same state).
 
-Measured with ``tools/bench_sim.py`` (CartpoleBalance, 128 envs, 200-step scan, CPU): see that
+Measured with ``benchmarks/bench_sim.py`` (CartpoleBalance, 128 envs, 200-step scan, CPU): see that
 tool's docstring.
 
 Observations: with ``vision=False`` (the default) every playground DMC task returns a flat

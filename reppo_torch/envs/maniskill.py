@@ -17,7 +17,7 @@ Two simulators, one bookkeeping:
     its own slice while the workers step theirs.
 
   Env ``i``'s trajectory depends only on ``(seed, i)``, so all three give bit-identical
-  results (tested). The default comes from measurement (``tools/bench_sim_maniskill.py``,
+  results (tested). The default comes from measurement (``benchmarks/bench_sim_maniskill.py``,
   PushCube-v1, 16 envs, this project's 2-core machine shared with ~15 other busy processes,
   options interleaved in one process: median env-steps/s inprocess 162, workers(2) 153,
   hybrid(1) 134; gymnasium ``SyncVectorEnv`` of ``CPUGymWrapper`` envs was on par with

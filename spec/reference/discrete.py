@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from spec.reference._common import as_float, float_dtype, log_softmax
-from spec.reference.losses import KL_MODES, _kl_switch
+from spec.reference.losses import kl_switch
 
 
 def categorical_log_probs(logits: np.ndarray) -> np.ndarray:
@@ -58,8 +58,6 @@ def discrete_actor_loss(
 
     Info keys as ``losses.actor_loss`` (entropy_mean exact, q_mean = mean Σ_j π_j Q_ij).
     """
-    if mode not in KL_MODES:
-        raise ValueError(f"kl mode must be one of {KL_MODES}, got {mode!r}")
     dt = float_dtype(q_values_all, logits, old_logits)
     q = as_float(q_values_all, dt)
     logits = as_float(logits, dt)
@@ -71,7 +69,7 @@ def discrete_actor_loss(
     a, b = dt.type(alpha), dt.type(beta)
     objective = np.sum(p * (a * lp - q), axis=-1)
     violated = kl >= dt.type(kl_target)
-    per_state = _kl_switch(objective, kl, b, violated, mode)
+    per_state = kl_switch(objective, kl, b, violated, mode)
     info = {
         "kl_violation_frac": np.mean(violated.astype(dt)).astype(dt),
         "kl_mean": np.mean(kl).astype(dt),

@@ -11,9 +11,9 @@ import numpy as np
 
 from spec.reference._common import as_float, float_dtype
 from spec.reference.hlgauss import hlgauss_decode, hlgauss_loss, hlgauss_target
+from spec.config import KL_MODES
 
 VALUE_KINDS = ("hlgauss", "mse")
-KL_MODES = ("clipped", "full", "none")
 
 
 def _check_kind(kind: str) -> None:
@@ -115,25 +115,27 @@ def critic_loss(
     return total, {"value_loss": v_mean, "aux_loss": a_mean}
 
 
-def _kl_switch(objective, kl, beta, violated, mode: str):
-    """Eq. 13's per-state choice, shared by the continuous and the discrete actor loss:
-    "clipped" β·kl where violated else the objective; "full" objective + β·kl; "none" objective."""
+def kl_switch(objective, kl, beta, violated, mode: str):
+    """Eq. 13's per-state KL treatment for ``loss.kl_mode`` (one of ``spec.config.KL_MODES``),
+    shared by every continuous and the discrete actor loss: "clipped" β·kl where violated else
+    the objective; "full" objective + β·kl; "none" the objective alone. The mode is validated
+    by the config; an unknown one here is a programming error."""
     if mode == "clipped":
         return np.where(violated, beta * kl, objective)
     if mode == "full":
         return objective + beta * kl
-    return objective
+    if mode == "none":
+        return objective
+    raise ValueError(f"unknown kl mode {mode!r}: expected one of {KL_MODES}")
 
 
 def _switched(objective: np.ndarray, kl: np.ndarray, beta, kl_target: float, mode: str,
               dt: np.dtype) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Eq. 13's KL treatment of a per-state ``objective`` shared by every continuous actor loss
-    (pathwise, score, ppo): the batch mean of :func:`_kl_switch` and the KL statistics
+    (pathwise, score, ppo): the batch mean of :func:`kl_switch` and the KL statistics
     (kl_violation_frac = fraction with kl ≥ kl_target, reported in every mode; kl_mean)."""
-    if mode not in KL_MODES:
-        raise ValueError(f"kl mode must be one of {KL_MODES}, got {mode!r}")
     violated = kl >= dt.type(kl_target)
-    per_state = _kl_switch(objective, kl, dt.type(beta), violated, mode)
+    per_state = kl_switch(objective, kl, dt.type(beta), violated, mode)
     info = {"kl_violation_frac": np.mean(violated.astype(dt)).astype(dt),
             "kl_mean": np.mean(kl).astype(dt)}
     return np.mean(per_state).astype(dt), info
@@ -158,8 +160,6 @@ def actor_loss(
     Info: kl_violation_frac (fraction with kl_i ≥ kl_target, reported in every mode), kl_mean,
     entropy_mean (= −mean logπ), q_mean.
     """
-    if mode not in KL_MODES:
-        raise ValueError(f"kl mode must be one of {KL_MODES}, got {mode!r}")
     dt = float_dtype(q_values, log_probs, kl)
     q, lp, k = (as_float(v, dt) for v in (q_values, log_probs, kl))
     if not (q.shape == lp.shape == k.shape):

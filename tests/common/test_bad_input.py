@@ -1,7 +1,7 @@
 """Bad input of every kind gives a clear one-line error, not a traceback.
 
 Each case runs the real command in a subprocess (``python -m reppo_common.cli ...`` or a
-``tools/*.py`` script) and asserts exit status 2, a single stderr line starting with
+``reppo plot|aggregate|ablate`` tool) and asserts exit status 2, a single stderr line starting with
 ``error: `` that contains the expected words, and no ``Traceback``. ``--debug`` shows the
 traceback instead. Cases cover the CLI (subcommands, flags, env names, presets, overrides,
 config constraints), run directories and config files, checkpoints, the video option and the
@@ -259,7 +259,7 @@ def test_tool_bad_input(case, run_dirs, good_eval, tmp_path):
     args = [a.format(root=root) for a in args]
     if tool == "plot" and "--out" not in args:
         args += ["--out", str(tmp_path / "x.png")]
-    assert_one_line_error(run([f"tools/{tool}.py", *args]), *needles)
+    assert_one_line_error(reppo(tool, *args), *needles)
     assert not (tmp_path / "x.png").exists()
 
 
@@ -273,7 +273,7 @@ def test_debug_shows_traceback(run_dirs):
     assert p.returncode != 0 and "Traceback" in p.stderr and "truncated or corrupt" in p.stderr
     p = reppo("frobnicate", "--debug")
     assert p.returncode != 0 and "Traceback" in p.stderr
-    p = run(["tools/plot.py", str(run_dirs["noeval"]), "--out", "x.png", "--debug"])
+    p = reppo("plot", str(run_dirs["noeval"]), "--out", "x.png", "--debug")
     assert p.returncode != 0 and "Traceback" in p.stderr
 
 

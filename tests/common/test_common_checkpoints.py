@@ -113,6 +113,18 @@ def test_no_checkpoint(tmp_path):
         C.latest_checkpoint(tmp_path)
 
 
+def test_latest_params_file(tmp_path):
+    """The params file reppo eval reads: the newest by env steps, with or without a manifest."""
+    with pytest.raises(FileNotFoundError, match="no checkpoints in"):
+        C.latest_params_file(tmp_path / "missing")
+    assert C.latest_params_file(tmp_path, required=False) is None
+    _write(tmp_path, 64)
+    _write(tmp_path, 128)
+    assert C.latest_params_file(tmp_path) == C.latest_checkpoint(tmp_path).params_path
+    (tmp_path / "params_000000001024.npz").write_bytes(b"")  # an older reppo's, no manifest
+    assert C.latest_params_file(tmp_path).name == "params_000000001024.npz"
+
+
 def test_check_compatible(tmp_path):
     info = _write(tmp_path, 64)
     C.check_compatible(info, backend="jax", config=CFG)

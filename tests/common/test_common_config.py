@@ -4,9 +4,7 @@ import json
 import pytest
 
 from spec.config import (ConfigError, EnvConfig, LossConfig, ReppoConfig, RolloutConfig,
-                         RunConfig, SECTIONS, apply_overrides, field_names, parse_override,
-                         resolved_actor_lr, resolved_gamma, resolved_multiplier_lr,
-                         resolved_value_range)
+                         RunConfig, SECTIONS, apply_overrides, field_names, parse_override)
 
 
 def err(fn, *a, **k) -> str:
@@ -149,17 +147,3 @@ def test_field_names_cover_readme():
     for n in ["env.physics_impl", "env.action_repeat", "critic.logit_prior_scale",
               "loss.multiplier_max_grad_norm", "run.keep_checkpoints", "actor.gradient"]:
         assert n in names
-
-
-def test_resolvers():
-    c = ReppoConfig()
-    assert resolved_gamma(c, 1000) == pytest.approx(0.99)
-    assert resolved_gamma(apply_overrides(c, ["env.max_episode_steps=100"]), 1000) == pytest.approx(0.9)
-    assert resolved_gamma(apply_overrides(c, ["env.gamma=0.97"]), 1000) == 0.97
-    lo, hi = resolved_value_range(c, (0.0, 1.0), 0.99)
-    assert lo == 0.0 and hi == pytest.approx(100.0)
-    c2 = apply_overrides(c, ["env.v_max=150"])
-    assert resolved_value_range(c2, (0.0, 1.0), 0.99) == (0.0, 150.0)
-    assert "env.v_min" in err(resolved_value_range, apply_overrides(c, ["env.v_min=200"]), (0.0, 1.0), 0.99)
-    assert resolved_actor_lr(c) == 3e-4
-    assert resolved_multiplier_lr(apply_overrides(c, ["actor.lr=1e-3"])) == 1e-3

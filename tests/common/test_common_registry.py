@@ -2,7 +2,8 @@ import pytest
 
 from reppo_common.errors import UserError
 from reppo_common.registry import REGISTRY, list_envs, resolve_env, suggest_envs
-from spec.config import ReppoConfig, resolved_gamma, resolved_value_range
+from spec import hyper
+from spec.config import ReppoConfig
 
 
 def test_counts_and_facts():
@@ -38,6 +39,7 @@ def test_suggestions():
 def test_every_env_resolves_gamma_and_value_range():
     for e in REGISTRY.values():
         cfg = ReppoConfig()
-        g = resolved_gamma(cfg, e.max_episode_steps)
-        lo, hi = resolved_value_range(cfg, e.reward_range, g)
-        assert 0 < g < 1 and lo < hi
+        facts = hyper.Facts(obs_dim=1, action_dim=1, max_episode_steps=e.max_episode_steps,
+                            reward_range=e.reward_range)
+        h = hyper.resolve(cfg, facts)
+        assert 0 < h.gamma < 1 and h.v_min < h.v_max

@@ -2,7 +2,8 @@
 
 import pytest
 
-from spec.config import ReppoConfig, resolved_minibatch_size
+from spec.config import ReppoConfig
+from spec.derived import minibatch_size
 from spec.presets import PRESETS, list_presets, preset_config
 
 # name -> (envs, steps, minibatches, epochs, batch, updates per batch) as printed in Fig. 12a.
@@ -30,7 +31,7 @@ def test_paper_sizes(name):
     assert r.num_envs * r.num_steps == batch
     assert r.num_epochs * r.num_minibatches == updates
     # the experiment keeps the minibatch size fixed at 2,048
-    assert resolved_minibatch_size(c) == 2048 == batch // mbs
+    assert minibatch_size(c.rollout.num_envs, c.rollout.num_steps, c.rollout.num_minibatches) == 2048 == batch // mbs
     assert r.total_env_steps == 50_000_000
     assert (c.env.gamma, c.env.v_min, c.env.v_max) == (None, 0.0, 150.0)
     assert ReppoConfig.from_json(c.to_json()) == c
@@ -49,4 +50,4 @@ def test_cpu_scaled_variant_keeps_ratios(name):
     c = preset_config(name, [f"rollout.num_envs={envs // 16}"])
     assert c.rollout.num_steps == steps
     assert c.rollout.num_epochs * c.rollout.num_minibatches == updates
-    assert resolved_minibatch_size(c) == 128
+    assert minibatch_size(c.rollout.num_envs, c.rollout.num_steps, c.rollout.num_minibatches) == 128

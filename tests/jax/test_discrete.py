@@ -67,12 +67,12 @@ def test_discrete_layout_matches_networks():
 @pytest.mark.parametrize("gradient", ("score", "ppo"))
 def test_sampled_estimators_are_refused_for_discrete_actions(gradient):
     """D-REPPO's actor loss is an exact expectation over the actions: the §4.1 estimators do
-    not apply, and asking for them is a one-line UserError."""
-    from reppo_common.errors import UserError
+    not apply, and asking for them is a one-line ConfigError (spec.hyper.resolve)."""
+    from spec.config import ConfigError
 
     cfg = _bandit_config(**{"actor.gradient": gradient})
     env = DiscreteBanditEnv(4, num_contexts=5, num_actions=3)
-    with pytest.raises(UserError, match="closed-form expectation"):
+    with pytest.raises(ConfigError, match="closed-form expectation"):
         Trainer(cfg, env, DiscreteBanditEnv(2, num_contexts=5, num_actions=3))
 
 

@@ -1,9 +1,8 @@
-"""tools/ablate.py: planning, commands, resumability and aggregation with a fake runner (no
+"""reppo ablate (reppo_common.ablate): planning, commands, resumability and aggregation with a fake runner (no
 framework needed), and one real `reppo train` subprocess through the tool on the toy env."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -11,21 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from reppo_common import ablate
 from reppo_common.errors import UserError
 from spec.ablations import ABLATIONS, DEFAULT_ABLATIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location("tool_ablate", ROOT / "tools" / "ablate.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ablate = _tool()
 
 FINALS = {"reppo": 900.0, "score": 600.0, "no-kl": 300.0}
 """Final eval return the fake runner writes per variant (seed adds 10 per seed)."""

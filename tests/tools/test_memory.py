@@ -1,19 +1,11 @@
-"""tools/memory.py: the byte accounting, checked by hand and against the JAX batch's real
+"""benchmarks/memory.py: the byte accounting, checked by hand and against the JAX batch's real
 shapes and dtypes (``jax.eval_shape`` of the rollout on the toy env)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("reppo_memory_tool", ROOT / "tools" / "memory.py")
-M = importlib.util.module_from_spec(_spec)
-sys.modules["reppo_memory_tool"] = M
-_spec.loader.exec_module(M)
+from benchmarks import memory as M
 
 
 def test_cartpole_dmc_preset_by_hand():

@@ -1,4 +1,4 @@
-"""The mutation list of tools/mutation_check.py stays applicable to the current code.
+"""The mutation list of benchmarks/mutation_check.py stays applicable to the current code.
 
 Running the mutations is minutes of parity tests (done by hand, results in the parity README);
 this cheap check makes a refactor that moves a mutated line fail here instead of silently
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.mutation_check import MUTATIONS, ROOT, apply
+from benchmarks.mutation_check import MUTATIONS, ROOT, apply
 
 
 @pytest.mark.parametrize("mutation", MUTATIONS, ids=[m.name for m in MUTATIONS])

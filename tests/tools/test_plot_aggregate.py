@@ -7,7 +7,6 @@ directories written into tmp_path (no framework needed).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -16,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from reppo_common import aggregate as agg_tool
+from reppo_common import plot as plot_tool
 from reppo_common import stats as S
 from reppo_common.curves import load_run, load_runs
 from reppo_common.errors import UserError
@@ -27,15 +28,6 @@ from hypothesis import strategies as st  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-plot_tool = _tool("plot")
-agg_tool = _tool("aggregate")
 
 
 def make_run(root: Path, name: str, steps, returns, env="dmc/CartpoleBalance", backend="jax",
@@ -301,8 +293,8 @@ def test_tool_errors_are_one_line(tool, tmp_path):
     for args, needle in (([str(tmp_path / "missing")], "does not exist"),
                          ([str(tmp_path / "empty")], "holds no metrics.jsonl"),
                          ([str(d)], "no eval lines")):
-        p = subprocess.run([sys.executable, f"tools/{tool}.py", *args, *extra], cwd=ROOT,
-                           capture_output=True, text=True, timeout=120)
+        p = subprocess.run([sys.executable, "-m", "reppo_common.cli", tool, *args, *extra],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert p.returncode == 2, p.stderr
         assert "Traceback" not in p.stderr
         lines = p.stderr.strip().splitlines()

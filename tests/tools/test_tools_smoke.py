@@ -21,7 +21,7 @@ def _run(args, timeout):
 
 @pytest.mark.slow
 def test_bench_throughput_toy_reports_train_and_sim():
-    p = _run(["tools/bench_throughput.py", "--env", "toy/Bandit", "--preset", "tiny",
+    p = _run(["-m", "benchmarks.bench_throughput", "--env", "toy/Bandit", "--preset", "tiny",
               "--iterations", "2", "--repeats", "1", "--rollout.num_epochs=2", "--flops",
               "--json"], timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -41,7 +41,7 @@ def test_bench_throughput_toy_reports_train_and_sim():
 
 @pytest.mark.slow
 def test_compare_ppo_rejects_unknown_env(tmp_path):
-    p = _run(["tools/compare_ppo.py", "--env", "dmc/CartpoleBalanc", "--steps", "1000",
+    p = _run(["-m", "benchmarks.compare_ppo", "--env", "dmc/CartpoleBalanc", "--steps", "1000",
               "--out", str(tmp_path)], timeout=300)
     assert p.returncode == 2
     assert "unknown DMC task 'dmc/CartpoleBalanc'" in p.stderr
@@ -51,7 +51,7 @@ def test_compare_ppo_rejects_unknown_env(tmp_path):
 
 @pytest.mark.slow
 def test_bench_devices_toy_reports_one_and_two_devices():
-    p = _run(["tools/bench_devices.py", "--env", "toy/Bandit", "--preset", "tiny", "--devices",
+    p = _run(["-m", "benchmarks.bench_devices", "--env", "toy/Bandit", "--preset", "tiny", "--devices",
               "2", "--iterations", "2", "--repeats", "1", "--env.v_min=0", "--env.v_max=10",
               "--json"], timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]

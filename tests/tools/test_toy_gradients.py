@@ -1,22 +1,15 @@
-"""tools/toy_gradients.py: closed-form objective, both backends end to end (reduced sizes), and
-the seeded statistical property the paper's Figure 2 is about: the pathwise estimator through the
-true g has lower variance than the score-function estimator."""
+"""benchmarks/toy_gradients.py: closed-form objective, both backends end to end (reduced
+sizes), and the seeded statistical property the paper's Figure 2 is about: the pathwise
+estimator through the true g has lower variance than the score-function estimator."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("toy_gradients", ROOT / "tools" / "toy_gradients.py")
-T = importlib.util.module_from_spec(_spec)
-sys.modules["toy_gradients"] = T
-_spec.loader.exec_module(T)
+from benchmarks import toy_gradients as T
 
 FAST = ["--steps", "20", "--zoom-paths", "20", "--var-draws", "400", "--fit-steps", "100"]
 

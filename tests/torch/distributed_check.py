@@ -32,7 +32,7 @@ from reppo_torch.train import Trainer, canonical_init, state_from_canonical, sta
     train
 from spec.backend import TrainHooks
 from spec.config import apply_overrides
-from spec.hyper import resolve_hyper
+from spec import hyper
 from spec.presets import preset_config
 
 WORLD = 2
@@ -80,8 +80,8 @@ def global_batch(h, seed: int = 0) -> tuple[A.Transition, torch.Tensor, torch.Te
 
 
 def _hyper(cfg):
-    return resolve_hyper(cfg, obs_dim=2, action_dim=2, max_episode_steps=50,
-                         reward_range=(0.0, 1.0))
+    return hyper.resolve(cfg, hyper.Facts(obs_dim=2, action_dim=2, max_episode_steps=50,
+                                          reward_range=(0.0, 1.0)))
 
 
 def _state_arrays(state: A.AgentState) -> dict[str, np.ndarray]:

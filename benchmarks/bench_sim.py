@@ -1,6 +1,6 @@
 """Benchmark the JAX env adapter against the raw playground env, side by side.
 
-    python tools/bench_sim.py --env dmc/CartpoleBalance --num-envs 128 --steps 200 --impl jax \
+    python -m benchmarks.bench_sim --env dmc/CartpoleBalance --num-envs 128 --steps 200 --impl jax \
         --repeats 3 [--strategies fresh,cached] [--reset-cost]
 
 For every variant it prints the compile time of a jitted ``lax.scan`` of ``--steps`` steps with
@@ -24,13 +24,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+import jax
+import jax.numpy as jnp
 
-from reppo_jax.envs.base import cast_like  # noqa: E402
-from reppo_jax.envs.dmc import make_dmc_env  # noqa: E402
+from reppo_jax.envs.base import cast_like
+from reppo_jax.envs.dmc import make_dmc_env
 
 
 def random_action_scan(env, num_steps):

@@ -1,6 +1,6 @@
 """Score-function vs pathwise gradient estimators on a 2-D toy objective (paper §2.2, App. D.1).
 
-    python tools/toy_gradients.py --backend jax|torch --out results/toy/fig2.png [--seed 0]
+    python -m benchmarks.toy_gradients --backend jax|torch --out results/toy/fig2.png [--seed 0]
         [--steps 200] [--lr 0.05] [--zoom-paths 100] [--var-draws 2000] [--json PATH]
 
 A Gaussian N(μ, diag σ²) is moved to maximise J(μ, σ) = E_{x~N(μ,σ²)}[g(x)], where g is the
@@ -70,7 +70,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 MAIN_METHODS = ("score", "pathwise", "surrogate-weak", "surrogate-strong")
 """Methods of panel (a)."""

@@ -1,6 +1,6 @@
 """Memory held by REPPO's on-policy batch vs an off-policy replay buffer (paper Appendix E.2).
 
-    python tools/memory.py --env dmc/CheetahRun --preset dmc,cpu [--obs-dim N --action-dim N]
+    python -m benchmarks.memory --env dmc/CheetahRun --preset dmc,cpu [--obs-dim N --action-dim N]
         [--measure-run [--iterations 3]] [--json PATH]
 
 Byte accounting (:func:`onpolicy_batch_bytes`): one iteration of the JAX backend keeps the
@@ -54,7 +54,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 FASTTD3_DEFAULT_BUFFER = 10_485_760
 """FastTD3's default replay buffer size in transitions (paper Appendix E.2)."""

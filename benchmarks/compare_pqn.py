@@ -1,6 +1,6 @@
 """D-REPPO vs a PPO baseline on a discrete env (MinAtar), same env, budget and seeds.
 
-    python tools/compare_pqn.py --env minatar/Breakout --steps 3000000 --seeds 0 1 2 \
+    python -m benchmarks.compare_pqn --env minatar/Breakout --steps 3000000 --seeds 0 1 2 \
         --threshold 10 --out runs/compare_discrete [--preset cpu-discrete] \
         [--reppo-set section.field=value ...] [--ppo-set key=value ...] [--only reppo|ppo]
 
@@ -31,8 +31,6 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
 PPO_DEFAULTS: dict[str, Any] = {
@@ -210,6 +208,7 @@ def run_ppo(a, seed: int, log: Callable[[dict], None]) -> list[tuple[int, float,
     import jax
     import numpy as np
 
+    from reppo_common.seeding import EVAL_SEED_OFFSET
     from reppo_jax.envs import make_env
 
     cfg = _ppo_config(a.ppo_set)
@@ -218,7 +217,7 @@ def run_ppo(a, seed: int, log: Callable[[dict], None]) -> list[tuple[int, float,
     init, iteration, evaluate_fn, batch = make_ppo(env, cfg, int(a.steps))
     evaluate = evaluate_fn(eval_env)
     carry = init(seed)
-    eval_key = jax.random.PRNGKey(seed + 1_000_003)
+    eval_key = jax.random.PRNGKey(seed + EVAL_SEED_OFFSET)  # the key stream REPPO evaluates with
     curve, t0, next_eval = [], time.monotonic(), a.eval_interval
     for it in range(1, max(1, int(a.steps) // batch) + 1):
         carry, info = iteration(carry)

@@ -17,7 +17,7 @@ The statistics are our own numpy implementation (``rliable`` 1.2.0 did not impor
 environment: its dependency ``arch`` 7.2.0 fails with pandas 3); they follow rliable's
 conventions and are tested against hand-computed values and scipy.
 
-    python tools/aggregate.py runs/dmc_CartpoleBalance --csv agg.csv --json agg.json
+    reppo aggregate docs/results/cartpole_balance_cpu --csv agg.csv --json agg.json
 """
 
 from __future__ import annotations
@@ -29,13 +29,12 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from reppo_common.curves import DEFAULT_METRIC, RunCurve, load_runs, run_label  # noqa: E402
-from reppo_common.errors import EXIT_USAGE, UserError  # noqa: E402
-from reppo_common.stats import (  # noqa: E402
+from reppo_common.curves import DEFAULT_METRIC, RunCurve, load_runs, run_label
+from reppo_common.errors import EXIT_USAGE, UserError
+from reppo_common.stats import (
     normalize_scores,
     reliable_success,
     stratified_bootstrap_ci,
@@ -175,7 +174,7 @@ def format_table(rows: Sequence[Mapping[str, Any]], confidence: float = 0.95) ->
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="tools/aggregate.py",
+        prog="reppo aggregate",
         description="Mean / median / IQM with stratified bootstrap CIs and reliable success "
                     "across tasks and seeds of reppo run directories.")
     p.add_argument("runs", nargs="+", help="run directories (or folders containing them)")

@@ -1,6 +1,6 @@
 """Learning curves of Brax PPO (playground's DMC tuning) and REPPO on the same env and budget.
 
-    python tools/compare_ppo.py --env dmc/CartpoleBalance --seeds 0 1 2 --steps 1000000 \
+    python -m benchmarks.compare_ppo --env dmc/CartpoleBalance --seeds 0 1 2 --steps 1000000 \
         --num-envs 128 --out runs/compare_ppo [--preset cpu] [--num-evals 10] \
         [--eval-episodes 16] [--ppo-num-minibatches 32] [--ppo-set key=value ...] \
         [--reppo-set section.field=value ...]
@@ -51,7 +51,6 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 PEER_SPELLINGS = {"PendulumSwingup": "PendulumSwingUp"}
 """Registry name -> the spelling playground's ``brax_ppo_config`` tests for its tuning."""

@@ -1,6 +1,6 @@
 """JAX training throughput of one config on 1 device and on N devices, side by side, in one run.
 
-    python tools/bench_devices.py --env dmc/CartpoleBalance --preset cpu --devices 2 \
+    python -m benchmarks.bench_devices --env dmc/CartpoleBalance --preset cpu --devices 2 \
         [--section.field=value ...] --iterations 5 --repeats 3 [--use-cache] [--json]
 
 Both trainers run the same config (same total envs, minibatches and epochs — strong scaling);
@@ -26,7 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def parse_args(argv=None):
@@ -75,7 +74,7 @@ def main(argv=None):
     import jax
 
     from reppo_jax.train import Trainer
-    from tools.bench_throughput import bench_training, build_config
+    from benchmarks.bench_throughput import bench_training, build_config
 
     base = build_config(args)
     r = base.rollout

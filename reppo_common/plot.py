@@ -11,8 +11,8 @@ runs, and wall-clock always differs), so each run is linearly interpolated onto 
 the union of all eval x values of the group, restricted to where at least ``--min-seeds`` runs
 (default: all of the group) have data. Nothing is extrapolated.
 
-    python tools/plot.py docs/results/cartpole_balance_cpu --out cartpole.png
-    python tools/plot.py runs/dmc_CartpoleBalance --group-by loss.kl_target --out kl.png
+    reppo plot docs/results/cartpole_balance_cpu --out cartpole.png
+    reppo plot runs/dmc_CartpoleBalance --group-by loss.kl_target --out kl.png
 
 Importable: :func:`plot_runs` draws a list of :class:`reppo_common.curves.RunCurve`;
 :func:`curve_band` computes one band.
@@ -25,13 +25,12 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from reppo_common.curves import DEFAULT_METRIC, RunCurve, group_runs, load_runs  # noqa: E402
-from reppo_common.errors import EXIT_USAGE, UserError  # noqa: E402
-from reppo_common.stats import (  # noqa: E402
+from reppo_common.curves import DEFAULT_METRIC, RunCurve, group_runs, load_runs
+from reppo_common.errors import EXIT_USAGE, UserError
+from reppo_common.stats import (
     bootstrap_mean_interval,
     common_grid,
     interpolate_curves,
@@ -193,7 +192,7 @@ def plot_runs(runs: Sequence[RunCurve], out: str | Path, group_by: Sequence[str]
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="tools/plot.py",
+        prog="reppo plot",
         description="Plot eval learning curves (vs env steps and wall-clock) of reppo run "
                     "directories: mean ± CI over seeds, one row per env.")
     p.add_argument("runs", nargs="+", help="run directories (or folders containing them)")

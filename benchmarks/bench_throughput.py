@@ -1,6 +1,6 @@
 """Measure REPPO training throughput against pure simulation of the same env and batch.
 
-    python tools/bench_throughput.py --env dmc/CartpoleBalance --preset cpu \
+    python -m benchmarks.bench_throughput --env dmc/CartpoleBalance --preset cpu \
         [--section.field=value ...] [--authors-config] --iterations 10 --repeats 3 \
         [--baseline-sps 2300] [--backend jax|torch] [--torch-threads N] [--flops] [--json]
 
@@ -48,7 +48,6 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 AUTHORS_CONFIG = {
     "rollout.num_envs": 128,
@@ -214,7 +213,7 @@ def bench_simulation(env, num_steps, seed, iterations, repeats):
     """Same measurement for a jitted scan of ``num_steps`` random-action steps of ``env``."""
     import jax
 
-    from tools.bench_sim import random_action_scan
+    from benchmarks.bench_sim import random_action_scan
 
     run = random_action_scan(env, num_steps)
     key = jax.random.PRNGKey(seed + 12345)

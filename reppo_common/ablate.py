@@ -1,6 +1,6 @@
 """Run the paper's ablations (Appendix E.1, Section 4.1) over tasks and seeds and aggregate them.
 
-    python tools/ablate.py --tasks dmc/CartpoleBalance,dmc/PendulumSwingup --seeds 3 \\
+    reppo ablate --tasks dmc/CartpoleBalance,dmc/PendulumSwingup --seeds 3 \\
         [--steps N | --steps TASK=N,...] [--backend jax] [--out DIR] [--variants reppo,score,...] [--jobs J] [--dry-run]
 
 Every (task, variant, seed) is one ``reppo train`` subprocess in its own run directory
@@ -13,12 +13,12 @@ afresh. ``--jobs`` runs that many trainings at once (each JAX process uses the c
 on 2 cores keep 1–2).
 
 Afterwards (and with ``--aggregate-only``) the complete runs are aggregated with the project's
-statistics (``tools/aggregate.py`` over ``reppo_common.stats``): per variant the mean, median and
+statistics (``reppo_common.aggregate`` over ``reppo_common.stats``): per variant the mean, median and
 IQM of the final evaluation return, normalised per task (DMC returns / 1000), with 95% stratified
 bootstrap confidence intervals, plus the normalised area under the eval curve (AUC: the mean of
 the normalised eval returns over the run, evaluations being equally spaced) and each task's raw
 final return. Written to ``OUT/ablation.md``, ``OUT/ablation.json`` and a learning-curve figure
-``OUT/ablation.png`` (``tools/plot.py``, one row per task, one curve per variant).
+``OUT/ablation.png`` (``reppo_common.plot``, one row per task, one curve per variant).
 
 ``--dry-run`` prints each run's status and command and runs nothing. ``--reppo-cmd`` replaces the
 command prefix (default: this Python with ``-m reppo_common.cli``), e.g. for the tests' toy CLI.
@@ -41,15 +41,16 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+"""The directory holding this package (the repository root of a checkout): the training
+subprocesses run there, with it on PYTHONPATH."""
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from reppo_common.curves import DEFAULT_METRIC, RunCurve, load_run  # noqa: E402
-from reppo_common.errors import EXIT_USAGE, UserError  # noqa: E402
-from reppo_common.stats import normalize_scores, stratified_bootstrap_ci  # noqa: E402
-from spec.ablations import ABLATIONS, DEFAULT_ABLATIONS, ablation_overrides  # noqa: E402
-from spec.config import ConfigError, ReppoConfig  # noqa: E402
+from reppo_common.curves import DEFAULT_METRIC, RunCurve, load_run
+from reppo_common.errors import EXIT_USAGE, UserError
+from reppo_common.stats import normalize_scores, stratified_bootstrap_ci
+from spec.ablations import ABLATIONS, DEFAULT_ABLATIONS, ablation_overrides
+from spec.config import ConfigError, ReppoConfig
 
 __all__ = ["Run", "parse_steps", "steps_for", "plan_runs", "run_status", "build_command", "run_all", "aggregate",
            "format_markdown", "main"]
@@ -345,11 +346,10 @@ def _curve_auc(values: np.ndarray) -> float:
 def aggregate(runs: Sequence[Run], reps: int = 2000, confidence: float = 0.95,
               seed: int = 0) -> dict[str, Any]:
     """Per variant (in the given order) over the complete runs: mean / median / IQM of the
-    normalised final eval return with stratified bootstrap CIs (``tools/aggregate.py``), the
+    normalised final eval return with stratified bootstrap CIs (``reppo_common.aggregate``), the
     normalised AUC with its CI, and per task the raw final returns. Returns
     ``{"variants": [row, ...], "tasks": [...], "curves": [RunCurve labelled by variant]}``."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    from aggregate import aggregate_runs, task_range  # tools/aggregate.py
+    from reppo_common.aggregate import aggregate_runs, task_range
 
     done = [r for r in runs if r.status == DONE]
     curves: dict[str, list[RunCurve]] = {}
@@ -434,8 +434,7 @@ def write_outputs(result: dict[str, Any], out: Path, plot: bool = True) -> list[
     js.write_text(json.dumps({k: v for k, v in result.items() if k != "curves"}, indent=2) + "\n")
     written.append(js)
     if plot and result["curves"]:
-        sys.path.insert(0, str(ROOT / "tools"))
-        from plot import plot_runs  # tools/plot.py
+        from reppo_common.plot import plot_runs
 
         png = out / "ablation.png"
         plot_runs(result["curves"], png, ("backend",),
@@ -451,7 +450,7 @@ def write_outputs(result: dict[str, Any], out: Path, plot: bool = True) -> list[
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="tools/ablate.py",
+        prog="reppo ablate",
         description="Run REPPO's ablations (E.1, §4.1) over tasks x variants x seeds as "
                     "`reppo train` subprocesses (resumable) and aggregate them.")
     p.add_argument("--tasks", default="dmc/CartpoleBalance,dmc/PendulumSwingup",

@@ -1,6 +1,6 @@
 """Sim-only throughput of the ways to step several ManiSkill3 CPU envs side by side.
 
-    python tools/bench_sim_maniskill.py --env PushCube-v1 --num-envs 8,16 --steps 200 \
+    python -m benchmarks.bench_sim_maniskill --env PushCube-v1 --num-envs 8,16 --steps 200 \
         [--options single,inprocess,sync,async,workers1,workers2,workers4] [--repeats 2]
 
 SAPIEN's ``physx_cpu`` backend holds one scene per env instance, so ``N`` envs mean ``N``
@@ -50,10 +50,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 OPTIONS = ("single", "inprocess", "sync", "async", "workers1", "workers2", "workers4", "hybrid1",
            "hybrid3")

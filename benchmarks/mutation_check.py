@@ -1,6 +1,6 @@
 """Mutation check for the parity suite: does it notice when a backend's math is wrong?
 
-    python tools/mutation_check.py [--only NAME ...] [--list] [--keep]
+    python -m benchmarks.mutation_check [--only NAME ...] [--list] [--keep]
 
 For each mutation below the tool copies the working tree (tracked and untracked, not ignored
 files) into a temporary directory, applies one small textual change to one backend module — a

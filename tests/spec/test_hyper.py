@@ -1,0 +1,89 @@
+"""spec.hyper.resolve: the one config + env facts → hyperparameter resolver of every backend."""
+
+import math
+
+import pytest
+
+from spec import derived, hyper
+from spec.config import ConfigError, ReppoConfig, apply_overrides
+
+CARTPOLE = hyper.Facts(obs_dim=5, action_dim=1, max_episode_steps=1000, reward_range=(0.0, 1.0))
+BREAKOUT = hyper.Facts(obs_dim=400, action_dim=3, max_episode_steps=1000,
+                       reward_range=(0.0, 1.0), num_actions=3)
+
+
+def cfg(*overrides: str) -> ReppoConfig:
+    return apply_overrides(ReppoConfig(), list(overrides))
+
+
+def one_line_error(config: ReppoConfig, facts) -> str:
+    with pytest.raises(ConfigError) as e:
+        hyper.resolve(config, facts)
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+
+def test_defaults_derive_from_env_facts():
+    h = hyper.resolve(ReppoConfig(), CARTPOLE)
+    assert (h.obs_dim, h.action_dim) == (5, 1)
+    assert h.gamma == pytest.approx(0.99)
+    assert h.v_min == 0.0 and h.v_max == pytest.approx(100.0)
+    assert h.num_bins == 151
+    assert h.sigma == pytest.approx(0.75 * 100.0 / 150)
+    assert h.entropy_target == -0.5
+    assert (h.actor_lr, h.critic_lr, h.multiplier_lr) == (3e-4, 3e-4, 3e-4)
+    assert (h.max_grad_norm, h.multiplier_max_grad_norm) == (0.5, 0.5)
+    assert h.normalize_obs is True and h.kl_mode == "clipped"
+
+
+def test_episode_length_sets_gamma_and_explicit_gamma_wins():
+    short = hyper.Facts(obs_dim=5, action_dim=1, max_episode_steps=100, reward_range=(0.0, 1.0))
+    assert hyper.resolve(ReppoConfig(), short).gamma == pytest.approx(0.9)
+    h = hyper.resolve(cfg("env.gamma=0.97"), CARTPOLE)
+    assert h.gamma == 0.97 and h.v_max == pytest.approx(1.0 / 0.03)
+
+
+def test_explicit_value_bounds_win_one_at_a_time():
+    h = hyper.resolve(cfg("env.v_max=150"), CARTPOLE)
+    assert (h.v_min, h.v_max) == (0.0, 150.0)
+    h = hyper.resolve(cfg("env.v_min=-5", "env.v_max=5"), CARTPOLE)
+    assert (h.v_min, h.v_max) == (-5.0, 5.0)
+    assert h.sigma == pytest.approx(derived.hlgauss_sigma(-5.0, 5.0, 151, 0.75))
+
+
+def test_inverted_value_range_is_a_one_line_config_error():
+    msg = one_line_error(cfg("env.v_min=200"), CARTPOLE)
+    assert msg.startswith("env.v_min=200.0 is invalid: must be < env.v_max=99.9")
+
+
+def test_short_episode_without_gamma_is_a_one_line_config_error():
+    tiny = hyper.Facts(obs_dim=5, action_dim=1, max_episode_steps=10, reward_range=(0.0, 1.0))
+    assert "set env.gamma" in one_line_error(ReppoConfig(), tiny)
+    assert hyper.resolve(cfg("env.gamma=0.5"), tiny).gamma == 0.5
+
+
+def test_learning_rate_and_clip_defaults_chain():
+    h = hyper.resolve(cfg("actor.lr=1e-3"), CARTPOLE)
+    assert (h.actor_lr, h.critic_lr, h.multiplier_lr) == (1e-3, 3e-4, 1e-3)
+    h = hyper.resolve(cfg("rollout.lr=2e-4", "loss.multiplier_lr=5e-3", "critic.lr=1e-4",
+                          "rollout.max_grad_norm=1.0", "loss.multiplier_max_grad_norm=2.0"),
+                      CARTPOLE)
+    assert (h.actor_lr, h.critic_lr, h.multiplier_lr) == (2e-4, 1e-4, 5e-3)
+    assert (h.max_grad_norm, h.multiplier_max_grad_norm) == (1.0, 2.0)
+
+
+def test_mse_critic_has_one_bin():
+    assert hyper.resolve(cfg("critic.loss=mse"), CARTPOLE).num_bins == 1
+
+
+def test_discrete_action_space():
+    h = hyper.resolve(ReppoConfig(), BREAKOUT)
+    assert h.entropy_target == pytest.approx(0.5 * math.log(3)) and h.action_dim == 3
+    assert h.normalize_obs is True
+    pixels = hyper.Facts(obs_dim=28_224, action_dim=6, max_episode_steps=27_000,
+                         reward_range=(-1.0, 1.0), num_actions=6, pixels=True)
+    assert hyper.resolve(ReppoConfig(), pixels).normalize_obs is False
+    assert "actor.gradient=pathwise" in one_line_error(cfg("actor.gradient=score"), BREAKOUT)
+    assert "[0, 1]" in one_line_error(cfg("loss.entropy_target_mult=2"), BREAKOUT)
+    # the continuous rule has no such bound
+    assert hyper.resolve(cfg("loss.entropy_target_mult=2"), CARTPOLE).entropy_target == -2.0
