@@ -1,6 +1,6 @@
 """Drive a functional JAX :class:`reppo_jax.envs.base.VecEnv` from torch, without copies.
 
-The JAX adapter (e.g. ``reppo_jax.envs.dmc.DmcVecEnv``) keeps all simulator semantics: action
+The JAX adapter (e.g. ``reppo_jax.envs.dmc.PlaygroundVecEnv``) keeps all simulator semantics: action
 clipping, action repeat, termination vs truncation, auto-reset with the true final observation,
 episode bookkeeping. This wrapper only holds its state between calls (torch envs are stateful)
 and hands tensors across with DLPack in both directions:
