@@ -97,7 +97,8 @@ class GymVecEnv:
         self._ep_length = np.zeros(n, np.int64)
 
     def _t(self, x: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        return torch.as_tensor(np.ascontiguousarray(x)).to(device=self.device, dtype=dtype)
+        """A copy (the adapter's numpy counters are reset in place after they are reported)."""
+        return torch.tensor(np.asarray(x), dtype=dtype, device=self.device)
 
     def _check_obs(self, obs: Any) -> np.ndarray:
         obs = np.asarray(obs)
@@ -151,7 +152,8 @@ class GymVecEnv:
         self._ep_return[done] = 0.0
         self._ep_length[done] = 0
         self._obs = obs
-        return StepOutput(obs=self._t(obs), reward=self._t(reward), terminated=self._t(terminated, torch.bool),
+        return StepOutput(obs=self._t(obs), reward=self._t(reward),
+                          terminated=self._t(terminated, torch.bool),
                           truncated=self._t(truncated, torch.bool), final_obs=self._t(final_obs),
                           info=ep_info)
 
