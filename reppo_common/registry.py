@@ -114,6 +114,29 @@ shaped terms without a common bound (locomotion: terms × ctrl_dt 0.02, so |r| i
 manipulation: unscaled terms of a few units), so the support is declared instead of derived
 from a reward range; override it with ``--env.v_min/--env.v_max``."""
 
+_PLAYGROUND = {
+    "locomotion": {
+        "ApolloJoystickFlatTerrain": 1000, "BarkourJoystick": 1000,
+        "BerkeleyHumanoidJoystickFlatTerrain": 1000, "BerkeleyHumanoidJoystickRoughTerrain": 1000,
+        "G1JoystickFlatTerrain": 1000, "G1JoystickRoughTerrain": 1000,
+        "Go1JoystickFlatTerrain": 1000, "Go1JoystickRoughTerrain": 1000, "Go1Getup": 300,
+        "Go1Handstand": 500, "Go1Footstand": 500, "H1InplaceGaitTracking": 1000,
+        "H1JoystickGaitTracking": 1000, "Op3Joystick": 1000, "SpotFlatTerrainJoystick": 1000,
+        "SpotGetup": 300, "SpotJoystickGaitTracking": 1000, "T1JoystickFlatTerrain": 1000,
+        "T1JoystickRoughTerrain": 1000,
+    },
+    "manipulation": {
+        "AlohaHandOver": 250, "AlohaSinglePegInsertion": 1000, "PandaPickCube": 150,
+        "PandaPickCubeOrientation": 150, "PandaPickCubeCartesian": 200, "PandaOpenCabinet": 150,
+        "PandaRobotiqPushCube": 3000, "LeapCubeReorient": 1000, "LeapCubeRotateZAxis": 500,
+        "AeroCubeRotateZAxis": 500,
+    },
+}
+"""mujoco_playground's locomotion and manipulation tasks -> ``episode_length`` of their default
+config (listed statically, as the DMC tasks are, so ``reppo envs`` needs no simulator import;
+a test checks it against the installed mujoco_playground, and tasks of a newer playground are
+resolved from its registry)."""
+
 _GYM_REWARD_RANGES = {"Pendulum-v1": (-(math.pi ** 2 + 0.1 * 8.0 ** 2 + 0.001 * 2.0 ** 2), 0.0)}
 """Exact per-step reward bounds of gymnasium envs that have them (Pendulum: −(θ² + 0.1·θ̇² +
 0.001·u²) with |θ| ≤ π, |θ̇| ≤ 8, |u| ≤ 2). Other ``gym/`` ids need ``--env.v_min/--env.v_max``."""
@@ -145,13 +168,26 @@ def _build() -> dict[str, EnvSpec]:
     for n in _ATARI:
         # 108k frames with frame skip 4; rewards clipped to [-1, 1].
         add("atari", n, "discrete", ("jax",), (-1.0, 1.0), 27_000, False, "atari")
+    for family, tasks in _PLAYGROUND.items():
+        for n, steps in tasks.items():
+            reg[f"playground/{n}"] = _playground_spec(n, family, steps)
     return reg
 
 
+def _playground_spec(task: str, family: str, steps: int) -> EnvSpec:
+    lo, hi = _PLAYGROUND_VALUES[family]
+    return EnvSpec("playground", task, f"playground/{task}", "continuous", ("jax", "torch"), None,
+                   int(steps), False, "cpu", v_min=lo, v_max=hi, declares_values=True)
+
+
 REGISTRY: dict[str, EnvSpec] = _build()
-"""``suite/Name`` -> :class:`EnvSpec`: the built-in suites plus everything :func:`register`ed.
-The open suites (``playground/``, ``gym/``, unlisted ``maniskill/`` ids) are resolved on
-demand by :func:`resolve_env` and cached here."""
+"""``suite/Name`` -> :class:`EnvSpec`: the built-in suites (with the listed playground tasks)
+plus everything :func:`register`ed. ``gym/`` ids, unlisted ``maniskill/`` ids and playground
+tasks newer than the list are resolved on demand by :func:`resolve_env`."""
+
+_RESOLVED: dict[str, EnvSpec] = {}
+"""Specs of open-suite ids resolved so far (kept apart from REGISTRY, which lists only the
+built-in and registered envs)."""
 
 _BUILTIN_SUITES = ("dmc", "maniskill", "minatar", "atari", "playground", "gym")
 
@@ -270,11 +306,7 @@ def _open_suite_spec(suite: str, task: str) -> EnvSpec | None:
                   "manipulation" if task in pg.manipulation.ALL_ENVS else None)
         if family is None:
             return None
-        cfg = pg.get_default_config(task)
-        lo, hi = _PLAYGROUND_VALUES[family]
-        return EnvSpec("playground", task, f"playground/{task}", "continuous", ("jax", "torch"),
-                       None, int(cfg.episode_length), False, "cpu", v_min=lo, v_max=hi,
-                       declares_values=True)
+        return _playground_spec(task, family, pg.get_default_config(task).episode_length)
     if suite == "gym":
         try:
             import gymnasium
@@ -321,22 +353,18 @@ def _suites() -> list[str]:
 
 def _open_suite_listing(suite: str) -> list[EnvSpec]:
     """The listed ids of an open suite (empty if its simulator is not installed)."""
+    if suite == "playground":
+        return [e for e in REGISTRY.values() if e.suite == "playground"]
+    if suite != "gym":
+        return []
     try:
-        if suite == "playground":
-            from mujoco_playground import registry as pg
-
-            names = list(pg.locomotion.ALL_ENVS) + list(pg.manipulation.ALL_ENVS)
-        elif suite == "gym":
-            import gymnasium
-
-            names = [n for n in _GYM_LISTED if n in gymnasium.registry]
-        else:
-            return []
+        import gymnasium
     except ImportError:
         return []
+    names = [n for n in _GYM_LISTED if n in gymnasium.registry]
     out = []
     for n in names:
-        spec = REGISTRY.get(f"{suite}/{n}") or _open_suite_spec(suite, n)
+        spec = _RESOLVED.get(f"{suite}/{n}") or _open_suite_spec(suite, n)
         if spec is not None:
             out.append(spec)
     return out
@@ -344,8 +372,8 @@ def _open_suite_listing(suite: str) -> list[EnvSpec]:
 
 def list_envs(suite: str | None = None, *, open_suites: bool = True) -> list[EnvSpec]:
     """All known envs, optionally of one suite: the built-in ones, then registered user envs,
-    then (``open_suites``) the listed ids of ``playground/`` and ``gym/`` (which imports their
-    simulators)."""
+    then (``open_suites``) the listed ids of ``playground/`` and ``gym/`` (which imports
+    gymnasium)."""
     suites = _suites()
     if suite is not None and suite not in suites:
         hint = difflib.get_close_matches(suite.lower(), suites, n=1, cutoff=0.5)
@@ -354,7 +382,7 @@ def list_envs(suite: str | None = None, *, open_suites: bool = True) -> list[Env
             + f" (suites: {', '.join(suites)})"
         )
     out = [e for e in REGISTRY.values() if (suite is None or e.suite == suite)
-           and e.suite not in ("playground", "gym")]
+           and e.suite not in ("playground", "gym")]  # these two come in their listing order
     if open_suites:
         for s in ("playground", "gym"):
             if suite in (None, s):
@@ -408,9 +436,9 @@ def resolve_env(name: str) -> EnvSpec:
         return by_lower[name.lower()]
     suite, _, task = name.partition("/")
     if task and suite in ("playground", "gym", "maniskill"):
-        spec = _open_suite_spec(suite, task)
+        spec = _RESOLVED.get(name) or _open_suite_spec(suite, task)
         if spec is not None:
-            REGISTRY[spec.full_name] = spec
+            _RESOLVED[name] = spec
             return spec
         listing = [e.full_name for e in _open_suite_listing(suite)]
         hits = difflib.get_close_matches(name, listing, n=3, cutoff=0.6)

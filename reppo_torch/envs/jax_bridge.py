@@ -47,7 +47,8 @@ class JaxBridgeEnv:
         self.action_dim = int(jax_env.action_dim)
         self.num_envs = int(jax_env.num_envs)
         self.max_episode_steps = int(jax_env.max_episode_steps)
-        self.reward_range = tuple(float(r) for r in jax_env.reward_range)
+        rr = jax_env.reward_range  # None: the env declares its value support instead
+        self.reward_range = None if rr is None else tuple(float(r) for r in rr)
         self._jax = jax
         self._state = None
         d = self.obs_dim

@@ -188,6 +188,30 @@ def test_playground_suite_facts():
         resolve_env("playground/Go1JoystickFlatTerain")
 
 
+def test_playground_table_matches_the_installed_playground():
+    """The static playground list (so `reppo envs` imports no simulator) is the installed
+    mujoco_playground's locomotion + manipulation registry, with its episode lengths."""
+    pytest.importorskip("mujoco_playground")
+    from mujoco_playground import registry as pg
+
+    names = list(pg.locomotion.ALL_ENVS) + list(pg.manipulation.ALL_ENVS)
+    listed = {e.name: e.max_episode_steps for e in list_envs("playground")}
+    assert sorted(listed) == sorted(names)
+    for n in names:
+        assert listed[n] == pg.get_default_config(n).episode_length, n
+
+
+def test_unlisted_maniskill_ids_resolve_from_maniskill():
+    pytest.importorskip("mani_skill")
+    spec = resolve_env("maniskill/PushCube-v1")
+    assert spec.full_name in registry.REGISTRY  # listed
+    other = resolve_env("maniskill/PlaceSphere-v1")  # registered by ManiSkill, not listed
+    assert other.backends == ("torch",) and other.success_metric
+    assert other.default_preset == "cpu-maniskill" and other.max_episode_steps > 0
+    with pytest.raises(UserError, match="unknown environment 'maniskill/NoSuchTask-v1'"):
+        resolve_env("maniskill/NoSuchTask-v1")
+
+
 def test_one_source_for_discrete_detection():
     assert registry.is_discrete_env("minatar/Breakout")
     assert not registry.is_discrete_env("dmc/CartpoleBalance")
