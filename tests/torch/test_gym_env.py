@@ -125,3 +125,29 @@ def test_pendulum_from_the_gym_suite():
     assert (out.info["episode_return"] < 0).all()
     with pytest.raises(UserError, match="gym/NoSuchEnv-v0: gymnasium cannot make it"):
         make_gym_env("NoSuchEnv-v0", 2, max_episode_steps=10, reward_range=None)
+
+
+def test_registered_factories_are_checked(monkeypatch):
+    """make_torch may return a gymnasium VectorEnv (wrapped with the declared facts) or a reppo
+    VecEnv; anything else, or the wrong batch size, is a one-line error."""
+    from reppo_common import registry
+    from reppo_torch.envs import make_env
+    from reppo_torch.envs.toy import make_toy_env
+
+    monkeypatch.setattr(registry, "REGISTRY", dict(registry.REGISTRY))
+    registry.register("my/Count", make_torch=lambda n: _vec(gym.vector.AutoresetMode.SAME_STEP, n),
+                      max_episode_steps=7, reward_range=(0.0, 10.0), success_key="is_success")
+    env = make_env("my/Count", 2)
+    assert isinstance(env, GymVecEnv) and env.max_episode_steps == 7 and env.mode == "SameStep"
+    assert env.success_key == "is_success" and env.reward_range == (0.0, 10.0)
+    assert make_env("my/Count", 2, max_episode_steps=3).max_episode_steps == 3  # config wins
+    cases = {"my/Single": (lambda n: Counter(), "neither a gymnasium VectorEnv nor"),
+             "my/Short": (lambda n: _vec(gym.vector.AutoresetMode.NEXT_STEP, n - 1),
+                          r"make_torch\(2\) built 1 envs"),
+             "my/Toy": (lambda n: make_toy_env(n, max_episode_steps=50),
+                        "max_episode_steps=50 differs from the declared/configured 7")}
+    for name, (factory, match) in cases.items():
+        registry.register(name, make_torch=factory, max_episode_steps=7, reward_range=(0.0, 1.0))
+        with pytest.raises(UserError, match=match) as e:
+            make_env(name, 2)
+        assert str(e.value).startswith(f"{name}: ") and "\n" not in str(e.value)
