@@ -189,7 +189,8 @@ _RESOLVED: dict[str, EnvSpec] = {}
 """Specs of open-suite ids resolved so far (kept apart from REGISTRY, which lists only the
 built-in and registered envs)."""
 
-_BUILTIN_SUITES = ("dmc", "maniskill", "minatar", "atari", "playground", "gym")
+_BUILTIN_SUITES = ("dmc", "maniskill", "minatar", "atari", "playground", "gym", "toy")
+"""Suites with an adapter in the ports (toy: the analytic test envs); user envs pick others."""
 
 
 def register(name: str, *, max_episode_steps: int, make_jax: Callable[[int], Any] | None = None,

@@ -42,7 +42,7 @@ def supports_env(name: str) -> bool:
     """True if ``suite/Task`` has a torch adapter whose simulator is installed."""
     suite, task = _split(name)
     try:
-        if ":" in name or suite in ("gym", "playground") or suite not in _BUILTIN:
+        if ":" in name or suite not in _BUILTIN:  # gym/, playground/ and user suites
             from reppo_common.errors import UserError
             from reppo_common.registry import resolve_env
 
