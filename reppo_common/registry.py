@@ -232,6 +232,15 @@ def register(name: str, *, max_episode_steps: int, make_jax: Callable[[int], Any
     if action_space not in ("continuous", "discrete"):
         raise UserError(f"register({name!r}): action_space must be 'continuous' or 'discrete', "
                         f"got {action_space!r}")
+    if action_space == "discrete" and make_torch is not None:
+        raise UserError(f"register({name!r}): discrete actions (D-REPPO) are JAX only; drop "
+                        f"make_torch")
+    from spec.presets import PRESETS
+
+    if default_preset not in PRESETS:
+        hint = difflib.get_close_matches(default_preset, list(PRESETS), n=1)
+        raise UserError(f"register({name!r}): unknown default_preset {default_preset!r}"
+                        + (f"; did you mean {hint[0]!r}?" if hint else ""))
     if reward_range is not None:
         try:
             lo, hi = (float(r) for r in reward_range)

@@ -90,6 +90,8 @@ def _noop(num_envs):
     ({"gamma": 1.0}, r"gamma must lie in \[0, 1\)"),
     ({"action_space": "box"}, "action_space must be"),
     ({"make_jax": 3}, "make_jax must be callable"),
+    ({"default_preset": "cpu-gymm"}, "unknown default_preset 'cpu-gymm'; did you mean 'cpu-gym'"),
+    ({"action_space": "discrete", "make_torch": _noop}, "discrete actions .* are JAX only"),
 ])
 def test_register_rejects_bad_facts_in_one_line(kwargs, match, clean_registry):
     args = {"name": "my/Task", "make_jax": _noop, "max_episode_steps": 100,
