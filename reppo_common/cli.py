@@ -22,7 +22,7 @@ from spec.presets import DEFAULT_PRESET, PRESETS, preset_config
 
 from reppo_common.checkpoints import RESUME_CHANGEABLE, latest_params_file
 from reppo_common.errors import EXIT_USAGE, UserError
-from reppo_common.registry import SUITES, list_envs, resolve_env
+from reppo_common.registry import SUITES, check_value_range, config_flags, list_envs, resolve_env
 from reppo_common.seeding import VIDEO_SEED_OFFSET
 
 BACKENDS = ("jax", "torch")
@@ -100,7 +100,9 @@ def _build_parser() -> argparse.ArgumentParser:
                                    "config (applied after the preset).")
     t.add_argument("--backend", default=None,
                    help="jax (default) or torch; with --resume: the backend that trained the run")
-    t.add_argument("--env", default=None, help="suite/Name (default dmc/CartpoleBalance)")
+    t.add_argument("--env", default=None,
+                   help="suite/Name (default dmc/CartpoleBalance), or module:suite/Name for an "
+                        "env registered by your module (docs/envs.md)")
     t.add_argument("--preset", default=None,
                    help="config preset (default: the env's, e.g. 'cpu' for dmc)")
     t.add_argument("--seed", type=int, default=None, help="run.seed")
@@ -180,7 +182,7 @@ def _build_train_config(args: argparse.Namespace, overrides: list[str]) -> tuple
     env_name = args.env or "dmc/CartpoleBalance"
     env = resolve_env(env_name)
     preset = args.preset or env.default_preset or DEFAULT_PRESET
-    flags = [f"env.name={env.full_name}"]
+    flags = config_flags(env, env_name)  # env.name and the env's declared γ / value support
     if args.seed is not None:
         flags.append(f"run.seed={args.seed}")
     if args.steps is not None:
@@ -191,6 +193,7 @@ def _build_train_config(args: argparse.Namespace, overrides: list[str]) -> tuple
         sinks = [s.strip() for s in args.log.split(",") if s.strip() and s.strip() != "jsonl"]
         flags.append("run.log=" + ",".join(["jsonl", *sinks]))
     cfg = preset_config(preset, flags + overrides)
+    check_value_range(cfg, env.reward_range, env.full_name)
     return cfg, env
 
 
@@ -439,8 +442,11 @@ def _table(rows: list[list[str]]) -> str:
 def cmd_envs(args: argparse.Namespace) -> int:
     rows = [["ENV", "ACTIONS", "BACKENDS", "EPISODE", "REWARD", "SUCCESS", "PRESET"]]
     for e in list_envs(args.suite):
+        reward = (f"[{e.reward_range[0]:g}, {e.reward_range[1]:g}]" if e.reward_range else
+                  f"v [{e.v_min:g}, {e.v_max:g}]" if e.v_min is not None and e.v_max is not None
+                  else "give v_min/v_max")
         rows.append([e.full_name, e.action_space, ",".join(e.backends), str(e.max_episode_steps),
-                     f"[{e.reward_range[0]:g}, {e.reward_range[1]:g}]",
+                     reward,
                      "yes" if e.success_metric else "-", e.default_preset])
     print(_table(rows))
     return 0

@@ -436,12 +436,9 @@ def is_discrete(config, env=None) -> bool:
     """True for an env flagged ``discrete`` or, without an env, a discrete registry entry."""
     if env is not None:
         return bool(getattr(env, "discrete", False))
-    from reppo_common.registry import REGISTRY
+    from reppo_common.registry import is_discrete_env
 
-    spec = REGISTRY.get(config.env.name)
-    if spec is None:
-        return config.env.name == "toy/DiscreteBandit"
-    return spec.action_space == "discrete"
+    return config.env.name == "toy/DiscreteBandit" or is_discrete_env(config.env.name)
 
 
 def setup_trainer(trainer) -> None:

@@ -34,7 +34,8 @@ def make_env(config: ReppoConfig, num_envs: int, *, evaluation: bool = False):
     cheap "cached" auto-reset: an evaluation only scores each env's first episode."""
     from reppo_jax.envs import make_env as make
 
-    kwargs = {"reset_strategy": "cached"} if evaluation and config.env.name.startswith("dmc/") else {}
+    kwargs = ({"reset_strategy": "cached"}
+              if evaluation and config.env.name.startswith(("dmc/", "playground/")) else {})
     return make(config.env.name, num_envs, max_episode_steps=config.env.max_episode_steps,
                 action_repeat=config.env.action_repeat, physics_impl=config.env.physics_impl,
                 random_episode_offsets=not evaluation, **kwargs)

@@ -32,7 +32,7 @@ class EnvFacts(Protocol):
     action_dim: int
     max_episode_steps: int
     """Episode length in agent steps (already reflecting ``env.max_episode_steps``)."""
-    reward_range: tuple[float, float]
+    reward_range: tuple[float, float] | None
     """Per-step reward range (r_min, r_max)."""
 
 
@@ -43,7 +43,7 @@ class Facts:
     obs_dim: int
     action_dim: int
     max_episode_steps: int
-    reward_range: tuple[float, float]
+    reward_range: tuple[float, float] | None
     num_actions: int | None = None
     pixels: bool = False
 
@@ -86,6 +86,17 @@ class Hyper:
     """``loss.ppo_clip``: ε of PPO's clipped ratio."""
 
 
+def require_value_support(config: ReppoConfig, reward_range: tuple[float, float] | None,
+                          name: str) -> None:
+    """One-line :class:`~spec.config.ConfigError` if the HL-Gauss value support cannot be
+    resolved: the env declares no reward range and the config does not give both
+    ``env.v_min`` and ``env.v_max``."""
+    if reward_range is None and (config.env.v_min is None or config.env.v_max is None):
+        raise ConfigError(f"{name} declares no reward range, so the value support cannot be "
+                          f"derived: pass --env.v_min=LO --env.v_max=HI (or register the env "
+                          f"with reward_range=(r_min, r_max))")
+
+
 def resolve(config: ReppoConfig, env: EnvFacts) -> Hyper:
     """Config + env facts → :class:`Hyper` (the one resolver of every backend).
 
@@ -121,6 +132,7 @@ def resolve(config: ReppoConfig, env: EnvFacts) -> Hyper:
         except ValueError as err:
             raise ConfigError(f"cannot derive env.gamma from the episode length: {err}; "
                               "set env.gamma explicitly") from None
+    require_value_support(config, env.reward_range, e.name)
     if e.v_min is not None and e.v_max is not None:
         v_min, v_max = e.v_min, e.v_max
     else:

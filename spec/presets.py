@@ -145,6 +145,16 @@ PRESETS: dict[str, dict[str, Any]] = {
             "run": {"eval_interval": 20_000, "eval_episodes": 16, "checkpoint_interval": 50_000},
         },
     },
+    "cpu-gym": {
+        # gymnasium envs step on the host, one Python call per env and step,
+        # so fewer envs than "cpu"; γ and the value support come from the env's facts.
+        "description": "CPU-sized gymnasium envs (gym/Pendulum-v1): 16 envs x 64 steps, width 128",
+        "overrides": _merge(CPU_SIZES, {
+            "rollout": {"num_envs": 16, "num_steps": 64, "num_minibatches": 8,
+                        "total_env_steps": 300_000},
+            "run": {"eval_interval": 10_000, "eval_episodes": 10, "checkpoint_interval": 100_000},
+        }),
+    },
     "cpu-discrete": {
         # D-REPPO on MinAtar, tuned by measurement on minatar/Breakout (2 contended cores):
         # 128 envs x 16 steps, 4 minibatches of 512, 2 epochs. The binary MinAtar channels are
@@ -161,6 +171,20 @@ PRESETS: dict[str, dict[str, Any]] = {
             "loss": {"lam": 0.65, "alpha_init": 0.1, "multiplier_lr": 1e-2},
             "run": {"eval_interval": 100_000, "eval_episodes": 16,
                     "checkpoint_interval": 500_000},
+        },
+    },
+    "toy": {
+        # the size at which the analytic toy bandits reach their optimum (tests/jax,
+        # tests/torch: 140 iterations); used by the docs/envs.md examples
+        "description": "toy envs, seconds: 16 envs x 16 steps, width 64, 35,840 steps",
+        "overrides": {
+            "rollout": {"num_envs": 16, "num_steps": 16, "num_minibatches": 4, "num_epochs": 4,
+                        "total_env_steps": 16 * 16 * 140},
+            "critic": {"hidden_dim": 64, "num_bins": 51},
+            "actor": {"hidden_dim": 64},
+            "loss": {"kl_samples": 4},
+            "run": {"eval_interval": 16 * 16 * 35, "eval_episodes": 8,
+                    "checkpoint_interval": 16 * 16 * 140},
         },
     },
     "tiny": {

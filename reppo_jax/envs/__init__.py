@@ -1,8 +1,11 @@
-"""Vectorised JAX environments: the :class:`~reppo_jax.envs.base.VecEnv` interface, the
-mujoco_playground DMC adapter and an analytic toy env.
+"""Vectorised JAX environments: the :class:`~reppo_jax.envs.base.VecEnv` interface (the
+functional protocol user envs implement), the mujoco_playground adapter (``dmc/`` and
+``playground/`` suites; :func:`wrap_env` for any single ``MjxEnv``-like env), MinAtar, Atari,
+user envs registered with ``reppo_common.registry.register`` and analytic toy envs.
 
 ``make_env("dmc/CartpoleBalance", num_envs, ...)`` / ``make_env("toy/Bandit", num_envs, ...)``
-dispatch on the ``suite/`` prefix (a bare name means ``dmc``).
+dispatch on the ``suite/`` prefix (a bare name means ``dmc``); ``module:suite/Name`` and
+unknown suites go through the registry. See docs/envs.md.
 """
 
 from __future__ import annotations
@@ -10,7 +13,16 @@ from __future__ import annotations
 from reppo_jax.envs.base import StepOutput, VecEnv, VecEnvState
 
 __all__ = ["StepOutput", "VecEnv", "VecEnvState", "make_env", "make_dmc_env", "make_toy_env",
-           "make_minatar_env", "supports_env"]
+           "make_minatar_env", "supports_env", "wrap_env"]
+
+_BUILTIN = ("dmc", "toy", "minatar", "atari")
+
+
+def wrap_env(*args, **kwargs):
+    """See :func:`reppo_jax.envs.playground.wrap_env`."""
+    from reppo_jax.envs.playground import wrap_env as _wrap
+
+    return _wrap(*args, **kwargs)
 
 
 def make_dmc_env(*args, **kwargs):
@@ -34,6 +46,14 @@ def make_minatar_env(*args, **kwargs):
 def supports_env(name: str) -> bool:
     suite, _, task = name.rpartition("/")
     suite = suite or "dmc"
+    if ":" in name or suite not in _BUILTIN:
+        from reppo_common.errors import UserError
+        from reppo_common.registry import resolve_env
+
+        try:
+            return "jax" in resolve_env(name).backends
+        except (UserError, ImportError):
+            return False
     if suite == "toy":
         return task in ("Bandit", "BanditTerminate", "DiscreteBandit")
     if suite == "dmc":
@@ -61,6 +81,21 @@ def make_env(name: str, num_envs: int, *, max_episode_steps: int | None = None,
     "toy/BanditTerminate")."""
     suite, _, task = name.rpartition("/")
     suite = suite or "dmc"
+    if suite == "playground":
+        from reppo_jax.envs.playground import make_playground_env
+
+        return make_playground_env(task, num_envs, impl=physics_impl,
+                                   max_episode_steps=max_episode_steps,
+                                   action_repeat=action_repeat,
+                                   random_episode_offsets=random_episode_offsets, **kwargs)
+    if ":" in name or suite not in _BUILTIN:
+        from reppo_common.registry import resolve_env
+        from reppo_jax.envs.registered import make_registered_env
+
+        return make_registered_env(resolve_env(name), num_envs,
+                                   max_episode_steps=max_episode_steps,
+                                   random_episode_offsets=random_episode_offsets,
+                                   action_repeat=action_repeat)
     if suite == "dmc":
         return make_dmc_env(task, num_envs, impl=physics_impl, max_episode_steps=max_episode_steps,
                             action_repeat=action_repeat,

@@ -33,18 +33,21 @@ tool's docstring.
 
 Observations: with ``vision=False`` (the default) every playground DMC task returns a flat
 array observation; this is asserted, and observations are cast to float32. ``reward_range`` is
-``(0.0, 1.0)`` (per-step DMC rewards; with action_repeat k it is ``(0, k)``).
+``(0.0, 1.0)`` (per-step DMC rewards; with action_repeat k it is ``(0, k)``); other envs pass their
+own (``None`` = unknown, the value support is then declared).
 NaN physics: final observations and rewards are passed through ``nan_to_num`` so a diverged sim
 cannot poison a training batch (the step is reported as ``terminated``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from reppo_common.errors import UserError
 from reppo_jax.envs.base import (
     StepOutput,
     VecEnvState,
@@ -75,8 +78,15 @@ def load_playground_env(task: str, *, impl: str = "jax", config_overrides: dict 
     return registry.load(task, config_overrides=overrides)
 
 
-class DmcVecEnv:
-    """Vectorised playground DMC env; see module docstring. Construct via :func:`make_dmc_env`."""
+class PlaygroundVecEnv:
+    """Vectorised mujoco_playground env (DMC, locomotion, manipulation or any user ``MjxEnv``);
+    see module docstring. Construct via :func:`make_dmc_env`,
+    ``reppo_jax.envs.playground.make_playground_env`` or ``reppo_jax.envs.wrap_env``.
+
+    Besides playground's ``MjxEnv`` it accepts any single functional env with the same duck
+    type: ``observation_size`` (int, or a dict of shapes when ``obs_key`` picks one entry of a
+    dict observation), ``action_size``, pure ``reset(key) -> state`` and ``step(state, action) ->
+    state`` where ``state`` has ``obs``, ``reward`` and ``done``."""
 
     reward_range: tuple[float, float]
 
@@ -90,12 +100,24 @@ class DmcVecEnv:
         random_episode_offsets: bool = True,
         reset_strategy: str = "fresh",
         reset_subset_size: int | None = None,
+        obs_key: str | None = None,
+        reward_range: tuple[float, float] | None = (0.0, 1.0),
     ):
         if reset_strategy not in RESET_STRATEGIES:
             raise ValueError(f"reset_strategy must be one of {RESET_STRATEGIES}, got {reset_strategy!r}")
         if action_repeat < 1:
             raise ValueError(f"action_repeat must be >= 1, got {action_repeat}")
         obs_size = env.observation_size
+        if isinstance(obs_size, Mapping):
+            if obs_key is None:
+                obs_key = "state" if "state" in obs_size else None
+            if obs_key not in obs_size:
+                raise UserError(f"the env's observation is a dict with keys {sorted(obs_size)}; "
+                                f"pick the policy's entry with obs_key=")
+            obs_size = obs_size[obs_key]
+        elif obs_key is not None:
+            raise UserError(f"obs_key={obs_key!r} given but the observation is not a dict")
+        self.obs_key = obs_key
         if isinstance(obs_size, (tuple, list)) and len(obs_size) == 1:
             obs_size = obs_size[0]
         if not isinstance(obs_size, int):
@@ -108,7 +130,11 @@ class DmcVecEnv:
         self.action_dim = int(env.action_size)
         self.action_repeat = int(action_repeat)
         if max_episode_steps is None:
-            max_episode_steps = int(env._config.episode_length) // self.action_repeat
+            config = getattr(env, "_config", None)
+            if config is None or "episode_length" not in config:
+                raise UserError(f"{type(env).__name__} has no config.episode_length; pass "
+                                f"max_episode_steps")
+            max_episode_steps = int(config.episode_length) // self.action_repeat
         self.max_episode_steps = int(max_episode_steps)
         if self.max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
@@ -118,10 +144,17 @@ class DmcVecEnv:
             # dones per step ~ Binomial(N, 1/T) with random offsets; 2x the mean, at least 4.
             reset_subset_size = max(4, 2 * -(-self.num_envs // self.max_episode_steps))
         self.reset_subset_size = int(min(max(1, reset_subset_size), self.num_envs))
-        self.reward_range = (0.0, float(self.action_repeat))
+        # per simulator step (DMC: [0, 1]); an agent step sums action_repeat of them
+        self.reward_range = None if reward_range is None else (
+            float(reward_range[0]) * self.action_repeat, float(reward_range[1]) * self.action_repeat)
         self.action_low = -1.0
         self.action_high = 1.0
         self._sim_types = None
+
+    def _obs(self, sim) -> jax.Array:
+        """The policy's observation (the ``obs_key`` entry of a dict observation), float32."""
+        obs = sim.obs if self.obs_key is None else sim.obs[self.obs_key]
+        return obs.astype(jnp.float32)
 
     # -- raw batched playground calls -------------------------------------------------------
     def _raw_reset(self, key: jax.Array):
@@ -176,7 +209,7 @@ class DmcVecEnv:
         state = initial_state(sim, k_next, k_offset, n, self.max_episode_steps,
                               self.random_episode_offsets,
                               extra=sim if self.reset_strategy == "cached" else None)
-        return state, sim.obs.astype(jnp.float32)
+        return state, self._obs(sim)
 
     def step(
         self, state: VecEnvState, action: jax.Array, key: jax.Array | None = None
@@ -203,7 +236,7 @@ class DmcVecEnv:
             )
         sim = cast_like(sim, state.sim)
         reward = jnp.nan_to_num(reward)
-        final_obs = jnp.nan_to_num(sim.obs.astype(jnp.float32))
+        final_obs = jnp.nan_to_num(self._obs(sim))
 
         terminated, truncated, done, step_count, ep_ret, ep_len, info = episode_bookkeeping(
             state, reward, terminated, self.max_episode_steps
@@ -214,7 +247,7 @@ class DmcVecEnv:
         else:
             new_sim = self._fresh_reset_where(done, key, sim)
         new_sim = cast_like(new_sim, state.sim)
-        obs = new_sim.obs.astype(jnp.float32)
+        obs = self._obs(new_sim)
         new_state = VecEnvState(
             sim=new_sim,
             key=next_key,
@@ -245,14 +278,14 @@ def make_dmc_env(
     reset_strategy: str = "fresh",
     reset_subset_size: int | None = None,
     config_overrides: dict | None = None,
-) -> DmcVecEnv:
+) -> PlaygroundVecEnv:
     """Build a vectorised playground DMC env (``task`` e.g. ``"CartpoleBalance"`` or
     ``"dmc/CartpoleBalance"``). ``max_episode_steps=None`` uses the task config's
     ``episode_length // action_repeat`` (1000 for DMC). Extra playground config keys
     (e.g. ``naconmax``/``njmax``) go in ``config_overrides``; only ``impl`` is overridden by
     default."""
     env = load_playground_env(task, impl=impl, config_overrides=config_overrides)
-    return DmcVecEnv(
+    return PlaygroundVecEnv(
         env,
         num_envs,
         max_episode_steps=max_episode_steps,

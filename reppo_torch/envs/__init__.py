@@ -1,5 +1,7 @@
-"""Vectorised torch environments (:class:`~reppo_torch.envs.base.VecEnv`): DMC through the
-JAX playground adapter, ManiSkill3, and an analytic toy env.
+"""Vectorised torch environments (:class:`~reppo_torch.envs.base.VecEnv`): DMC and the
+playground locomotion/manipulation suites through the JAX adapter, ManiSkill3, any gymnasium
+vector env (``gym/<id>``, :class:`~reppo_torch.envs.gym.GymVecEnv`), user envs registered with
+``reppo_common.registry.register`` (``reppo_torch.envs.registered``), and an analytic toy env.
 
 ``make_env("dmc/CartpoleBalance", num_envs, ...)``, ``make_env("maniskill/PushCube-v1", ...)``,
 ``make_env("toy/Bandit", ...)`` dispatch on the ``suite/`` prefix (a bare name means ``dmc``),
@@ -17,9 +19,18 @@ import torch
 
 from reppo_torch.envs.base import StepOutput, VecEnv
 
-__all__ = ["StepOutput", "VecEnv", "make_env", "supports_env"]
+__all__ = ["StepOutput", "VecEnv", "GymVecEnv", "make_env", "supports_env"]
+
+
+def __getattr__(name: str):
+    if name == "GymVecEnv":  # lazy: gymnasium is only needed for gym/ and user envs
+        from reppo_torch.envs.gym import GymVecEnv
+
+        return GymVecEnv
+    raise AttributeError(name)
 
 TOY_TASKS = ("Bandit", "BanditTerminate")
+_BUILTIN = ("dmc", "toy", "maniskill")
 
 
 def _split(name: str) -> tuple[str, str]:
@@ -31,6 +42,15 @@ def supports_env(name: str) -> bool:
     """True if ``suite/Task`` has a torch adapter whose simulator is installed."""
     suite, task = _split(name)
     try:
+        if ":" in name or suite not in _BUILTIN:  # gym/, playground/ and user suites
+            from reppo_common.errors import UserError
+            from reppo_common.registry import resolve_env
+
+            try:
+                spec = resolve_env(name)
+            except UserError:
+                return False
+            return "torch" in spec.backends
         if suite == "toy":
             return task in TOY_TASKS
         if suite == "dmc":
@@ -38,9 +58,14 @@ def supports_env(name: str) -> bool:
 
             return task in dmc_task_names()
         if suite == "maniskill":
-            from reppo_torch.envs.maniskill import maniskill_task_names
+            import mani_skill  # noqa: F401  (the simulator must be installed)
+            from reppo_common.errors import UserError
+            from reppo_common.registry import resolve_env
 
-            return task in maniskill_task_names()
+            try:
+                return resolve_env(name).suite == "maniskill"  # listed or registered ids
+            except UserError:
+                return False
     except ImportError:
         return False
     return False
@@ -53,6 +78,34 @@ def make_env(name: str, num_envs: int, *, max_episode_steps: int | None = None,
     """Build a torch VecEnv from ``suite/Task``; its tensors live on ``device`` (default: the
     simulator's own device)."""
     suite, task = _split(name)
+    if ":" in name or suite not in (*_BUILTIN, "playground", "gym"):
+        from reppo_common.registry import resolve_env
+        from reppo_torch.envs.registered import make_registered_env
+
+        if action_repeat != 1:
+            raise ValueError("registered envs do not support action_repeat")
+        return make_registered_env(resolve_env(name), num_envs,
+                                   max_episode_steps=max_episode_steps,
+                                   random_episode_offsets=random_episode_offsets, device=device)
+    if suite == "gym":
+        from reppo_common.registry import resolve_env
+        from reppo_torch.envs.gym import make_gym_env
+
+        if action_repeat != 1:
+            raise ValueError("gym envs do not support action_repeat")
+        spec = resolve_env(name)
+        return make_gym_env(task, num_envs,
+                            max_episode_steps=max_episode_steps or spec.max_episode_steps,
+                            reward_range=spec.reward_range,
+                            random_episode_offsets=random_episode_offsets, device=device)
+    if suite == "playground":
+        from reppo_jax.envs.playground import make_playground_env
+        from reppo_torch.envs.jax_bridge import JaxBridgeEnv
+
+        return JaxBridgeEnv(make_playground_env(
+            task, num_envs, impl=physics_impl, max_episode_steps=max_episode_steps,
+            action_repeat=action_repeat, random_episode_offsets=random_episode_offsets,
+            **kwargs), device=device)
     if suite == "dmc":
         from reppo_torch.envs.dmc import make_dmc_env
 

@@ -1,7 +1,7 @@
 """DM Control Suite (mujoco_playground) envs for the torch backend: the same ``dmc/<Task>``
 envs as the JAX port, so both backends can be compared on the same environment.
 
-The simulator is the JAX adapter ``reppo_jax.envs.dmc.DmcVecEnv`` (MJX physics, vmapped,
+The simulator is the JAX adapter ``reppo_jax.envs.dmc.PlaygroundVecEnv`` (MJX physics, vmapped,
 auto-reset with the true final observation, random episode offsets, "fresh"/"cached" reset
 strategies) driven through :class:`reppo_torch.envs.jax_bridge.JaxBridgeEnv`: jitted reset and
 step, tensors handed over with DLPack in both directions. Reusing the JAX adapter, rather than a

@@ -1,6 +1,6 @@
 """Drive a functional JAX :class:`reppo_jax.envs.base.VecEnv` from torch, without copies.
 
-The JAX adapter (e.g. ``reppo_jax.envs.dmc.DmcVecEnv``) keeps all simulator semantics: action
+The JAX adapter (e.g. ``reppo_jax.envs.dmc.PlaygroundVecEnv``) keeps all simulator semantics: action
 clipping, action repeat, termination vs truncation, auto-reset with the true final observation,
 episode bookkeeping. This wrapper only holds its state between calls (torch envs are stateful)
 and hands tensors across with DLPack in both directions:
@@ -47,7 +47,8 @@ class JaxBridgeEnv:
         self.action_dim = int(jax_env.action_dim)
         self.num_envs = int(jax_env.num_envs)
         self.max_episode_steps = int(jax_env.max_episode_steps)
-        self.reward_range = tuple(float(r) for r in jax_env.reward_range)
+        rr = jax_env.reward_range  # None: the env declares its value support instead
+        self.reward_range = None if rr is None else tuple(float(r) for r in rr)
         self._jax = jax
         self._state = None
         d = self.obs_dim

@@ -1,9 +1,11 @@
 import pytest
 
 from reppo_common.errors import UserError
-from reppo_common.registry import REGISTRY, list_envs, resolve_env, suggest_envs
+from reppo_common.registry import (REGISTRY, check_value_range, config_flags, list_envs,
+                                   resolve_env, suggest_envs)
 from spec import hyper
 from spec.config import ReppoConfig
+from spec.presets import preset_config
 
 
 def test_counts_and_facts():
@@ -11,6 +13,7 @@ def test_counts_and_facts():
     assert len(list_envs("maniskill")) == 9
     assert len(list_envs("minatar")) == 4
     assert len(list_envs("atari")) == 12
+    assert len(list_envs("playground")) == 29
     e = resolve_env("dmc/CartpoleBalance")
     assert e.action_space == "continuous" and e.backends == ("jax", "torch")
     assert e.max_episode_steps == 1000 and e.reward_range == (0.0, 1.0) and e.default_preset == "cpu"
@@ -37,7 +40,17 @@ def test_suggestions():
 
 
 def test_every_env_resolves_gamma_and_value_range():
-    for e in REGISTRY.values():
+    """Every listed env has the facts γ and the value support need: a reward range, or (for
+    envs that declare it) an explicit support that reaches the config through config_flags."""
+    for e in list_envs():
+        if e.reward_range is None:
+            check = preset_config(e.default_preset, config_flags(e))
+            if e.v_min is None or e.v_max is None:  # gym/ ids without exact bounds
+                with pytest.raises(UserError, match="--env.v_min=LO --env.v_max=HI"):
+                    check_value_range(check, e.reward_range, e.full_name)
+                continue
+            assert (check.env.v_min, check.env.v_max) == (e.v_min, e.v_max), e.full_name
+            continue
         cfg = ReppoConfig()
         facts = hyper.Facts(obs_dim=1, action_dim=1, max_episode_steps=e.max_episode_steps,
                             reward_range=e.reward_range)
