@@ -370,7 +370,7 @@ class RunConfig(_Section):
 
     SECTION: ClassVar[str] = "run"
 
-    seed: int = _f(0, ge=0)
+    seed: int = _f(0, ge=0, le=2**31 - 1)
     """The one integer seed; every random stream derives from it (reppo_common.seeding)."""
     eval_interval: int = _f(100_000, ge=1)
     """Evaluate the deterministic policy every this many env steps (and at the end)."""
