@@ -379,6 +379,8 @@ def _train(args: argparse.Namespace, overrides: list[str], stop: _StopRequest) -
     else:
         run = None
     try:
+        if args.resume:
+            _check_writable(run)
         if args.resume and not run.has_checkpoint():
             # a start that failed before its first checkpoint: begin it again, same directory
             from reppo_common.checkpoints import remove_temp_files, rewind_metrics
@@ -422,6 +424,17 @@ def _train(args: argparse.Namespace, overrides: list[str], stop: _StopRequest) -
     finally:
         if run is not None:
             run.lock.release()
+
+
+def _check_writable(run: Any) -> None:
+    """config.json and metrics.jsonl of a run to resume can be written (not read-only, not
+    immutable): checked before either is modified, so a refusal changes nothing."""
+    for path, mode in ((run.config_path, "r+b"), (run.metrics_path, "ab")):
+        try:
+            open(path, mode).close()
+        except OSError as e:
+            raise UserError(f"cannot write {path}: {e.strerror or e}; the run directory must "
+                            f"be writable to continue it") from None
 
 
 def _write_config(run: Any, cfg: ReppoConfig) -> None:
