@@ -713,6 +713,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: cannot write{where}: {e.strerror or e} (disk full, quota, or files not "
               f"writable?)", file=sys.stderr)
         return EXIT_USAGE
+    except MemoryError:
+        if debug:
+            raise
+        print("error: out of memory building the run; reduce rollout.num_envs, "
+              "run.eval_episodes or the network sizes (actor/critic.hidden_dim)", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         if debug:
             raise

@@ -53,7 +53,7 @@ def test_env_typo_suggests():
 
 
 def test_invalid_override_names_field_and_range():
-    assert_one_line_error(reppo("train", "--rollout.num_envs=-3"), "rollout.num_envs=-3", ">= 1")
+    assert_one_line_error(reppo("train", "--rollout.num_envs=-3"), "rollout.num_envs=-3", "[1, 1048576]")
     assert_one_line_error(reppo("train", "--rollout.num_env=3"), "rollout.num_envs")
 
 
