@@ -100,8 +100,6 @@ def run_dirs(tmp_path_factory) -> dict[str, Path]:
     RunDir.create(root / "minatar", preset_config("tiny", ["env.name=minatar/Breakout"]), meta)
     save_params(root / "minatar" / "checkpoints" / "params_000000000064.npz",
                 {"actor/w": np.zeros((2, 2), np.float32)})
-    for name in ("other_env_params", "other_net_params", "minatar", "good"):
-        (root / name / ".lock").unlink()  # RunDir.create's lock file: eval takes none
     (root / "not_a_run").mkdir()
     (root / "a_file").write_text("x")
 
