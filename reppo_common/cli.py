@@ -430,6 +430,8 @@ def _check_writable(run: Any) -> None:
     """config.json and metrics.jsonl of a run to resume can be written (not read-only, not
     immutable): checked before either is modified, so a refusal changes nothing."""
     for path, mode in ((run.config_path, "r+b"), (run.metrics_path, "ab")):
+        if path.exists() and not path.is_file():
+            raise UserError(f"{path} is not a regular file (a directory, device or pipe)")
         try:
             open(path, mode).close()
         except OSError as e:

@@ -301,6 +301,9 @@ class MetricsWriter:
     def __init__(self, path: str | Path, wall_offset: float | None = None) -> None:
         self.path = Path(path)
         offset = 0.0
+        if self.path.exists() and not self.path.is_file():
+            raise UserError(f"{self.path} is not a regular file (a directory, device or pipe); "
+                            f"move it away so the run can write its metrics")
         try:
             if self.path.exists():
                 self._repair_tail()

@@ -341,6 +341,17 @@ def test_resume_with_malformed_metrics(fb, tmp_path, capsys, content, needle):
     one_error(capsys, needle)
 
 
+def test_resume_with_metrics_not_a_regular_file(fb, tmp_path, capsys):
+    """A metrics.jsonl replaced by a device (reads never end) or a directory is refused."""
+    run_dir = tmp_path / "r"
+    assert cli.main(train(run_dir, "--steps", "128")) == 0
+    capsys.readouterr()
+    (run_dir / "metrics.jsonl").unlink()
+    (run_dir / "metrics.jsonl").symlink_to("/dev/zero")
+    assert cli.main(["train", "--resume", str(run_dir), "--no-progress"]) == EXIT_USAGE
+    one_error(capsys, "metrics.jsonl is not a regular file")
+
+
 def test_resume_with_malformed_config(fb, tmp_path, capsys):
     run_dir = tmp_path / "r"
     assert cli.main(train(run_dir, "--steps", "128")) == 0
