@@ -341,9 +341,7 @@ def _note_rounding(cfg: ReppoConfig) -> None:
 
 
 def _train(args: argparse.Namespace, overrides: list[str], stop: _StopRequest) -> int:
-    from reppo_common.progress import Progress
-    from reppo_common.runs import MetricsWriter, RunDir, default_run_dir
-    from reppo_common.sinks import open_sinks
+    from reppo_common.runs import RunDir, default_run_dir
 
     if args.backend is not None and args.backend not in BACKENDS:
         raise UserError(f"unknown backend {args.backend!r}; choose one of: {', '.join(BACKENDS)}")
@@ -419,8 +417,7 @@ def _train(args: argparse.Namespace, overrides: list[str], stop: _StopRequest) -
 
             run = RunDir.create(path, cfg, {"backend": args.backend, "env": env.full_name,
                                             "reppo_version": __version__})
-        return _train_locked(args, cfg, env, backend, run, resumed, resume, stop,
-                             MetricsWriter, open_sinks, Progress)
+        return _train_locked(args, cfg, env, backend, run, resumed, resume, stop)
     finally:
         if run is not None:
             run.lock.release()
@@ -449,10 +446,13 @@ def _write_config(run: Any, cfg: ReppoConfig) -> None:
 
 
 def _train_locked(args: argparse.Namespace, cfg: ReppoConfig, env: Any, backend: Any, run: Any,
-                  resumed: Any, resume: bool, stop: _StopRequest, MetricsWriter: Any,
-                  open_sinks: Any, Progress: Any) -> int:
+                  resumed: Any, resume: bool, stop: _StopRequest) -> int:
     """Train with the run directory's lock held; returns the exit status."""
     from spec.backend import TrainHooks
+
+    from reppo_common.progress import Progress
+    from reppo_common.runs import MetricsWriter
+    from reppo_common.sinks import open_sinks
 
     if stop.requested:
         print(f"stopped: {stop.signame} before training started; nothing trained, run dir "
