@@ -401,3 +401,16 @@ def test_curves_refuse_duplicate_and_unordered_eval_lines(tmp_path, steps, needl
     p = subprocess.run([sys.executable, "tools/aggregate.py", str(tmp_path)], cwd=ROOT,
                        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert p.returncode == 2 and needle in p.stderr and "Traceback" not in p.stderr
+
+
+# ---- --env.name is --env by another spelling ----------------------------------------------
+
+
+@pytest.mark.parametrize("flags", [["--env.name=dmc/CheetahRun"],
+                                   ["--env", "dmc/CheetahRun", "--env.name=dmc/cheetahrun"]])
+def test_env_name_override_is_the_env(fb, tmp_path, capsys, flags):
+    assert cli.main(train(tmp_path / "r", "--steps", "64", *flags)) == 0
+    assert "training dmc/CheetahRun" in capsys.readouterr().err
+    assert json.loads((tmp_path / "r" / "meta.json").read_text())["env"] == "dmc/CheetahRun"
+    assert RunDir(tmp_path / "r").load_config().env.name == "dmc/CheetahRun"
+    assert fb.calls[-1][1].env.name == "dmc/CheetahRun"
