@@ -63,11 +63,23 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def _check_order(evals: Sequence[dict[str, Any]], path: Path) -> None:
+    """Eval lines must come in strictly increasing ``env_steps``: a repeated or earlier step
+    means the file was edited, concatenated or written by two processes at once, and a curve
+    (or a "max" score) built from it would be wrong. UserError naming the first offender."""
+    for prev, cur in zip(evals, evals[1:]):
+        a, b = prev["env_steps"], cur["env_steps"]
+        if b <= a:
+            what = "a duplicate eval line" if b == a else "an out-of-order eval line"
+            raise UserError(f"{path} has {what} (env_steps {b:,} after {a:,}); each "
+                            f"evaluation must appear once, in order: remove the extra lines")
+
+
 def load_run(path: str | Path, metric: str = DEFAULT_METRIC) -> RunCurve:
     """Read one run directory's eval curve for ``metric``.
 
-    Raises UserError if the directory or its metrics.jsonl is missing or has no eval line
-    carrying ``metric``. config.json and meta.json are optional (env/backend then come from
+    Raises UserError if the directory or its metrics.jsonl is missing, has no eval line
+    carrying ``metric``, or has duplicate or out-of-order eval lines. config.json and meta.json are optional (env/backend then come from
     whichever exists; 'unknown' otherwise).
     """
     p = Path(path)
@@ -88,7 +100,7 @@ def load_run(path: str | Path, metric: str = DEFAULT_METRIC) -> RunCurve:
         what = f"lines of kind {', '.join(kinds)}" if records else "no lines"
         raise UserError(f"{mpath} has no eval lines with {metric!r} ({what}); evaluation runs "
                         f"every run.eval_interval env steps")
-    evals.sort(key=lambda r: r["env_steps"])
+    _check_order(evals, mpath)
 
     def col(key: str) -> np.ndarray:
         return np.array([float(r[key]) if isinstance(r.get(key), (int, float)) else np.nan

@@ -6,13 +6,22 @@ A run directory holds::
     meta.json         backend, env, reppo version, creation time, command line
     metrics.jsonl     one JSON object per line: env_steps, wall_s, and train/* or eval/* keys
     checkpoints/      written by the backend (latest ``keep_checkpoints`` kept)
+    .lock             held (``fcntl.flock``) by the one process training the run; it names
+                      that process (PID and host) for a second one that is refused
+
+One writer per run directory: ``reppo train`` (fresh or ``--resume``) holds an exclusive
+``flock`` on ``.lock`` for its whole life; the OS drops it when the process ends however it
+ends (SIGKILL included), so a lock is never stale. ``reppo eval`` only reads and takes no lock.
 
 The default location is ``runs/<suite>_<Name>/<backend>-seed<seed>-<YYYYmmdd-HHMMSS>``.
 """
 
+import errno
+import fcntl
 import json
 import math
 import os
+import socket
 import sys
 import time
 from datetime import datetime
@@ -23,12 +32,71 @@ from spec.config import ConfigError, ReppoConfig
 
 from reppo_common.errors import UserError
 
-__all__ = ["RunDir", "MetricsWriter", "MetricsRecords", "read_metrics", "default_run_dir"]
+__all__ = ["RunDir", "RunLock", "MetricsWriter", "MetricsRecords", "read_metrics",
+           "default_run_dir"]
 
 CONFIG_FILE = "config.json"
 META_FILE = "meta.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS_DIR = "checkpoints"
+LOCK_FILE = ".lock"
+
+
+class RunLock:
+    """The exclusive writer lock of one run directory: ``fcntl.flock`` on ``<run>/.lock``.
+
+    The lock file is never deleted (deleting it would let two processes lock two different
+    files); the kernel releases the lock when the holder closes it or dies, so a SIGKILLed run
+    leaves nothing to clean up. The holder writes ``<pid> <host>`` into the file so that a
+    refused process can name it."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / LOCK_FILE
+        self._fh: Any = None
+
+    @property
+    def held(self) -> bool:
+        return self._fh is not None
+
+    def acquire(self) -> None:
+        """Take the lock or raise UserError naming the holder (never waits)."""
+        if self._fh is not None:
+            return
+        try:
+            fh = open(self.path, "a+", encoding="utf-8")
+        except OSError as e:
+            raise UserError(f"cannot lock run directory {str(self.path.parent)!r}: "
+                            f"{e.strerror or e}") from None
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            fh.seek(0)
+            holder = fh.read().split()
+            fh.close()
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise UserError(f"cannot lock {self.path}: {e.strerror or e}") from None
+            who = (f"PID {holder[0]} on host {holder[1]}" if len(holder) >= 2
+                   else "a process that is starting")
+            raise UserError(
+                f"run directory {str(self.path.parent)!r} is in use by another reppo process "
+                f"({who}); wait for it to end or stop it (kill -TERM {holder[0] if holder else 'PID'}"
+                f" writes a checkpoint first), or choose another --run-dir") from None
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{os.getpid()} {socket.gethostname()}\n")
+            fh.flush()
+        except OSError:
+            pass  # the lock itself is held; the holder note is only informative
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            try:
+                fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            finally:
+                self._fh.close()
+                self._fh = None
 
 
 def default_run_dir(env_name: str, backend: str, seed: int, root: str | Path = "runs") -> Path:
@@ -42,6 +110,7 @@ class RunDir:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.lock = RunLock(self.path)
 
     @property
     def config_path(self) -> Path:
@@ -66,38 +135,87 @@ class RunDir:
     def create(
         cls, path: str | Path, config: ReppoConfig, meta: Mapping[str, Any] | None = None
     ) -> "RunDir":
-        """Make a fresh run directory and write config.json and meta.json.
+        """Make a fresh run directory, take its writer lock and write config.json and meta.json.
 
-        Refuses an existing non-empty directory (resume it with ``open_existing`` instead);
-        an unwritable location raises UserError naming the path and the OS reason."""
+        Refuses an existing non-empty directory (resume it with ``open_existing`` instead),
+        except a failed start: a run directory without any checkpoint whose config.json equals
+        ``config`` is started again (its metrics are cleared); with a different config it is
+        refused. An unwritable location raises UserError naming the path and the OS reason.
+        The lock stays held until :meth:`RunLock.release` or the process ends."""
         run = cls(path)
-        if run.path.exists():
-            if not run.path.is_dir():
-                raise UserError(f"run directory {str(run.path)!r} exists and is not a directory")
-            if any(run.path.iterdir()):
-                raise UserError(
-                    f"run directory {str(run.path)!r} already exists and is not empty; continue "
-                    f"it with --resume {run.path} or choose another --run-dir"
-                )
+        if not str(path).strip():
+            raise UserError("--run-dir is empty; give a directory path")
+        if run.path.exists() and not run.path.is_dir():
+            raise UserError(f"run directory {str(run.path)!r} exists and is not a directory")
         try:
             run.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(
+                f"cannot write run directory {str(run.path)!r}: {e.strerror or e}"
+            ) from None
+        run.lock.acquire()
+        try:
+            retry = run._check_fresh(config)
+            if retry:
+                from reppo_common.checkpoints import remove_temp_files, rewind_metrics
+
+                rewind_metrics(run.metrics_path, 0)
+                remove_temp_files(run.checkpoints_dir)
+                print(f"note: {run.path} holds a start that stopped before its first "
+                      f"checkpoint with the same config; starting it again", file=sys.stderr)
             run.checkpoints_dir.mkdir(exist_ok=True)
             _atomic_write(run.config_path, config.to_json() + "\n")
             meta_all = {"created": datetime.now().isoformat(timespec="seconds"),
                         "argv": sys.argv, **(dict(meta) if meta else {})}
             _atomic_write(run.meta_path, json.dumps(meta_all, indent=2, default=str) + "\n")
         except OSError as e:
+            run.lock.release()
             raise UserError(
                 f"cannot write run directory {str(run.path)!r}: {e.strerror or e}"
             ) from None
+        except BaseException:
+            run.lock.release()
+            raise
         return run
+
+    def has_checkpoint(self) -> bool:
+        """Whether checkpoints/ holds any checkpoint file (committed or not; temp files of a
+        killed write do not count)."""
+        d = self.checkpoints_dir
+        return d.is_dir() and any(not p.name.startswith(".") for p in d.iterdir())
+
+    def _check_fresh(self, config: ReppoConfig) -> bool:
+        """For :meth:`create` (lock held): False for an empty directory, True for a failed
+        start with this config that may be started again; UserError otherwise."""
+        entries = [p for p in self.path.iterdir() if p.name != LOCK_FILE]
+        if not entries:
+            return False
+        resume_hint = (f"continue it with --resume {self.path} or choose another --run-dir")
+        if not self.config_path.is_file() or self.has_checkpoint():
+            raise UserError(f"run directory {str(self.path)!r} already exists and is not "
+                            f"empty; {resume_hint if self.config_path.is_file() else 'choose another --run-dir'}")
+        try:
+            old = ReppoConfig.from_json(self.config_path.read_text())
+        except (OSError, ConfigError, ValueError):
+            old = None
+        if old != config:
+            raise UserError(
+                f"run directory {str(self.path)!r} holds a run that stopped before its first "
+                f"checkpoint with a different config; start it with the same flags, delete "
+                f"it, or choose another --run-dir")
+        return True
 
     @classmethod
     def open_existing(cls, path: str | Path) -> "RunDir":
         """An existing run directory (for --resume and eval); it must hold config.json."""
         run = cls(path)
-        if not run.path.is_dir():
+        if not str(path).strip():
+            raise UserError("the run directory path is empty; give a directory path")
+        if not run.path.exists():
             raise UserError(f"run directory {str(run.path)!r} does not exist")
+        if not run.path.is_dir():
+            raise UserError(f"{str(run.path)!r} is a file, not a run directory; pass the "
+                            f"directory that holds config.json")
         if not run.config_path.is_file():
             raise UserError(f"{str(run.path)!r} is not a reppo run directory (no {CONFIG_FILE})")
         return run
@@ -147,7 +265,14 @@ def read_metrics(path: str | Path) -> MetricsRecords:
     p = Path(path)
     if not p.exists():
         return records
-    lines = p.read_text().splitlines()
+    if not p.is_file():
+        raise UserError(f"{p} is not a file")
+    try:
+        lines = p.read_bytes().decode("utf-8").splitlines()
+    except OSError as e:
+        raise UserError(f"cannot read {p}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{p} is not UTF-8 text (byte {e.start}); is it a metrics.jsonl?") from None
     for i, line in enumerate(lines):
         if not line.strip():
             continue
@@ -165,30 +290,34 @@ def read_metrics(path: str | Path) -> MetricsRecords:
 
 
 class MetricsWriter:
-    """Appends one JSON object per line to metrics.jsonl, flushing each line.
+    """Appends one JSON object per line to metrics.jsonl; each line goes to the OS at once.
 
     Every record gets ``wall_s``: seconds since the run started. On resume the clock continues
     from the last ``wall_s`` already in the file, and a truncated last line is cut off first so
-    the file stays one object per line.
+    the file stays one object per line. Writes are unbuffered, so a failed write (disk full,
+    read-only or immutable file) is one UserError and nothing is left to fail again at close.
     """
 
     def __init__(self, path: str | Path, wall_offset: float | None = None) -> None:
         self.path = Path(path)
         offset = 0.0
-        if self.path.exists():
-            self._repair_tail()
-            for rec in reversed(read_metrics(self.path)):
-                if isinstance(rec.get("wall_s"), (int, float)):
-                    offset = float(rec["wall_s"])
-                    break
+        if self.path.exists() and not self.path.is_file():
+            raise UserError(f"{self.path} is not a regular file (a directory, device or pipe); "
+                            f"move it away so the run can write its metrics")
+        try:
+            if self.path.exists():
+                self._repair_tail()
+                for rec in reversed(read_metrics(self.path)):
+                    if isinstance(rec.get("wall_s"), (int, float)):
+                        offset = float(rec["wall_s"])
+                        break
+            self._fh = open(self.path, "ab", buffering=0)
+        except OSError as e:
+            raise UserError(f"cannot write {self.path}: {e.strerror or e}") from None
         if wall_offset is not None:  # resume: continue from the checkpoint's wall time
             offset = float(wall_offset)
         self._offset = offset
         self._t0 = time.monotonic()
-        try:
-            self._fh = open(self.path, "a", encoding="utf-8")
-        except OSError as e:
-            raise UserError(f"cannot write {self.path}: {e.strerror or e}") from None
 
     def _repair_tail(self) -> None:
         data = self.path.read_bytes()
@@ -208,9 +337,14 @@ class MetricsWriter:
         for k, v in out.items():  # non-finite floats -> null keeps the file strict JSON
             if isinstance(v, float) and not math.isfinite(v):
                 out[k] = None
+        data = memoryview((json.dumps(out, default=_json_default, allow_nan=False)
+                           + "\n").encode("utf-8"))
         try:
-            self._fh.write(json.dumps(out, default=_json_default, allow_nan=False) + "\n")
-            self._fh.flush()
+            while data:
+                n = self._fh.write(data)
+                if not n:
+                    raise OSError(errno.EIO, "the write made no progress")
+                data = data[n:]
         except OSError as e:
             raise UserError(f"cannot write {self.path}: {e.strerror or e} (disk full or run "
                             f"directory not writable?)") from None
@@ -218,7 +352,10 @@ class MetricsWriter:
 
     def close(self) -> None:
         if not self._fh.closed:
-            self._fh.close()
+            try:
+                self._fh.close()
+            except OSError:
+                pass  # unbuffered: nothing unwritten is lost here
 
     def __enter__(self) -> "MetricsWriter":
         return self

@@ -80,6 +80,8 @@ def _f(default: Any, **rules: Any) -> Any:
 
 
 def _fmt_num(x: float) -> str:
+    if isinstance(x, int) and not isinstance(x, bool):
+        return str(x)  # exact: bounds such as 2147483647 must not read 2.14748e+09
     return repr(x) if isinstance(x, float) and not float(x).is_integer() else f"{x:g}"
 
 
@@ -257,15 +259,15 @@ class RolloutConfig(_Section):
 
     SECTION: ClassVar[str] = "rollout"
 
-    num_envs: int = _f(1024, ge=1)
+    num_envs: int = _f(1024, ge=1, le=2**20)
     """Parallel environments, "n envs" (Table 2: 1024)."""
-    num_steps: int = _f(128, ge=1)
+    num_steps: int = _f(128, ge=1, le=2**16)
     """Steps per environment per iteration, "n steps" (Table 2: 128)."""
     num_minibatches: int = _f(64, ge=1)
     """Minibatches per epoch, "n mini batches" (Table 2: 64); must divide num_envs·num_steps."""
     num_epochs: int = _f(8, ge=1)
     """Passes over each iteration's batch, "n epochs" (Table 2: 8)."""
-    total_env_steps: int = _f(50_000_000, ge=1)
+    total_env_steps: int = _f(50_000_000, ge=1, le=10**13)
     """Training budget in environment (agent) steps, "total time steps" (Table 2: 5e7)."""
     lr: float = _f(3e-4, gt=0.0)
     """Adam learning rate, "lr" (Table 2: 3e-4); the default for critic, actor and α/β."""
@@ -279,7 +281,7 @@ class CriticConfig(_Section):
 
     SECTION: ClassVar[str] = "critic"
 
-    hidden_dim: int = _f(512, ge=1)
+    hidden_dim: int = _f(512, ge=1, le=2**14)
     """Width h of every critic layer and of the embedding z, "critic hidden dim" (512)."""
     num_encoder_layers: int = _f(2, ge=1)
     """Layers of the encoder φ(x, a) → z, "num critic encoder layers" (2)."""
@@ -287,7 +289,7 @@ class CriticConfig(_Section):
     """Layers of the Q head f_c(z), "num critic head layers" (2)."""
     num_pred_layers: int = _f(2, ge=1)
     """Layers of the self-predictive head f_p(z), "num critic pred layers" (2)."""
-    num_bins: int = _f(151, ge=2)
+    num_bins: int = _f(151, ge=2, le=2**14)
     """HL-Gauss histogram bins h, "num HL-Gauss bins" (151)."""
     loss: str = _f("hlgauss", choices=CRITIC_LOSSES)
     """Value loss: 'hlgauss' (cross-entropy to HL-Gauss histogram, D.2) or 'mse' (ablation)."""
@@ -309,7 +311,7 @@ class ActorConfig(_Section):
 
     SECTION: ClassVar[str] = "actor"
 
-    hidden_dim: int = _f(512, ge=1)
+    hidden_dim: int = _f(512, ge=1, le=2**14)
     """Width of the actor's hidden layers, "actor hidden dim" (512)."""
     num_layers: int = _f(3, ge=1)
     """Linear layers in the actor, "num actor layers" (3: two blocks and an output Linear)."""
@@ -340,9 +342,9 @@ class LossConfig(_Section):
     """KL trust-region size ε_KL, "KL_tar" (0.1)."""
     kl_mode: str = _f("clipped", choices=KL_MODES)
     """'clipped': per-state switch of eq. 13; 'full': always add β·KL̂; 'none': no KL (ablation)."""
-    kl_samples: int = _f(16, ge=1)
+    kl_samples: int = _f(16, ge=1, le=2**12)
     """Samples k from the behaviour policy per state for the KL estimate (16)."""
-    score_samples: int = _f(4, ge=1)
+    score_samples: int = _f(4, ge=1, le=2**12)
     """``actor.gradient=score``: actions sampled from π_θ per state; each is baselined by the mean
     Q of the other samples (leave-one-out; none with 1 sample). 4 as in the authors' code."""
     ppo_clip: float = _f(0.2, gt=0.0, lt=1.0)
@@ -365,11 +367,11 @@ class RunConfig(_Section):
 
     SECTION: ClassVar[str] = "run"
 
-    seed: int = _f(0, ge=0)
+    seed: int = _f(0, ge=0, le=2**31 - 1)
     """The one integer seed; every random stream derives from it (reppo_common.seeding)."""
     eval_interval: int = _f(100_000, ge=1)
     """Evaluate the deterministic policy every this many env steps (and at the end)."""
-    eval_episodes: int = _f(16, ge=1)
+    eval_episodes: int = _f(16, ge=1, le=10_000)
     """Episodes per evaluation."""
     checkpoint_interval: int = _f(1_000_000, ge=0)
     """Save a checkpoint every this many env steps (0 = only at the end)."""

@@ -89,6 +89,17 @@ def run_dirs(tmp_path_factory) -> dict[str, Path]:
     (d / "checkpoints" / "params_000000000064.npz").write_bytes(params[: len(params) // 2])
     d = make("not_params")  # a valid .npz that is not a reppo params file
     np.savez(d / "checkpoints" / "params_000000000064.npz", x=np.zeros(3))
+    other = preset_config("tiny", ["env.name=dmc/CheetahRun"])
+    d = make("other_env_params")  # another run's params: same widths, other env
+    save_params(d / "checkpoints" / "params_000000000064.npz",
+                {"actor/w": np.zeros((2, 2), np.float32)}, {"config": other.to_dict()})
+    d = make("other_net_params")
+    wide = preset_config("tiny", ["critic.hidden_dim=8"])
+    save_params(d / "checkpoints" / "params_000000000064.npz",
+                {"actor/w": np.zeros((2, 2), np.float32)}, {"config": wide.to_dict()})
+    RunDir.create(root / "minatar", preset_config("tiny", ["env.name=minatar/Breakout"]), meta)
+    save_params(root / "minatar" / "checkpoints" / "params_000000000064.npz",
+                {"actor/w": np.zeros((2, 2), np.float32)})
     (root / "not_a_run").mkdir()
     (root / "a_file").write_text("x")
 
@@ -127,7 +138,7 @@ CLI_CASES = {
                                  ["rollout.num_envs", "integer"]),
     "unknown_override_key": (["train", "--rollout.num_env=3"], ["rollout.num_envs"]),
     "unknown_override_section": (["train", "--rollot.num_envs=3"], ["rollot"]),
-    "value_out_of_range": (["train", "--rollout.num_envs=-3"], ["rollout.num_envs=-3", ">= 1"]),
+    "value_out_of_range": (["train", "--rollout.num_envs=-3"], ["rollout.num_envs=-3", "integer in [1, 1048576]"]),
     "batch_not_divisible": (["train", "--rollout.num_envs=10", "--rollout.num_steps=3",
                              "--rollout.num_minibatches=4"], ["not divisible", "10*3"]),
     "override_without_value": (["train", "--loss.kl_target"], ["needs a value"]),
@@ -135,6 +146,23 @@ CLI_CASES = {
     "unknown_suite": (["envs", "--suite", "dcm"], ["'dcm'", "'dmc'"]),
     "eval_without_run_dir": (["eval"], ["--run-dir"]),
     "eval_extra_argument": (["envs", "--loss.lam=0.5"], ["unrecognised"]),
+    "env_name_override_unknown": (["train", "--env.name=dmc/NoSuch"],
+                                  ["unknown environment 'dmc/NoSuch'"]),
+    "env_name_override_disagrees": (["train", "--env", "dmc/CartpoleBalance",
+                                     "--env.name=dmc/CheetahRun"], ["disagree"]),
+    "env_empty": (["train", "--env", ""], ["--env is empty"]),
+    "preset_empty": (["train", "--preset", ""], ["--preset is empty"]),
+    "run_dir_empty": (["train", "--run-dir", ""], ["--run-dir is empty"]),
+    "resume_empty": (["train", "--resume", ""], ["--resume is empty"]),
+    "steps_huge": (["train", "--steps", "1e30"], ["--steps", "above the limit"]),
+    "steps_negative": (["train", "--steps=-5"], ["--steps", "positive integer"]),
+    "seed_negative": (["train", "--seed=-1"], ["--seed", "out of range"]),
+    "seed_huge": (["train", "--seed", "99999999999999999999"], ["--seed", "out of range"]),
+    "seed_override_huge": (["train", "--run.seed=4294967296"], ["run.seed=4294967296", "2147483647"]),
+    "nan_override": (["train", "--loss.kl_target=nan"], ["loss.kl_target", "finite"]),
+    "inf_override": (["train", "--rollout.lr=inf"], ["rollout.lr", "finite"]),
+    "devices_zero": (["train", "--devices", "0"], ["run.devices=0"]),
+    "log_empty_sink": (["train", "--log", "bogus"], ["run.log"]),
 }
 
 
@@ -167,7 +195,22 @@ EVAL_CASES = {
                                 ["does not exist"]),
     "checkpoint_is_directory": ("good", ["--checkpoint", "{good}/checkpoints"],
                                 ["is a directory"]),
-    "episodes_zero": ("good", ["--episodes", "0"], ["--episodes=0", ">= 1"]),
+    "episodes_zero": ("good", ["--episodes", "0"], ["--episodes", "1 .. 10,000"]),
+    "episodes_huge": ("good", ["--episodes", "99999999999"], ["--episodes", "1 .. 10,000"]),
+    "episodes_not_int": ("good", ["--episodes", "1e3"], ["--episodes", "'1e3'"]),
+    "run_dir_is_file": ("a_file", [], ["is a file, not a run directory"]),
+    "run_dir_empty_string": ("good", ["--run-dir", ""], ["--run-dir is empty"]),
+    "checkpoint_other_env": ("good", ["--checkpoint",
+                                      "{root}/other_env_params/checkpoints/params_000000000064.npz"],
+                             ["trained on dmc/CheetahRun", "dmc/CartpoleBalance"]),
+    "checkpoint_other_network": ("good", ["--checkpoint",
+                                          "{root}/other_net_params/checkpoints/"
+                                          "params_000000000064.npz"],
+                                 ["another network", "critic.hidden_dim"]),
+    "video_not_mujoco": ("minatar", ["--video", "out.mp4"], ["MuJoCo", "minatar/Breakout"]),
+    "video_dir_missing": ("good", ["--video", "/nonexistent-dir/out.mp4"],
+                          ["--video", "does not exist"]),
+    "video_is_directory": ("good", ["--video", "{root}/x.mp4"], ["is a directory"]),
     "video_not_mp4": ("good", ["--video", "out.avi"], ["--video", ".mp4"]),
     "video_wrong_backend": ("good", ["--backend", "torch", "--video", "out.mp4"],
                             ["--video", "jax"]),
@@ -178,7 +221,9 @@ EVAL_CASES = {
 def test_eval_bad_input(case, run_dirs, tmp_path, capsys):
     name, extra, needles = EVAL_CASES[case]
     run_dir = run_dirs.get(name, tmp_path / name)
-    extra = [e.format(good=run_dirs["good"]) for e in extra]
+    extra = [e.format(good=run_dirs["good"], root=run_dirs["good"].parent) for e in extra]
+    if case == "video_is_directory":
+        (run_dirs["good"].parent / "x.mp4").mkdir(exist_ok=True)
     p = reppo_in_process(capsys, "eval", "--run-dir", str(run_dir), *extra)
     assert_one_line_error(p, *needles)
 

@@ -53,7 +53,7 @@ def test_env_typo_suggests():
 
 
 def test_invalid_override_names_field_and_range():
-    assert_one_line_error(reppo("train", "--rollout.num_envs=-3"), "rollout.num_envs=-3", ">= 1")
+    assert_one_line_error(reppo("train", "--rollout.num_envs=-3"), "rollout.num_envs=-3", "[1, 1048576]")
     assert_one_line_error(reppo("train", "--rollout.num_env=3"), "rollout.num_envs")
 
 
@@ -90,6 +90,8 @@ class FakeBackend:
             if hooks.should_stop():
                 break
         hooks.on_eval_metrics({"env_steps": steps, "eval/return_mean": 12.5})
+        # a checkpoint file: the run dir is then a started run (not a failed start)
+        (Path(run_dir) / "checkpoints" / f"state_{steps:012d}.json").write_text("{}")
         return TrainResult(env_steps=steps, iterations=steps // batch, best_eval_return=12.5)
 
     def evaluate(self, config, run_dir, episodes, checkpoint=None):
@@ -136,6 +138,8 @@ def test_load_backend_messages(monkeypatch):
         cli.load_backend("nope")
 
     def missing_module(name):
+        if not name.startswith("reppo_"):  # the framework itself is installed
+            return types.SimpleNamespace()
         raise ModuleNotFoundError(f"No module named '{name}'", name=name)
 
     monkeypatch.setattr(cli.importlib, "import_module", missing_module)

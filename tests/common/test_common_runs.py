@@ -14,6 +14,10 @@ def test_create_load_and_refuse_reuse(tmp_path):
     run = RunDir.create(tmp_path / "r", cfg, {"backend": "jax"})
     assert run.config_path.is_file() and run.checkpoints_dir.is_dir()
     assert run.load_config() == cfg and run.load_meta()["backend"] == "jax"
+    with pytest.raises(UserError, match="in use by another reppo process"):
+        RunDir.create(tmp_path / "r", cfg)  # the first one still holds the writer lock
+    run.lock.release()
+    (run.checkpoints_dir / "state_000000000064.json").write_text("{}")
     with pytest.raises(UserError, match="--resume"):
         RunDir.create(tmp_path / "r", cfg)
     assert RunDir.open_existing(tmp_path / "r").load_config() == cfg

@@ -322,7 +322,10 @@ def test_cli_refusal_modifies_nothing(init_ckpt, capsys):
 
 
 def test_cli_refuses_run_without_full_checkpoint(tmp_path, toy_registered, capsys):
+    """Parameter files without a full-state checkpoint (an older reppo) are not resumable."""
     run = RunDir.create(tmp_path / "run", toy_config(), {"backend": "jax"})
+    run.lock.release()
+    (run.checkpoints_dir / "params_000000000064.npz").write_bytes(b"old")
     assert cli.main(["train", "--resume", str(run.path), "--no-progress"]) == 2
     assert "no resumable checkpoint" in capsys.readouterr().err
 
@@ -341,12 +344,14 @@ def cli_reference(tmp_path_factory):
     return run_dir
 
 
-def _interrupt(run_dir: Path, sig: int) -> subprocess.CompletedProcess:
+def _interrupt(run_dir: Path, sig: int, delay: float = 0.0) -> subprocess.CompletedProcess:
+    """Start the CLI run, send ``sig`` ``delay`` seconds after its first checkpoint."""
     proc = subprocess.Popen([sys.executable, str(DRIVER), "train", *CLI_ARGS, "--run-dir",
                              str(run_dir)], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         wait_for_manifest(run_dir, proc)
+        time.sleep(delay)
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=300)
     finally:
@@ -374,11 +379,21 @@ def test_sigkill_then_resume_gives_identical_metrics(cli_reference, tmp_path):
     assert all(a["wall_s"] <= b["wall_s"] for a, b in zip(recs, recs[1:]))
 
 
-def test_sigint_finishes_iteration_checkpoints_and_resumes(cli_reference, tmp_path):
+def test_sigterm_finishes_iteration_checkpoints_and_resumes(cli_reference, tmp_path):
+    """SIGTERM (timeout, SLURM, Kubernetes; SIGUSR1 and Ctrl-C take the same path, see
+    tests/common/test_faults.py) at a random point after the first checkpoint: the iteration is
+    finished, a checkpoint written, the metrics flushed, exit status 75; the resumed run is
+    exactly the uninterrupted one."""
+    import random
+
+    sig = signal.SIGTERM
     run_dir = tmp_path / "interrupted"
-    p = _interrupt(run_dir, signal.SIGINT)
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert "stopped:" in p.stdout and "--resume" in p.stdout
+    p = _interrupt(run_dir, sig, delay=random.uniform(0.0, 0.5))
+    assert p.returncode == 75, (p.returncode, p.stderr[-3000:])
+    name = signal.Signals(sig).name
+    assert f"stopped: {name}" in p.stdout and "--resume" in p.stdout
+    assert f"reppo: {name}: stopping after this iteration" in p.stderr
+    assert "Traceback" not in p.stderr
     recs = metrics(run_dir)
     last = C.latest_checkpoint(run_dir / "checkpoints")
     assert recs[-1]["env_steps"] == last.env_steps < 400 * STEPS_PER_ITER
