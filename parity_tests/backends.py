@@ -20,6 +20,7 @@ import numpy as np
 
 REFERENCE_MODULES = (
     "distributions", "hlgauss", "targets", "losses", "normalization", "networks", "discrete",
+    "rollout",
 )
 
 
@@ -218,9 +219,18 @@ def _same_name(package: str) -> dict[str, str]:
     return {f"{m}.{f}": f"{package}.{m}:{f}" for m, fs in _SAME_NAME.items() for f in fs}
 
 
+def _iteration(package: str) -> dict[str, str]:
+    """``spec.reference.rollout``: the agent's rollout, its targets and the iteration that
+    computes the rollout metrics (compared in ``test_layer4_iteration.py``)."""
+    return {"rollout.collect_rollout": f"{package}.agent:rollout",
+            "rollout.iteration_targets": f"{package}.agent:compute_targets",
+            "rollout.rollout_metrics": f"{package}.agent:make_iteration"}
+
+
 REGISTRY: dict[str, dict[str, str | Callable]] = {
     "jax": {
         **_same_name("reppo_jax"),
+        **_iteration("reppo_jax"),
         "networks.silu": "flax.linen:silu",
         "networks.rms_norm": _jax_rms_norm,
         "networks.layer_norm": _jax_layer_norm,
@@ -232,6 +242,7 @@ REGISTRY: dict[str, dict[str, str | Callable]] = {
     },
     "torch": {
         **_same_name("reppo_torch"),
+        **_iteration("reppo_torch"),
         "networks.silu": "reppo_torch.networks:silu",
         "networks.rms_norm": "reppo_torch.networks:rms_norm",
         "networks.layer_norm": "reppo_torch.networks:layer_norm",
