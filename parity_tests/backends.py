@@ -224,6 +224,7 @@ def _iteration(package: str) -> dict[str, str]:
     computes the rollout metrics (compared in ``test_layer4_iteration.py``)."""
     return {"rollout.collect_rollout": f"{package}.agent:rollout",
             "rollout.iteration_targets": f"{package}.agent:compute_targets",
+            "rollout.iteration_advantages": f"{package}.agent:compute_advantages",
             "rollout.rollout_metrics": f"{package}.agent:make_iteration"}
 
 
@@ -231,6 +232,7 @@ REGISTRY: dict[str, dict[str, str | Callable]] = {
     "jax": {
         **_same_name("reppo_jax"),
         **_iteration("reppo_jax"),
+        "rollout.collect_discrete_rollout": "reppo_jax.discrete_agent:rollout",
         "networks.silu": "flax.linen:silu",
         "networks.rms_norm": _jax_rms_norm,
         "networks.layer_norm": _jax_layer_norm,
@@ -254,7 +256,10 @@ REGISTRY: dict[str, dict[str, str | Callable]] = {
     },
 }
 
-PENDING: dict[str, dict[str, str]] = {"jax": {}, "torch": {}}
+PENDING: dict[str, dict[str, str]] = {"jax": {}, "torch": {
+    "rollout.collect_discrete_rollout": "the torch port has no discrete (D-REPPO) trainer, only "
+                                        "the loss primitives (reppo_torch/discrete.py)",
+}}
 
 
 class MissingCounterpart(LookupError):

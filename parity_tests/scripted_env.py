@@ -3,8 +3,8 @@
 Observations, true next observations, post-reset observations, terminations, truncations and a
 per-step reward offset are drawn once in numpy (a :class:`Script`); every port replays the same
 script, so the only inputs the rollouts differ in are their own arithmetic. The reward depends on
-the executed action, ``r = base − mean((clip(a, −1, 1) − ½·tanh(obs[:A]))²)``, so an error in the
-sampled action reaches the targets. Where an episode ends (terminated or truncated) the
+the executed action, ``r = base − mean((clip(a, −1, 1) − ½·tanh(obs[:A]))²)`` (a discrete action
+j: ``r = base − 0.1·j``), so an error in the sampled action reaches the targets. Where an episode ends (terminated or truncated) the
 auto-reset observation differs from the true final observation, so bootstrapping from the wrong
 one shows. Episode return/length bookkeeping follows the VecEnv convention (the values include
 the step; counters restart after it), starting from scripted partial episodes (episodes longer
@@ -76,18 +76,23 @@ def _next_obs(script: Script, t: int) -> np.ndarray:
 class NumpyScriptedEnv:
     """The reference replay: ``step(action) -> spec.reference.rollout.EnvStep``."""
 
-    def __init__(self, script: Script):
-        self.s, self.t, self.obs = script, 0, script.init_obs
+    def __init__(self, script: Script, discrete: bool = False):
+        self.s, self.t, self.obs, self.discrete = script, 0, script.init_obs, discrete
         self.ret, self.len = script.init_return.copy(), script.init_length.astype(np.int64)
 
     def step(self, action: np.ndarray) -> EnvStep:
         s, t = self.s, self.t
-        a = np.clip(action, -1.0, 1.0)
-        target = 0.5 * np.tanh(self.obs[:, :a.shape[-1]])
-        reward = s.base_reward[t] - np.mean((a - target) ** 2, axis=-1)
+        if self.discrete:
+            dt = s.base_reward.dtype
+            reward = s.base_reward[t] - dt.type(0.1) * np.asarray(action).astype(dt)
+        else:
+            a = np.clip(action, -1.0, 1.0)
+            target = 0.5 * np.tanh(self.obs[:, :a.shape[-1]])
+            reward = s.base_reward[t] - np.mean((a - target) ** 2, axis=-1)
         done = s.terminated[t] | s.truncated[t]
         ret, length = self.ret + reward, self.len + 1
-        self.ret, self.len = np.where(done, 0.0, ret).astype(reward.dtype), np.where(done, 0, length)
+        self.ret = np.where(done, 0.0, ret).astype(reward.dtype)
+        self.len = np.where(done, 0, length)
         self.t, self.obs = t + 1, _next_obs(s, t)
         return EnvStep(obs=self.obs, reward=reward, terminated=s.terminated[t],
                        truncated=s.truncated[t], final_obs=s.final_obs[t],
@@ -98,8 +103,11 @@ class JaxScriptedEnv:
     """A pure VecEnv (``step(state, action)``) replaying a script carried in its state, so one
     compilation serves every script of the same shape."""
 
-    def __init__(self, num_envs: int, obs_dim: int, action_dim: int, max_episode_steps: int):
+    def __init__(self, num_envs: int, obs_dim: int, action_dim: int, max_episode_steps: int,
+                 discrete: bool = False):
         self.num_envs, self.obs_dim, self.action_dim = num_envs, obs_dim, action_dim
+        self.discrete = discrete
+        self.num_actions = action_dim if discrete else None
         self.max_episode_steps = max_episode_steps
         self.reward_range = (-2.0, 1.0)
 
@@ -118,9 +126,13 @@ class JaxScriptedEnv:
         from reppo_jax.envs.base import StepOutput
 
         s, t = state["script"], state["t"]
-        a = jnp.clip(action, -1.0, 1.0)
-        target = 0.5 * jnp.tanh(state["obs"][:, :a.shape[-1]])
-        reward = s["base_reward"][t] - jnp.mean((a - target) ** 2, axis=-1)
+        base = s["base_reward"][t]
+        if self.discrete:
+            reward = base - jnp.asarray(0.1, base.dtype) * action.astype(base.dtype)
+        else:
+            a = jnp.clip(action, -1.0, 1.0)
+            target = 0.5 * jnp.tanh(state["obs"][:, :a.shape[-1]])
+            reward = base - jnp.mean((a - target) ** 2, axis=-1)
         term, trunc = s["terminated"][t], s["truncated"][t]
         done = term | trunc
         final = s["final_obs"][t]

@@ -30,7 +30,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import Phase, given, settings
+from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
 
 from parity_tests.backends import BACKENDS
@@ -55,6 +55,8 @@ ACTOR_LR, CRITIC_LR, MULT_LR = 3e-4, 1e-3, 3e-3
 NORM = "rms"
 FIELDS = ("obs", "action", "reward", "terminated", "truncated", "next_value", "next_log_prob",
           "next_emb")
+PPO_FIELDS = ("pre_action", "state_value", "next_state_value")  # actor.gradient=ppo
+VALUE_LAYERS = 3
 NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
 """An example costs seconds: report the first failing one as drawn instead of shrinking it
 (minutes), which also keeps the mutation check's kills fast."""
@@ -68,7 +70,7 @@ def _require_both():
             pytest.skip(BACKENDS[name].skip_reason())
 
 
-def make_hyper() -> Hyper:
+def make_hyper(gradient: str = "pathwise") -> Hyper:
     # kl_mode "full": no switch, so no example can sit on a discontinuity of the loss
     return Hyper(obs_dim=OBS, action_dim=ACT, num_envs=N_ENVS, num_steps=STEPS,
                  num_minibatches=MINIBATCHES, num_epochs=EPOCHS, gamma=GAMMA, lam=LAM,
@@ -76,22 +78,24 @@ def make_hyper() -> Hyper:
                  aux_mult=1.0, min_std=MIN_STD, kl_target=KL_TARGET, kl_mode="full",
                  kl_samples=K, entropy_target=-0.5 * ACT, normalize_obs=True,
                  actor_lr=ACTOR_LR, critic_lr=CRITIC_LR, multiplier_lr=MULT_LR,
-                 max_grad_norm=0.5, multiplier_max_grad_norm=0.7)
+                 max_grad_norm=0.5, multiplier_max_grad_norm=0.7, actor_gradient=gradient)
 
 
-def make_params(seed: int, dtype, behaviour_scale: float):
-    """(canonical actor/critic params, a different actor θ′) in ``dtype``."""
+def make_params(seed: int, dtype, behaviour_scale: float, gradient: str = "pathwise"):
+    """(canonical actor/critic[/value] params, a different actor θ′) in ``dtype``."""
     layout = param_layout(OBS, ACT, critic_hidden=HIDDEN, actor_hidden=HIDDEN,
                           num_encoder_layers=2, num_head_layers=2, num_pred_layers=2,
                           actor_layers=3, num_bins=BINS, critic_norm=NORM, actor_norm=NORM,
-                          value_kind="hlgauss", value_layers=0)
+                          value_kind="hlgauss",
+                          value_layers=VALUE_LAYERS if gradient == "ppo" else 0)
     rng = np.random.default_rng(seed)
     p = init_params(rng, layout, v_min=V_MIN, v_max=V_MAX, sigma=SIGMA, logit_prior_scale=40.0,
                     alpha_init=1.0, beta_init=1.0, dtype=np.float64)
     for k, v in p.items():
         if k.endswith("/bias") or k.endswith("/norm/scale"):
             p[k] = v + 0.3 * rng.standard_normal(v.shape)
-    p = {k: np.asarray(v, dtype) for k, v in p.items() if k.startswith(("actor/", "critic/"))}
+    p = {k: np.asarray(v, dtype) for k, v in p.items()
+         if k.startswith(("actor/", "critic/", "value/"))}
     other = {k: (v + behaviour_scale * rng.standard_normal(v.shape)).astype(dtype)
              for k, v in p.items() if k.startswith("actor/")}
     return p, other
@@ -115,36 +119,49 @@ def _critic(p):
     return {k: v for k, v in p.items() if k.startswith("critic/")}
 
 
+def _value(p):
+    return {k: v for k, v in p.items() if k.startswith("value/")} or None
+
+
 # ---- JAX ---------------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=None)
-def _jax_fns():
+def _jax_fns(gradient: str = "pathwise"):
     import jax
 
     from reppo_jax import agent as A
-    from reppo_jax.networks import Actor, Critic
+    from reppo_jax.networks import Actor, Critic, Value
 
-    h = make_hyper()
-    nets = A.Nets(Actor(ACT, HIDDEN, 3, NORM), Critic(HIDDEN, 2, 2, 2, BINS, NORM))
+    h = make_hyper(gradient)
+    nets = A.Nets(Actor(ACT, HIDDEN, 3, NORM), Critic(HIDDEN, 2, 2, 2, BINS, NORM),
+                  Value(HIDDEN, VALUE_LAYERS, NORM) if gradient == "ppo" else None)
     env = JaxScriptedEnv(N_ENVS, OBS, ACT, 1000)
     rollout = jax.jit(lambda carry, noise: A.rollout(nets, h, env, carry, noise))
-    targets = jax.jit(lambda agent, batch: A.compute_targets(h, agent, batch))
-    return h, env, rollout, targets, jax.jit(A.make_iteration(nets, h, env))
+
+    def targets(agent, batch):
+        out = {"target": A.compute_targets(h, agent, batch)}
+        if gradient == "ppo":
+            out.update(A.compute_advantages(h, agent, batch))
+        return out
+
+    return h, env, rollout, jax.jit(targets), jax.jit(A.make_iteration(nets, h, env))
 
 
-def _jax_carry(actor, critic, logs, stats, script, dtype):
+def _jax_carry(actor, critic, logs, stats, script, dtype, value=None):
     import jax
     import jax.numpy as jnp
 
     from reppo_jax import agent as A
     from reppo_jax.networks import nest
 
-    h, env, *_ = _jax_fns()
-    a_opt, c_opt, m_opt = A.optimizers(h)
+    h, env, *_ = _jax_fns("pathwise" if value is None else "ppo")
+    a_opt, c_opt, m_opt, *v_opt = A.optimizers(h)
     ja, jc = nest(actor, "actor"), nest(critic, "critic")
+    jv = None if value is None else nest(value, "value")
     lg = jnp.asarray(np.asarray(logs, dtype))
     agent = A.AgentState(ja, jc, lg[0], lg[1], a_opt.init(ja), c_opt.init(jc), m_opt.init(lg),
-                         BACKENDS["jax"].array(stats))
+                         BACKENDS["jax"].array(stats), jv,
+                         None if value is None else v_opt[0].init(jv))
     env_state, obs = env.initial_state(script)
     return A.Carry(agent, env_state, obs, jax.random.key(0))
 
@@ -170,19 +187,20 @@ def _jax_readout(carry, info=None):
     return out
 
 
-def jax_rollout(actor, critic, logs, stats, script, noise, dtype):
+def jax_rollout(actor, critic, logs, stats, script, noise, dtype, value=None):
     import jax.numpy as jnp
 
-    _, _, rollout, targets, _ = _jax_fns()
+    _, _, rollout, targets, _ = _jax_fns("pathwise" if value is None else "ppo")
     with BACKENDS["jax"].precision(dtype):
-        carry = _jax_carry(actor, critic, logs, stats, script, dtype)
+        carry = _jax_carry(actor, critic, logs, stats, script, dtype, value)
         carry, batch, episodes = rollout(carry, (jnp.asarray(noise["action"]),
                                                  jnp.asarray(noise["bootstrap"])))
         tgt = targets(carry.agent, batch)
-        fields = {f: np.asarray(getattr(batch, f)) for f in FIELDS}
+        names = FIELDS + (PPO_FIELDS if value is not None else ())
+        fields = {f: np.asarray(getattr(batch, f)) for f in names}
         return (fields, {k: np.asarray(v) for k, v in episodes.items()},
                 BACKENDS["jax"].numpy(carry.agent.obs_stats), np.asarray(carry.obs),
-                np.asarray(tgt))
+                {k: np.asarray(v) for k, v in tgt.items()})
 
 
 def jax_iterations(params, logs, stats, script, noises, dtype):
@@ -202,20 +220,22 @@ def jax_iterations(params, logs, stats, script, noises, dtype):
 
 # ---- torch -------------------------------------------------------------------------------------
 
-def _torch_carry(actor, critic, behaviour, logs, stats, script, dtype):
+def _torch_carry(actor, critic, behaviour, logs, stats, script, dtype, value=None):
     import torch
 
     from reppo_torch import agent as A
-    from reppo_torch.networks import Actor, Critic
+    from reppo_torch.networks import Actor, Critic, Value
 
-    h = make_hyper()
+    h = make_hyper("pathwise" if value is None else "ppo")
     tdt = BACKENDS["torch"].dtype(dtype)
     ta = Actor.from_canonical(actor, NORM, dtype=tdt)
     tc = Critic.from_canonical(critic, NORM, OBS, dtype=tdt)
     beh = Actor.from_canonical(behaviour, NORM, dtype=tdt).requires_grad_(False)
     lg = torch.nn.Parameter(torch.tensor(np.asarray(logs, dtype)))
-    a_opt, c_opt, m_opt = A.optimizers(h, ta, tc, lg)
-    agent = A.AgentState(ta, tc, lg, a_opt, c_opt, m_opt, BACKENDS["torch"].array(stats))
+    tv = None if value is None else Value.from_canonical(value, NORM, dtype=tdt)
+    a_opt, c_opt, m_opt, *v_opt = A.optimizers(h, ta, tc, lg, tv)
+    agent = A.AgentState(ta, tc, lg, a_opt, c_opt, m_opt, BACKENDS["torch"].array(stats), tv,
+                         v_opt[0] if v_opt else None)
     env = TorchScriptedEnv(script, OBS, ACT, 1000)
     carry = A.Carry(agent, env.obs, A.Streams.from_seed(0, torch.device("cpu")), beh)
     return h, env, carry
@@ -243,20 +263,24 @@ def _torch_readout(carry, env, info=None):
     return out
 
 
-def torch_rollout(actor, critic, behaviour, logs, stats, script, noise, dtype):
+def torch_rollout(actor, critic, behaviour, logs, stats, script, noise, dtype, value=None):
     """The torch rollout with θ′ = ``behaviour`` and a *different* current actor ``actor``: the
     rollout must read the snapshot only."""
     import torch
 
     from reppo_torch import agent as A
 
-    h, env, carry = _torch_carry(actor, critic, behaviour, logs, stats, script, dtype)
+    h, env, carry = _torch_carry(actor, critic, behaviour, logs, stats, script, dtype, value)
     carry, batch, episodes = A.rollout(h, env, carry, (torch.from_numpy(noise["action"]),
                                                        torch.from_numpy(noise["bootstrap"])))
-    tgt = A.compute_targets(h, carry.agent, batch)
-    fields = {f: getattr(batch, f).numpy() for f in FIELDS}
+    tgt = {"target": A.compute_targets(h, carry.agent, batch)}
+    if value is not None:
+        tgt.update(A.compute_advantages(h, carry.agent, batch))
+    tgt = {k: v.numpy() for k, v in tgt.items()}
+    names = FIELDS + (PPO_FIELDS if value is not None else ())
+    fields = {f: getattr(batch, f).numpy() for f in names}
     return (fields, {k: v.numpy() for k, v in episodes.items()},
-            BACKENDS["torch"].numpy(carry.agent.obs_stats), carry.obs.numpy(), tgt.numpy())
+            BACKENDS["torch"].numpy(carry.agent.obs_stats), carry.obs.numpy(), tgt)
 
 
 def torch_iterations(params, stale_behaviour, logs, stats, script, noises, dtype):
@@ -283,7 +307,9 @@ def check_rollout(port, fields, episodes, stats, obs, tgt, ref, dtype):
     the targets of one port against the reference (``ref`` = (batch, episodes, stats, obs,
     targets))."""
     r_batch, r_ep, r_stats, r_obs, r_tgt = ref
-    for f in FIELDS:
+    expected = FIELDS + (PPO_FIELDS if "state_value" in r_batch else ())
+    assert sorted(fields) == sorted(expected), f"{port}: batch fields {sorted(fields)}"
+    for f in fields:
         x = np.asarray(r_batch[f])
         scale = float(np.max(np.abs(x.astype(np.float64)))) + 1.0 if x.dtype.kind == "f" else 0.0
         assert_close(fields[f], x.astype(fields[f].dtype) if x.dtype.kind != "f" else x, dtype,
@@ -295,10 +321,18 @@ def check_rollout(port, fields, episodes, stats, obs, tgt, ref, dtype):
         np.testing.assert_array_equal(episodes["length"], r_ep["length"],
                                       err_msg=f"{port} episodes.length")
     check_stats_obs(port, stats, obs, r_stats, r_obs, dtype)
-    v = np.abs(r_batch["next_value"]).astype(np.float64)
+    # λ-returns / GAE: T·(|r̃| + |V|) as in layer 1 (the soft reward's terms |r| + |log π|)
     r = np.abs(r_batch["reward"]).astype(np.float64) + np.abs(r_batch["next_log_prob"])
-    assert_close(tgt, r_tgt, dtype, "rollout", STEPS * float(np.max(r) + np.max(v)),
-                 f"{port} targets")
+    assert sorted(tgt) == sorted(r_tgt), f"{port}: targets {sorted(tgt)} vs {sorted(r_tgt)}"
+    for k, x in r_tgt.items():
+        if k == "pre_action":  # the executed actions' pre-squash samples, as handed to the update
+            scale = float(np.max(np.abs(x))) + 1.0
+        elif k == "target":
+            scale = STEPS * float(np.max(r) + np.max(np.abs(r_batch["next_value"])))
+        else:
+            v = np.abs(r_batch["state_value"]) + np.abs(r_batch["next_state_value"])
+            scale = STEPS * float(np.max(r) + np.max(v))
+        assert_close(tgt[k], x, dtype, "rollout", scale, f"{port} {k}")
 
 
 def check_stats_obs(port, stats, obs, r_stats, r_obs, dtype):
@@ -323,8 +357,9 @@ def check_rollout_metrics(port, info, ref_metrics, ref_batch, ref_targets, dtype
                      f"iteration {it} {port} {k}", check_dtype=False)
 
 
-def check_states(jo, to, params0, logs0, dtype, it):
-    """Post-iteration agent states of the two ports after ``it`` iterations (S Adam steps).
+def check_states(jo, to, params0, logs0, dtype, it, ports="torch vs jax", tag="iteration"):
+    """Post-iteration agent states after ``it`` iterations (S Adam steps): ``to`` against ``jo``
+    (the two ports; or an iteration against its replay).
 
     v_S = (1 − β₂) Σ_k β₂^{S−k} g_k² bounds every past gradient elementwise,
     |g_k| ≤ ĝ = √(v_S / ((1 − β₂) β₂^{S−1})); with the layer-3 gradient tolerance
@@ -348,11 +383,11 @@ def check_states(jo, to, params0, logs0, dtype, it):
         for what, a, x, tol in (("adam_m", to["moments"][k][0], m, tm),
                                 ("adam_v", to["moments"][k][1], v, tv)):
             err = np.abs(np.asarray(a, np.float64) - x)
-            note_worst(f"iteration{it}/{what}", dtype, float(np.max(err / (tol + tiny))),
+            note_worst(f"{tag}{it}/{what}", dtype, float(np.max(err / (tol + tiny))),
                        float(np.max(err)))
             assert not (err > tol + tiny).any(), (
-                f"iteration {it}: Adam {what} of {k} beyond the propagated tolerance; max |diff| "
-                f"{err.max():.3e}, worst ratio {np.max(err / (tol + tiny)):.3e}")
+                f"iteration {it} {ports}: Adam {what} of {k} beyond the propagated tolerance; "
+                f"max |diff| {err.max():.3e}, worst ratio {np.max(err / (tol + tiny)):.3e}")
         if k == "multipliers":
             a_par, x_par, theta0 = to["logs"], jo["logs"], np.asarray(logs0)
         else:
@@ -362,12 +397,12 @@ def check_states(jo, to, params0, logs0, dtype, it):
         tol = s * lr * adam_ratio_bound(m, v, tm, tv, s) \
             + ULPS["value"] * eps(dtype) * s * (np.abs(x_par) + np.abs(theta0))
         err = np.abs(a_par - x_par)
-        note_worst(f"iteration{it}/params", dtype, float(np.max(err / (tol + tiny))),
+        note_worst(f"{tag}{it}/params", dtype, float(np.max(err / (tol + tiny))),
                    float(np.max(err)))
         assert not (err > tol + tiny).any(), (
-            f"iteration {it}: parameter {k} beyond the propagated tolerance; max |diff| "
+            f"iteration {it} {ports}: parameter {k} beyond the propagated tolerance; max |diff| "
             f"{err.max():.3e} ({err.max() / lr:.3e} lr)")
-    check_stats_obs(f"iteration {it} torch vs jax", to["stats"], to["obs"], jo["stats"],
+    check_stats_obs(f"iteration {it} {ports}", to["stats"], to["obs"], jo["stats"],
                     jo["obs"], dtype)
     assert_close(to["env_return"], jo["env_return"], dtype, "rollout",
                  float(np.max(np.abs(jo["env_return"]))) + 1.0, f"iteration {it} env returns")
@@ -377,7 +412,6 @@ def check_states(jo, to, params0, logs0, dtype, it):
     train = {k: v for k, v in jo["info"].items() if k.startswith("train/")}
     check_metrics(train, {k: v for k, v in to["info"].items() if k.startswith("train/")},
                   np.dtype(np.float32), it)
-    assert sorted(jo["info"]) == sorted(to["info"])
 
 
 # ---- the tests -----------------------------------------------------------------------------------
@@ -385,31 +419,39 @@ def check_states(jo, to, params0, logs0, dtype, it):
 @settings(max_examples=max(3, settings.default.max_examples // 5),  # ci: 5, thorough: 100
           phases=NO_SHRINK)
 @given(seed=st.integers(0, 2**31 - 1), pattern=st.sampled_from(FLAG_PATTERNS),
-       log_alpha=st.floats(math.log(1e-3), math.log(10.0)))
-def test_rollout_and_targets_match_reference(dtype, seed, pattern, log_alpha):
+       log_alpha=st.floats(math.log(1e-3), math.log(10.0)),
+       gradient=st.sampled_from(("pathwise", "ppo")))
+@example(seed=0, pattern="mixed", log_alpha=0.5, gradient="pathwise")  # resets of both kinds
+@example(seed=3, pattern="mixed", log_alpha=-1.0, gradient="ppo")
+def test_rollout_and_targets_match_reference(dtype, seed, pattern, log_alpha, gradient):
     """One rollout of each port against ``spec.reference.rollout``: every batch field, the
     episodes, the statistics (updated before the normalisation of the next observation), the
-    carried observation and the targets (α at rollout time)."""
+    carried observation and the targets (α at rollout time); with ``actor.gradient=ppo`` also
+    the pre-squash actions, V(x_t), V(x′_{t+1}), the GAE advantages and the value targets."""
     _require_both()
-    params, behaviour = make_params(seed, dtype, 0.5)
+    params, behaviour = make_params(seed, dtype, 0.5, gradient)
     script = draw_script(seed, pattern, STEPS, N_ENVS, OBS).cast(dtype)
     rng = np.random.default_rng(seed + 1)
     noise = make_noise(rng, dtype)
     logs = np.asarray([log_alpha, 0.0], dtype)
     # statistics of an earlier batch, so the first normalisation is not the identity
-    stats = RNorm.running_stats_update(RNorm.running_stats_init(OBS, dtype),
-                                       draw_script(seed + 2, pattern, 1, 8, OBS).cast(dtype).init_obs)
+    earlier = draw_script(seed + 2, pattern, 1, 8, OBS).cast(dtype).init_obs
+    stats = RNorm.running_stats_update(RNorm.running_stats_init(OBS, dtype), earlier)
+    value = _value(params)
     ref_batch, ref_ep, ref_stats, ref_obs = RR.collect_rollout(
         behaviour, _critic(params), stats, script.init_obs, NumpyScriptedEnv(script).step,
-        noise["action"], noise["bootstrap"], CFG)
-    ref_tgt = RR.iteration_targets(ref_batch, float(logs[0]), GAMMA, LAM)
+        noise["action"], noise["bootstrap"], CFG, value)
+    ref_tgt = {"target": RR.iteration_targets(ref_batch, float(logs[0]), GAMMA, LAM)}
+    if value is not None:
+        ref_tgt.update(RR.iteration_advantages(ref_batch, float(logs[0]), GAMMA, LAM),
+                       pre_action=ref_batch["pre_action"])
     ref = (ref_batch, ref_ep, ref_stats, ref_obs, ref_tgt)
     # JAX: the rollout's behaviour policy is the agent's actor
     check_rollout("jax", *jax_rollout(behaviour, _critic(params), logs, stats, script, noise,
-                                      dtype), ref, dtype)
+                                      dtype, value), ref, dtype)
     # torch: θ′ is carry.behaviour, the agent's (different) actor must not be read
     check_rollout("torch", *torch_rollout(_actor(params), _critic(params), behaviour, logs, stats,
-                                          script, noise, dtype), ref, dtype)
+                                          script, noise, dtype, value), ref, dtype)
 
 
 @settings(max_examples=max(2, settings.default.max_examples // 10),  # ci: 2, thorough: 50
@@ -417,6 +459,7 @@ def test_rollout_and_targets_match_reference(dtype, seed, pattern, log_alpha):
 @given(seed=st.integers(0, 2**31 - 1), pattern=st.sampled_from(FLAG_PATTERNS),
        log_alpha=st.floats(math.log(1e-2), math.log(1.0)),
        log_beta=st.floats(math.log(1e-2), math.log(1.0)))
+@example(seed=1, pattern="sparse", log_alpha=-1.0, log_beta=-2.0)
 def test_iterations_agree(dtype, seed, pattern, log_alpha, log_beta):
     """Three whole iterations (snapshot, rollout, targets, two epochs of two minibatches, metrics)
     in both ports; after each: the ports' agent states and metrics agree, and each port's
@@ -443,4 +486,5 @@ def test_iterations_agree(dtype, seed, pattern, log_alpha, log_beta):
             # the next iteration's reference starts from this port's own updated agent
             p, lg = out["params"], out["logs"]
     for it, (jo, to) in enumerate(zip(jax_out, torch_out), start=1):
+        assert sorted(jo["info"]) == sorted(to["info"]), "the ports log different metrics"
         check_states(jo, to, params, logs, np.dtype(dtype), it)

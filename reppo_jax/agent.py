@@ -361,6 +361,11 @@ def update(nets: Nets, h: Hyper, opts, agent: AgentState, batch: Transition, tar
     return agent, jax.tree.map(jnp.mean, infos)
 
 
+UPDATE_NOISE = ("perm", "actor", "kl")
+"""The keys of an iteration's explicit noise that :func:`update` reads (the rest: the rollout's
+``action`` and ``bootstrap``)."""
+
+
 def make_iteration(nets: Nets, h: Hyper, env,
                    shard_minibatches: Callable[[dict], dict] | None = None):
     """The whole iteration as one function of the carry, to be jitted once
@@ -377,7 +382,7 @@ def make_iteration(nets: Nets, h: Hyper, env,
         key, k_upd = jax.random.split(carry.key)
         agent, info = update(nets, h, opts, carry.agent, batch, targets, k_upd, extras,
                              shard_minibatches,
-                             None if noise is None else {k: noise[k] for k in ("perm", "actor", "kl")})
+                             None if noise is None else {k: noise[k] for k in UPDATE_NOISE})
         done = episodes["done"].astype(jnp.float32)
         n_done = jnp.sum(done)
         info = {**info,

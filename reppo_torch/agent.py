@@ -444,6 +444,11 @@ def update(h: Hyper, agent: AgentState, behaviour: Actor, batch: Transition,
     return agent, dict(zip(names, mean.unbind()))
 
 
+UPDATE_NOISE = ("perm", "actor", "kl")
+"""The keys of an iteration's explicit noise that :func:`update` reads (the rest: the rollout's
+``action`` and ``bootstrap``)."""
+
+
 def make_iteration(h: Hyper, env):
     """The whole iteration as one function of the carry: snapshot θ', rollout, targets, update,
     and the rollout metrics (0-dim device tensors). ``iteration(carry, noise)`` takes optional
@@ -458,7 +463,7 @@ def make_iteration(h: Hyper, env):
         extras = compute_advantages(h, carry.agent, batch) if h.actor_gradient == "ppo" else None
         agent, info = update(h, carry.agent, carry.behaviour, batch, targets, carry.streams,
                              carry.shard, extras,
-                             None if noise is None else {k: noise[k] for k in ("perm", "actor", "kl")})
+                             None if noise is None else {k: noise[k] for k in UPDATE_NOISE})
         with torch.no_grad():
             done = episodes["done"].to(torch.float32)
             n_done = torch.sum(done)
