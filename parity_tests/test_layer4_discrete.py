@@ -122,7 +122,8 @@ def _gumbel(rng, dtype):
     return rng.gumbel(size=(STEPS, N_ENVS, NUM_ACTIONS)).astype(dtype)
 
 
-@settings(max_examples=max(3, settings.default.max_examples // 5), phases=NO_SHRINK)
+@settings(max_examples=max(3, settings.default.max_examples // 5),  # ci: 5 + 1, thorough: 100
+          phases=NO_SHRINK)
 @given(seed=st.integers(0, 2**31 - 1), pattern=st.sampled_from(FLAG_PATTERNS),
        log_alpha=st.floats(math.log(1e-3), math.log(10.0)))
 @example(seed=0, pattern="mixed", log_alpha=0.5)
@@ -170,11 +171,13 @@ def _replay(pre_carry, batch, targets, perms):
     return agent, {k: float(np.mean([i[k] for i in infos])) for k in infos[0]}
 
 
-@settings(max_examples=max(2, settings.default.max_examples // 10), phases=NO_SHRINK)
+@settings(max_examples=max(1, settings.default.max_examples // 25),  # ci: 1 + 2, thorough: 20
+          phases=NO_SHRINK)
 @given(seed=st.integers(0, 2**31 - 1), pattern=st.sampled_from(FLAG_PATTERNS),
        log_alpha=st.floats(math.log(1e-2), math.log(1.0)),
        log_beta=st.floats(math.log(1e-2), math.log(1.0)))
-@example(seed=1, pattern="sparse", log_alpha=-1.0, log_beta=-2.0)
+@example(seed=1, pattern="sparse", log_alpha=-1.0, log_beta=-2.0)  # long episodes, resets
+@example(seed=2, pattern="none", log_alpha=-3.0, log_beta=-0.5)  # no episode ends: 0 episodes
 def test_discrete_iterations_match_reference(dtype, seed, pattern, log_alpha, log_beta):
     _require_jax()
     import jax.numpy as jnp

@@ -416,7 +416,7 @@ def check_states(jo, to, params0, logs0, dtype, it, ports="torch vs jax", tag="i
 
 # ---- the tests -----------------------------------------------------------------------------------
 
-@settings(max_examples=max(3, settings.default.max_examples // 5),  # ci: 5, thorough: 100
+@settings(max_examples=max(3, settings.default.max_examples // 5),  # ci: 5 + 2, thorough: 100
           phases=NO_SHRINK)
 @given(seed=st.integers(0, 2**31 - 1), pattern=st.sampled_from(FLAG_PATTERNS),
        log_alpha=st.floats(math.log(1e-3), math.log(10.0)),
@@ -454,12 +454,13 @@ def test_rollout_and_targets_match_reference(dtype, seed, pattern, log_alpha, gr
                                           script, noise, dtype, value), ref, dtype)
 
 
-@settings(max_examples=max(2, settings.default.max_examples // 10),  # ci: 2, thorough: 50
+@settings(max_examples=max(1, settings.default.max_examples // 25),  # ci: 1 + 2, thorough: 20
           phases=NO_SHRINK)
 @given(seed=st.integers(0, 2**31 - 1), pattern=st.sampled_from(FLAG_PATTERNS),
        log_alpha=st.floats(math.log(1e-2), math.log(1.0)),
        log_beta=st.floats(math.log(1e-2), math.log(1.0)))
-@example(seed=1, pattern="sparse", log_alpha=-1.0, log_beta=-2.0)
+@example(seed=1, pattern="sparse", log_alpha=-1.0, log_beta=-2.0)  # long episodes, resets
+@example(seed=2, pattern="none", log_alpha=-3.0, log_beta=-0.5)  # no episode ends: 0 episodes
 def test_iterations_agree(dtype, seed, pattern, log_alpha, log_beta):
     """Three whole iterations (snapshot, rollout, targets, two epochs of two minibatches, metrics)
     in both ports; after each: the ports' agent states and metrics agree, and each port's
