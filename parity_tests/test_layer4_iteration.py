@@ -489,3 +489,99 @@ def test_iterations_agree(dtype, seed, pattern, log_alpha, log_beta):
     for it, (jo, to) in enumerate(zip(jax_out, torch_out), start=1):
         assert sorted(jo["info"]) == sorted(to["info"]), "the ports log different metrics"
         check_states(jo, to, params, logs, np.dtype(dtype), it)
+
+
+def _jax_production_noise(key):
+    """The draws the JAX iteration makes from its carry key (``reppo_jax.agent``'s schedule:
+    per rollout step split(key, 3) → action, bootstrap; then split(key) → the update's key,
+    split over epochs, each split into a permutation key and the minibatches' keys, each split
+    into the actor and KL keys), as the explicit-noise dict of one iteration."""
+    import jax
+
+    action, bootstrap = [], []
+    for _ in range(STEPS):
+        key, k_act, k_boot = jax.random.split(key, 3)
+        action.append(jax.random.normal(k_act, (N_ENVS, ACT)))
+        bootstrap.append(jax.random.normal(k_boot, (N_ENVS, ACT)))
+    _, k_upd = jax.random.split(key)
+    perm, actor, kl = [], [], []
+    for k_epoch in jax.random.split(k_upd, EPOCHS):
+        k_perm, k_mb = jax.random.split(k_epoch)
+        perm.append(jax.random.permutation(k_perm, N_ENVS * STEPS))
+        a_e, kl_e = [], []
+        for k in jax.random.split(k_mb, MINIBATCHES):
+            k_a, k_kl = jax.random.split(k)
+            a_e.append(jax.random.normal(k_a, (MB, ACT)))
+            kl_e.append(jax.random.normal(k_kl, (K, MB, ACT)))
+        actor.append(np.stack(a_e))
+        kl.append(np.stack(kl_e))
+    return {"action": np.stack(action), "bootstrap": np.stack(bootstrap),
+            "perm": np.stack(perm).astype(np.int64), "actor": np.stack(actor),
+            "kl": np.stack(kl)}
+
+
+def _torch_production_noise(seed):
+    """The draws the torch iteration makes from ``Streams.from_seed(seed)``: per rollout step
+    one (N, A) normal from the action stream and one from the bootstrap stream; per epoch one
+    permutation from the shuffle stream; per minibatch the actor stream's (B, A) and the KL
+    stream's (k, B, A) normals."""
+    import torch
+
+    from reppo_torch.agent import Streams
+
+    s = Streams.from_seed(seed, torch.device("cpu"))
+    action = torch.stack([torch.randn((N_ENVS, ACT), generator=s.action) for _ in range(STEPS)])
+    bootstrap = torch.stack([torch.randn((N_ENVS, ACT), generator=s.bootstrap)
+                             for _ in range(STEPS)])
+    perm, actor, kl = [], [], []
+    for _ in range(EPOCHS):
+        perm.append(torch.randperm(N_ENVS * STEPS, generator=s.shuffle))
+        actor.append(torch.stack([torch.randn((MB, ACT), generator=s.actor)
+                                  for _ in range(MINIBATCHES)]))
+        kl.append(torch.stack([torch.randn((K, MB, ACT), generator=s.kl)
+                               for _ in range(MINIBATCHES)]))
+    return {"action": action.numpy(), "bootstrap": bootstrap.numpy(),
+            "perm": torch.stack(perm).numpy(), "actor": torch.stack(actor).numpy(),
+            "kl": torch.stack(kl).numpy()}
+
+
+def test_production_draws_match_the_noise_seam():
+    """Without explicit noise each port draws every random quantity from its own key / stream
+    (executed action, bootstrap action, shuffles, actor and KL samples, in that schedule): an
+    iteration without ``noise`` equals the iteration fed those draws explicitly. This pins the
+    training path that layer 4's explicit noise bypasses (a reused key or a swapped stream
+    changes the draws and fails here)."""
+    _require_both()
+    import jax
+
+    from reppo_torch import agent as TA
+
+    dtype = np.dtype(np.float32)
+    params, stale = make_params(7, dtype, 0.5)
+    script = draw_script(7, "mixed", STEPS, N_ENVS, OBS).cast(dtype)
+    logs = np.asarray([-1.0, -1.0], dtype)
+    stats = RNorm.running_stats_init(OBS, dtype)
+    # JAX: carry key 0, as _jax_carry builds it
+    noise = _jax_production_noise(jax.random.key(0))
+    fed = jax_iterations(params, logs, stats, script, [noise], dtype)[0]
+    *_, iteration = _jax_fns()
+    carry, info = iteration(_jax_carry(_actor(params), _critic(params), logs, stats, script,
+                                       dtype))
+    drawn = _jax_readout(carry, info)
+    _assert_same_state("jax", drawn, fed)
+    # torch: streams seeded 0, as _torch_carry builds them
+    fed = torch_iterations(params, stale, logs, stats, script, [_torch_production_noise(0)],
+                           dtype)[0]
+    h, env, tcarry = _torch_carry(_actor(params), _critic(params), stale, logs, stats, script,
+                                  dtype)
+    tcarry, tinfo = TA.make_iteration(h, env)(tcarry)
+    _assert_same_state("torch", _torch_readout(tcarry, env, tinfo), fed)
+
+
+def _assert_same_state(port, a, b):
+    for k in b["params"]:
+        np.testing.assert_allclose(a["params"][k], b["params"][k], rtol=1e-6, atol=1e-7,
+                                   err_msg=f"{port} {k}: the drawn and the fed noise differ")
+    np.testing.assert_allclose(a["logs"], b["logs"], rtol=1e-6, atol=1e-7)
+    for k in ("rollout/reward", "rollout/target", "train/critic_loss", "train/actor_loss"):
+        assert a["info"][k] == pytest.approx(b["info"][k], rel=1e-5, abs=1e-6), f"{port} {k}"

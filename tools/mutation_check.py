@@ -40,6 +40,7 @@ class Mutation:
 
 LAYER4 = ("parity_tests/test_layer4_iteration.py",)
 LAYER4_DISCRETE = ("parity_tests/test_layer4_discrete.py",)
+LAYER4_DRAWS = ("parity_tests/test_layer4_iteration.py", "-k", "production_draws")
 STATS_UPDATE = {
     "jax": "        if h.normalize_obs:\n            stats = running_stats_update(stats, out.obs)\n",
     "torch": "        if h.normalize_obs:\n            stats = shard.running_stats_update(stats, out.obs)\n",
@@ -148,6 +149,16 @@ MUTATIONS: tuple[Mutation, ...] = (
              "reppo_torch/agent.py",
              (("        obs = out.obs\n    cols = ", "        obs = out.final_obs\n    cols = "),),
              LAYER4),
+    Mutation("jax-bootstrap-reuses-action-key",
+             "rollout: the bootstrap action drawn with the executed action's key (jax)",
+             "reppo_jax/agent.py",
+             (("jax.random.normal(k_boot, n_mean.shape) if eps is None",
+               "jax.random.normal(k_act, n_mean.shape) if eps is None"),), LAYER4_DRAWS),
+    Mutation("torch-bootstrap-from-action-stream",
+             "rollout: the bootstrap action drawn from the executed action's stream (torch)",
+             "reppo_torch/agent.py",
+             (("shard.randn(n_mean.shape, streams.bootstrap, n_mean.device)",
+               "shard.randn(n_mean.shape, streams.action, n_mean.device)"),), LAYER4_DRAWS),
     Mutation("torch-episodes-terminated-only",
              "rollout metrics: only terminations count as ended episodes (torch)",
              "reppo_torch/agent.py",
