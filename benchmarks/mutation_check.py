@@ -38,6 +38,15 @@ class Mutation:
     tests: tuple[str, ...] = field(default=("parity_tests",))
 
 
+LAYER4 = ("parity_tests/test_layer4_iteration.py",)
+LAYER4_DISCRETE = ("parity_tests/test_layer4_discrete.py",)
+LAYER4_DRAWS = ("parity_tests/test_layer4_iteration.py", "-k", "production_draws")
+STATS_UPDATE = {
+    "jax": "        if h.normalize_obs:\n            stats = running_stats_update(stats, out.obs)\n",
+    "torch": "        if h.normalize_obs:\n            stats = shard.running_stats_update(stats, out.obs)\n",
+}
+EXP = {"jax": "jnp.exp", "torch": "torch.exp"}
+
 MUTATIONS: tuple[Mutation, ...] = (
     Mutation("hlgauss-sigma", "HL-Gauss: erf scaled by 2σ instead of √2·σ (jax)",
              "reppo_jax/hlgauss.py",
@@ -92,6 +101,102 @@ MUTATIONS: tuple[Mutation, ...] = (
              "reppo_torch/losses.py",
              (("torch.std(adv, correction=0)", "torch.std(adv)"),),
              ("parity_tests/test_layer1_primitives.py",)),
+    # ---- layer 4: the rollout, the targets and the iteration (one port each) ------------------
+    *(m for port in ("jax", "torch") for m in (
+        Mutation(f"{port}-bootstrap-post-reset-obs",
+                 f"rollout: bootstrap from the post-reset instead of the true final obs ({port})",
+                 f"reppo_{port}/agent.py",
+                 (("x_next = _norm(h, stats, out.final_obs)", "x_next = _norm(h, stats, out.obs)"),),
+                 LAYER4),
+        Mutation(f"{port}-norm-before-stats-update",
+                 f"rollout: x_(t+1) normalised before the statistics update ({port})",
+                 f"reppo_{port}/agent.py",
+                 ((STATS_UPDATE[port] + "        x_next = _norm(h, stats, out.final_obs)\n",
+                   "        x_next = _norm(h, stats, out.final_obs)\n" + STATS_UPDATE[port]),),
+                 LAYER4),
+        Mutation(f"{port}-stats-from-final-obs",
+                 f"rollout: statistics updated with the final instead of the post-reset obs "
+                 f"({port})", f"reppo_{port}/agent.py",
+                 ((STATS_UPDATE[port], STATS_UPDATE[port].replace("out.obs", "out.final_obs")),),
+                 LAYER4),
+        Mutation(f"{port}-soft-reward-alpha",
+                 f"targets: soft rewards scaled with β instead of α ({port})",
+                 f"reppo_{port}/agent.py",
+                 ((f'"""Soft TD(λ) targets, once per iteration, with α at rollout time."""\n'
+                   f"    alpha = {EXP[port]}(agent.log_alpha)",
+                   f'"""Soft TD(λ) targets, once per iteration, with α at rollout time."""\n'
+                   f"    alpha = {EXP[port]}(agent.log_beta)"),),
+                 LAYER4),
+    )),
+    Mutation("jax-episodes-terminated-only",
+             "rollout metrics: only terminations count as ended episodes (jax)",
+             "reppo_jax/agent.py",
+             (('ep = {"done": jnp.logical_or(out.terminated, out.truncated),',
+               'ep = {"done": out.terminated,'),), LAYER4),
+    Mutation("jax-kl-against-current-actor",
+             "update: the KL/behaviour terms use the current actor instead of the snapshot θ′ "
+             "(jax)", "reppo_jax/agent.py",
+             (("return minibatch_step(nets, h, opts, agent, behaviour, mb, noise, kl_noise)",
+               "return minibatch_step(nets, h, opts, agent, agent.actor, mb, noise, kl_noise)"),),
+             LAYER4),
+    Mutation("jax-episode-return-no-floor",
+             "rollout metrics: mean episode return divided by a count that may be 0 (jax)",
+             "reppo_jax/agent.py",
+             (('jnp.sum(done * episodes["return"]) / jnp.maximum(n_done, 1),',
+               'jnp.sum(done * episodes["return"]) / n_done,'),), LAYER4),
+    Mutation("torch-carry-final-obs",
+             "rollout: the next step starts from the final instead of the post-reset obs (torch)",
+             "reppo_torch/agent.py",
+             (("        obs = out.obs\n    cols = ", "        obs = out.final_obs\n    cols = "),),
+             LAYER4),
+    Mutation("jax-bootstrap-reuses-action-key",
+             "rollout: the bootstrap action drawn with the executed action's key (jax)",
+             "reppo_jax/agent.py",
+             (("jax.random.normal(k_boot, n_mean.shape) if eps is None",
+               "jax.random.normal(k_act, n_mean.shape) if eps is None"),), LAYER4_DRAWS),
+    Mutation("torch-bootstrap-from-action-stream",
+             "rollout: the bootstrap action drawn from the executed action's stream (torch)",
+             "reppo_torch/agent.py",
+             (("shard.randn(n_mean.shape, streams.bootstrap, n_mean.device)",
+               "shard.randn(n_mean.shape, streams.action, n_mean.device)"),), LAYER4_DRAWS),
+    Mutation("torch-episodes-terminated-only",
+             "rollout metrics: only terminations count as ended episodes (torch)",
+             "reppo_torch/agent.py",
+             (("next_log_prob, next_emb, out.terminated | out.truncated,",
+               "next_log_prob, next_emb, out.terminated,"),), LAYER4),
+    Mutation("torch-snapshot-after-update", "iteration: θ′ snapshot taken after the update (torch)",
+             "reppo_torch/agent.py",
+             (("        snapshot(carry.agent, carry.behaviour)  # θ' fixed for the whole iteration\n",
+               ""),
+              ("        carry.agent = agent\n        return carry, info",
+               "        carry.agent = agent\n        snapshot(carry.agent, carry.behaviour)\n"
+               "        return carry, info")), LAYER4),
+    Mutation("torch-bootstrap-current-actor",
+             "rollout: bootstrap action a′ from the current actor instead of θ′ (torch)",
+             "reppo_torch/agent.py",
+             (("n_mean, n_std = policy(h, behaviour, x_next)",
+               "n_mean, n_std = policy(h, carry.agent.actor, x_next)"),), LAYER4),
+    Mutation("discrete-bootstrap-post-reset-obs",
+             "D-REPPO rollout: bootstrap from the post-reset instead of the true final obs (jax)",
+             "reppo_jax/discrete_agent.py",
+             (("x_next = _norm(h, stats, out.final_obs)", "x_next = _norm(h, stats, out.obs)"),),
+             LAYER4_DISCRETE),
+    Mutation("discrete-norm-before-stats-update",
+             "D-REPPO rollout: x_(t+1) normalised before the statistics update (jax)",
+             "reppo_jax/discrete_agent.py",
+             ((STATS_UPDATE["jax"] + "        x_next = _norm(h, stats, out.final_obs)\n",
+               "        x_next = _norm(h, stats, out.final_obs)\n" + STATS_UPDATE["jax"]),),
+             LAYER4_DISCRETE),
+    Mutation("discrete-entropy-bonus-sign",
+             "D-REPPO rollout: +H instead of −H as the bootstrap log-probability (jax)",
+             "reppo_jax/discrete_agent.py",
+             (("                          -next_entropy, next_emb)",
+               "                          next_entropy, next_emb)"),), LAYER4_DISCRETE),
+    Mutation("discrete-kl-against-current-actor",
+             "D-REPPO update: the KL term against the current actor instead of θ′ (jax)",
+             "reppo_jax/discrete_agent.py",
+             (("return minibatch_step(nets, h, opts, agent, behaviour, mb)",
+               "return minibatch_step(nets, h, opts, agent, agent.actor, mb)"),), LAYER4_DISCRETE),
 )
 
 
@@ -154,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [m for m in MUTATIONS if not a.only or m.name in a.only]
     if a.list:
         for m in chosen:
-            print(f"{m.name:24s} {m.path:32s} {m.description}")
+            print(f"{m.name:32s} {m.path:30s} {m.description}")
         return 0
 
     results = []
@@ -180,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                 status = "killed" if rc not in (0, -1) else ("timeout" if rc == -1 else "SURVIVED")
                 results.append((m, status, dt, last))
             r = results[-1]
-            print(f"{r[1]:8s} {m.name:24s} {r[2]:6.0f} s  {m.description}  [{r[3]}]", flush=True)
+            print(f"{r[1]:8s} {m.name:32s} {r[2]:6.0f} s  {m.description}  [{r[3]}]", flush=True)
             shutil.rmtree(tree, ignore_errors=True)
     killed = sum(r[1] == "killed" for r in results)
     print(f"\n{killed}/{len(results)} mutations killed")

@@ -20,6 +20,7 @@ import numpy as np
 
 REFERENCE_MODULES = (
     "distributions", "hlgauss", "targets", "losses", "normalization", "networks", "discrete",
+    "rollout",
 )
 
 
@@ -219,9 +220,20 @@ def _same_name(package: str) -> dict[str, str]:
     return {f"{m}.{f}": f"{package}.{m}:{f}" for m, fs in _SAME_NAME.items() for f in fs}
 
 
+def _iteration(package: str) -> dict[str, str]:
+    """``spec.reference.rollout``: the agent's rollout, its targets and the iteration that
+    computes the rollout metrics (compared in ``test_layer4_iteration.py``)."""
+    return {"rollout.collect_rollout": f"{package}.agent:rollout",
+            "rollout.iteration_targets": f"{package}.agent:compute_targets",
+            "rollout.iteration_advantages": f"{package}.agent:compute_advantages",
+            "rollout.rollout_metrics": f"{package}.agent:make_iteration"}
+
+
 REGISTRY: dict[str, dict[str, str | Callable]] = {
     "jax": {
         **_same_name("reppo_jax"),
+        **_iteration("reppo_jax"),
+        "rollout.collect_discrete_rollout": "reppo_jax.discrete_agent:rollout",
         "networks.silu": "flax.linen:silu",
         "networks.rms_norm": _jax_rms_norm,
         "networks.layer_norm": _jax_layer_norm,
@@ -233,6 +245,7 @@ REGISTRY: dict[str, dict[str, str | Callable]] = {
     },
     "torch": {
         **_same_name("reppo_torch"),
+        **_iteration("reppo_torch"),
         "networks.silu": "reppo_torch.networks:silu",
         "networks.rms_norm": "reppo_torch.networks:rms_norm",
         "networks.layer_norm": "reppo_torch.networks:layer_norm",
@@ -244,7 +257,10 @@ REGISTRY: dict[str, dict[str, str | Callable]] = {
     },
 }
 
-PENDING: dict[str, dict[str, str]] = {"jax": {}, "torch": {}}
+PENDING: dict[str, dict[str, str]] = {"jax": {}, "torch": {
+    "rollout.collect_discrete_rollout": "the torch port has no discrete (D-REPPO) trainer, only "
+                                        "the loss primitives (reppo_torch/discrete.py)",
+}}
 
 
 class MissingCounterpart(LookupError):

@@ -35,9 +35,9 @@ def pytest_terminal_summary(terminalreporter):
         return
     tr = terminalreporter
     tr.section("parity: largest observed error per layer")
-    tr.write_line(f"{'layer':<14}{'dtype':<9}{'checks':>8}{'max |diff|/tol':>16}{'max |diff|':>13}")
+    tr.write_line(f"{'layer':<20}{'dtype':<9}{'checks':>8}{'max |diff|/tol':>16}{'max |diff|':>13}")
     for (layer, dt), e in sorted(WORST.items()):
-        tr.write_line(f"{layer:<14}{dt:<9}{e['checks']:>8}{e['ratio']:>16.3e}{e['diff']:>13.3e}")
+        tr.write_line(f"{layer:<20}{dt:<9}{e['checks']:>8}{e['ratio']:>16.3e}{e['diff']:>13.3e}")
 
 
 @pytest.fixture(params=sorted(BACKENDS))

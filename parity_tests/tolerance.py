@@ -21,6 +21,7 @@ ULPS = {
     "grad": 256,          # layer-1 gradients: one more pass of the same operations
     "network": 1024,      # layer-2 forward: chained matmuls (K ≤ 64) and norms
     "network_grad": 4096, # layer-2 parameter gradients: backprop through the whole stack
+    "rollout": 1024,      # layer-4 batch fields: ≤ 2 network forwards after a normalisation
 }
 FD_RTOL = 1e-6            # float64 central finite differences of the reference, h ≈ 1e-6·|x|
 

@@ -254,28 +254,32 @@ def _norm(h: Hyper, stats: RunningStats, obs):
     return normalize(obs, stats) if h.normalize_obs else obs
 
 
-def rollout(nets: Nets, h: Hyper, env, carry: Carry):
+def rollout(nets: Nets, h: Hyper, env, carry: Carry, noise=None):
     """Collect num_steps × num_envs transitions with the behaviour policy θ' = carry.agent.actor.
 
     Statistics are updated with every new observation before it is normalised, so x_{t+1} is
     normalised identically as a bootstrap input at step t and as the policy input at step t+1.
+    ``noise``: optional ``(action, bootstrap)`` standard normals (T, N, A) used instead of the
+    draws from the carry's key (the keys are split all the same); the parity suite's layer 4
+    feeds the same noise to every port.
     """
     agent = carry.agent
     behaviour, critic = agent.actor, agent.critic
 
-    def step(c, _):
+    def step(c, eps):
         stats, env_state, obs, key = c
         key, k_act, k_boot = jax.random.split(key, 3)
         x = _norm(h, stats, obs)
         mean, std = policy(nets, h, behaviour, x)
-        action, pre = D.tanh_gaussian_sample(mean, std, jax.random.normal(k_act, mean.shape))
+        e_act = jax.random.normal(k_act, mean.shape) if eps is None else eps[0]
+        action, pre = D.tanh_gaussian_sample(mean, std, e_act)
         env_state, out = env.step(env_state, action)
         if h.normalize_obs:
             stats = running_stats_update(stats, out.obs)
         x_next = _norm(h, stats, out.final_obs)
         n_mean, n_std = policy(nets, h, behaviour, x_next)
-        a_next, pre_next = D.tanh_gaussian_sample(n_mean, n_std,
-                                                  jax.random.normal(k_boot, n_mean.shape))
+        e_boot = jax.random.normal(k_boot, n_mean.shape) if eps is None else eps[1]
+        a_next, pre_next = D.tanh_gaussian_sample(n_mean, n_std, e_boot)
         next_log_prob = D.tanh_gaussian_log_prob(n_mean, n_std, pre_next)
         next_value, next_emb = q_of(nets, h, critic, x_next, a_next)
         tr = Transition(x, action, out.reward, out.terminated, out.truncated, next_value,
@@ -288,7 +292,7 @@ def rollout(nets: Nets, h: Hyper, env, carry: Carry):
         return (stats, env_state, out.obs, key), (tr, ep)
 
     (stats, env_state, obs, key), (batch, episodes) = jax.lax.scan(
-        step, (agent.obs_stats, carry.env_state, carry.obs, carry.key), None, length=h.num_steps)
+        step, (agent.obs_stats, carry.env_state, carry.obs, carry.key), noise, length=h.num_steps)
     carry = Carry(agent._replace(obs_stats=stats), env_state, obs, key)
     return carry, batch, episodes
 
@@ -313,7 +317,7 @@ def compute_advantages(h: Hyper, agent: AgentState, batch: Transition) -> dict[s
 
 def update(nets: Nets, h: Hyper, opts, agent: AgentState, batch: Transition, targets, key,
            extras: dict | None = None,
-           shard_minibatches: Callable[[dict], dict] | None = None):
+           shard_minibatches: Callable[[dict], dict] | None = None, noise: dict | None = None):
     """num_epochs × num_minibatches of (critic step, [value step,] actor step, multiplier step).
 
     ``extras``: further per-transition arrays (T, N, ...) for the minibatches (the ppo
@@ -323,6 +327,9 @@ def update(nets: Nets, h: Hyper, opts, agent: AgentState, batch: Transition, tar
     ``(num_minibatches, minibatch, ...)`` arrays — with several devices,
     ``reppo_jax.distributed.DataParallel.shard_minibatches`` splits every minibatch over them; it
     changes where the math runs, not what it computes.
+    ``noise``: optional explicit draws instead of the key's — ``perm`` (E, n) permutations,
+    ``actor`` (E, M, …) and ``kl`` (E, M, k, B, A) actor noise (see :func:`actor_noise`); the
+    keys are split all the same. For the parity suite's layer 4.
     """
     behaviour = agent.actor  # θ' snapshot, fixed for the whole iteration
     n = h.num_envs * h.num_steps
@@ -330,38 +337,50 @@ def update(nets: Nets, h: Hyper, opts, agent: AgentState, batch: Transition, tar
             "target": targets, "next_emb": batch.next_emb, **(extras or {})}
     data = jax.tree.map(lambda x: x.reshape((n,) + x.shape[2:]), data)
 
-    def epoch(agent, key):
+    def epoch(agent, xs):
+        key, eps = xs
         k_perm, k_mb = jax.random.split(key)
-        perm = jax.random.permutation(k_perm, n)
+        perm = jax.random.permutation(k_perm, n) if eps is None else eps["perm"]
         mbs = jax.tree.map(lambda x: x[perm].reshape((h.num_minibatches, -1) + x.shape[1:]), data)
         if shard_minibatches is not None:
             mbs = shard_minibatches(mbs)
         keys = jax.random.split(k_mb, h.num_minibatches)
 
         def minibatch(agent, xs):
-            mb, k = xs
-            noise, kl_noise = actor_noise(h, k, mb["obs"].shape[0])
+            mb, k, e = xs
+            noise, kl_noise = (actor_noise(h, k, mb["obs"].shape[0]) if e is None
+                               else (e["actor"], e["kl"]))
             return minibatch_step(nets, h, opts, agent, behaviour, mb, noise, kl_noise)
 
-        return jax.lax.scan(minibatch, agent, (mbs, keys))
+        mb_eps = None if eps is None else {"actor": eps["actor"], "kl": eps["kl"]}
+        return jax.lax.scan(minibatch, agent, (mbs, keys, mb_eps))
 
-    agent, infos = jax.lax.scan(epoch, agent, jax.random.split(key, h.num_epochs))
+    agent, infos = jax.lax.scan(epoch, agent, (jax.random.split(key, h.num_epochs), noise))
     return agent, jax.tree.map(jnp.mean, infos)
+
+
+UPDATE_NOISE = ("perm", "actor", "kl")
+"""The keys of an iteration's explicit noise that :func:`update` reads (the rest: the rollout's
+``action`` and ``bootstrap``)."""
 
 
 def make_iteration(nets: Nets, h: Hyper, env,
                    shard_minibatches: Callable[[dict], dict] | None = None):
     """The whole iteration as one function of the carry, to be jitted once
-    (``shard_minibatches``: see :func:`update`)."""
+    (``shard_minibatches``: see :func:`update`). ``iteration(carry, noise)`` takes optional
+    explicit draws (a dict: ``action``, ``bootstrap`` for :func:`rollout`; ``perm``, ``actor``,
+    ``kl`` for :func:`update`) — the parity suite's layer 4; training passes none."""
     opts = optimizers(h)
 
-    def iteration(carry: Carry):
-        carry, batch, episodes = rollout(nets, h, env, carry)
+    def iteration(carry: Carry, noise: dict | None = None):
+        carry, batch, episodes = rollout(
+            nets, h, env, carry, None if noise is None else (noise["action"], noise["bootstrap"]))
         targets = compute_targets(h, carry.agent, batch)
         extras = compute_advantages(h, carry.agent, batch) if h.actor_gradient == "ppo" else None
         key, k_upd = jax.random.split(carry.key)
         agent, info = update(nets, h, opts, carry.agent, batch, targets, k_upd, extras,
-                             shard_minibatches)
+                             shard_minibatches,
+                             None if noise is None else {k: noise[k] for k in UPDATE_NOISE})
         done = episodes["done"].astype(jnp.float32)
         n_done = jnp.sum(done)
         info = {**info,

@@ -230,20 +230,24 @@ def bootstrap(nets: Nets, h, behaviour, critic, x_next):
             z_next)
 
 
-def rollout(nets: Nets, h, env, carry: A.Carry):
+def rollout(nets: Nets, h, env, carry: A.Carry, noise=None):
     """num_steps × num_envs transitions with actions sampled from π_θ' (one key per step).
 
     Statistics are updated with every new observation before it is normalised (as the continuous
     agent does). ``Transition.next_log_prob`` holds −H[π_θ'(·|x′)] so that ``soft_rewards``
-    gives r̃ = r + γ·α·H."""
+    gives r̃ = r + γ·α·H. ``noise``: optional standard Gumbel draws (T, N, |A|), the action then
+    argmax(logits + g) (the Gumbel-max rule of ``jax.random.categorical``) instead of a draw from
+    the step's key (split all the same); the parity suite's layer 4."""
     agent = carry.agent
     behaviour, critic = agent.actor, agent.critic
 
-    def step(c, _):
+    def step(c, gumbel):
         stats, env_state, obs, key = c
         key, k_act = jax.random.split(key)
         x = _norm(h, stats, obs)
-        action = Dd.sample_actions(k_act, logits_of(nets, behaviour, x))
+        logits = logits_of(nets, behaviour, x)
+        action = Dd.sample_actions(k_act, logits) if gumbel is None else \
+            jnp.argmax(logits + gumbel, axis=-1).astype(jnp.int32)
         env_state, out = env.step(env_state, action)
         if h.normalize_obs:
             stats = running_stats_update(stats, out.obs)
@@ -256,7 +260,7 @@ def rollout(nets: Nets, h, env, carry: A.Carry):
         return (stats, env_state, out.obs, key), (tr, ep)
 
     (stats, env_state, obs, key), (batch, episodes) = jax.lax.scan(
-        step, (agent.obs_stats, carry.env_state, carry.obs, carry.key), None, length=h.num_steps)
+        step, (agent.obs_stats, carry.env_state, carry.obs, carry.key), noise, length=h.num_steps)
     return A.Carry(agent._replace(obs_stats=stats), env_state, obs, key), batch, episodes
 
 
@@ -267,17 +271,20 @@ def compute_targets(h, agent: A.AgentState, batch: A.Transition) -> jax.Array:
     return soft_td_lambda(r, batch.next_value, batch.terminated, batch.truncated, h.gamma, h.lam)
 
 
-def update(nets: Nets, h, opts, agent: A.AgentState, batch: A.Transition, targets, key):
+def update(nets: Nets, h, opts, agent: A.AgentState, batch: A.Transition, targets, key,
+           perms=None):
     """num_epochs × num_minibatches of (critic step, actor step, multiplier step); metrics are
-    averaged over every minibatch of the iteration."""
+    averaged over every minibatch of the iteration. ``perms``: optional explicit shuffles
+    (E, n) instead of the key's (the parity suite's layer 4)."""
     behaviour = agent.actor
     n = batch.obs.shape[0] * batch.obs.shape[1]
     data = {"obs": batch.obs, "action": batch.action, "reward": batch.reward,
             "target": targets, "next_emb": batch.next_emb}
     data = jax.tree.map(lambda x: x.reshape((n,) + x.shape[2:]), data)
 
-    def epoch(agent, key):
-        perm = jax.random.permutation(key, n)
+    def epoch(agent, xs):
+        key, given = xs
+        perm = jax.random.permutation(key, n) if given is None else given
         mbs = jax.tree.map(lambda x: x[perm].reshape((h.num_minibatches, -1) + x.shape[1:]), data)
 
         def minibatch(agent, mb):
@@ -285,7 +292,7 @@ def update(nets: Nets, h, opts, agent: A.AgentState, batch: A.Transition, target
 
         return jax.lax.scan(minibatch, agent, mbs)
 
-    agent, infos = jax.lax.scan(epoch, agent, jax.random.split(key, h.num_epochs))
+    agent, infos = jax.lax.scan(epoch, agent, (jax.random.split(key, h.num_epochs), perms))
     return agent, jax.tree.map(jnp.mean, infos)
 
 
@@ -301,14 +308,18 @@ def iteration_info(info, batch, targets, episodes) -> dict:
 
 
 def make_iteration(nets: Nets, h, env):
-    """The whole iteration as one function of the carry, to be jitted once."""
+    """The whole iteration as one function of the carry, to be jitted once.
+    ``iteration(carry, noise)`` takes optional explicit draws (a dict: ``gumbel`` for
+    :func:`rollout`, ``perm`` for :func:`update`) — the parity suite's layer 4."""
     opts = A.optimizers(h)
 
-    def iteration(carry: A.Carry):
-        carry, batch, episodes = rollout(nets, h, env, carry)
+    def iteration(carry: A.Carry, noise: dict | None = None):
+        carry, batch, episodes = rollout(nets, h, env, carry,
+                                         None if noise is None else noise["gumbel"])
         targets = compute_targets(h, carry.agent, batch)
         key, k_upd = jax.random.split(carry.key)
-        agent, info = update(nets, h, opts, carry.agent, batch, targets, k_upd)
+        agent, info = update(nets, h, opts, carry.agent, batch, targets, k_upd,
+                             None if noise is None else noise["perm"])
         return (A.Carry(agent, carry.env_state, carry.obs, key),
                 iteration_info(info, batch, targets, episodes))
 

@@ -329,26 +329,31 @@ def _norm(h: Hyper, stats: RunningStats, obs: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def rollout(h: Hyper, env, carry: Carry) -> tuple[Carry, Transition, dict]:
+def rollout(h: Hyper, env, carry: Carry, noise: tuple | None = None
+            ) -> tuple[Carry, Transition, dict]:
     """Collect num_steps × num_envs transitions with the behaviour policy θ' = carry.behaviour.
 
     Statistics are updated with every new observation before it is normalised, so x_{t+1} is
     normalised identically as a bootstrap input at step t and as the policy input at step t+1.
+    ``noise``: optional ``(action, bootstrap)`` standard normals (T, N, A) used instead of the
+    streams' draws (the parity suite's layer 4 feeds the same noise to every port).
     """
     behaviour, critic = carry.behaviour, carry.agent.critic
     stats, obs, streams, shard = carry.agent.obs_stats, carry.obs, carry.streams, carry.shard
     steps: list[tuple] = []
-    for _ in range(h.num_steps):
+    for t in range(h.num_steps):
         x = _norm(h, stats, obs)
         mean, std = policy(h, behaviour, x)
-        eps = shard.randn(mean.shape, streams.action, mean.device)
+        eps = shard.randn(mean.shape, streams.action, mean.device) if noise is None \
+            else noise[0][t]
         action, pre = D.tanh_gaussian_sample(mean, std, eps)
         out = env.step(action)
         if h.normalize_obs:
             stats = shard.running_stats_update(stats, out.obs)
         x_next = _norm(h, stats, out.final_obs)
         n_mean, n_std = policy(h, behaviour, x_next)
-        eps = shard.randn(n_mean.shape, streams.bootstrap, n_mean.device)
+        eps = shard.randn(n_mean.shape, streams.bootstrap, n_mean.device) if noise is None \
+            else noise[1][t]
         a_next, pre_next = D.tanh_gaussian_sample(n_mean, n_std, eps)
         next_log_prob = D.tanh_gaussian_log_prob(n_mean, n_std, pre_next)
         next_value, next_emb = q_of(h, critic, x_next, a_next)
@@ -393,7 +398,7 @@ def compute_advantages(h: Hyper, agent: AgentState, batch: Transition) -> dict[s
 
 def update(h: Hyper, agent: AgentState, behaviour: Actor, batch: Transition,
            targets: torch.Tensor, streams: Streams, shard: Shard = SINGLE,
-           extras: dict | None = None) -> tuple[AgentState, dict]:
+           extras: dict | None = None, noise: dict | None = None) -> tuple[AgentState, dict]:
     """num_epochs × num_minibatches of (critic step, [value step,] actor step, multiplier step).
 
     ``extras``: further per-transition tensors (T, N, ...) for the minibatches (the ppo
@@ -401,7 +406,9 @@ def update(h: Hyper, agent: AgentState, behaviour: Actor, batch: Transition,
     minibatch of the iteration (0-dim device tensors, summed on the device: no host sync
     here). ``shard``: the part of the global batch this process holds — under torchrun each
     rank updates on its part of every minibatch with the matching slice of the global noise
-    (``reppo_torch.distributed``); one process: unchanged."""
+    (``reppo_torch.distributed``); one process: unchanged. ``noise``: optional explicit draws
+    instead of the streams' — ``perm`` (E, n), ``actor`` (E, M, …), ``kl`` (E, M, k, B, A);
+    the parity suite's layer 4 (one process)."""
     n = h.num_envs * h.num_steps
     data = {"obs": batch.obs, "action": batch.action, "reward": batch.reward,
             "target": targets, "next_emb": batch.next_emb, **(extras or {})}
@@ -410,16 +417,20 @@ def update(h: Hyper, agent: AgentState, behaviour: Actor, batch: Transition,
     device = batch.obs.device
     names: list[str] | None = None
     total = None
-    for _ in range(h.num_epochs):
-        perm = shard.permutation(n, h.num_minibatches, streams.shuffle, device)
+    for e in range(h.num_epochs):
+        perm = shard.permutation(n, h.num_minibatches, streams.shuffle, device) \
+            if noise is None else noise["perm"][e]
         shuffled = {k: v[perm] for k, v in data.items()}
         for i in range(h.num_minibatches):
             mb = {k: v[i * size:(i + 1) * size] for k, v in shuffled.items()}
-            noise, kl_noise = actor_noise(h, streams.actor, shard.global_count(size), streams.kl,
+            if noise is None:
+                eps, kl_eps = actor_noise(h, streams.actor, shard.global_count(size), streams.kl,
                                           device)
-            # the batch axis: 0 for (B, A), 1 for the score estimator's (k, B, A)
-            noise, kl_noise = shard.take(noise, noise.dim() - 2), shard.take(kl_noise, 1)
-            agent, info = minibatch_step(h, agent, behaviour, mb, noise, kl_noise)
+                # the batch axis: 0 for (B, A), 1 for the score estimator's (k, B, A)
+                eps, kl_eps = shard.take(eps, eps.dim() - 2), shard.take(kl_eps, 1)
+            else:
+                eps, kl_eps = noise["actor"][e, i], noise["kl"][e, i]
+            agent, info = minibatch_step(h, agent, behaviour, mb, eps, kl_eps)
             vec = torch.stack([v.to(torch.float32) for v in info.values()])
             if total is None:
                 names, total = list(info), vec
@@ -429,17 +440,26 @@ def update(h: Hyper, agent: AgentState, behaviour: Actor, batch: Transition,
     return agent, dict(zip(names, mean.unbind()))
 
 
+UPDATE_NOISE = ("perm", "actor", "kl")
+"""The keys of an iteration's explicit noise that :func:`update` reads (the rest: the rollout's
+``action`` and ``bootstrap``)."""
+
+
 def make_iteration(h: Hyper, env):
     """The whole iteration as one function of the carry: snapshot θ', rollout, targets, update,
-    and the rollout metrics (0-dim device tensors)."""
+    and the rollout metrics (0-dim device tensors). ``iteration(carry, noise)`` takes optional
+    explicit draws (a dict: ``action``, ``bootstrap`` for :func:`rollout`; ``perm``, ``actor``,
+    ``kl`` for :func:`update`) — the parity suite's layer 4; training passes none."""
 
-    def iteration(carry: Carry) -> tuple[Carry, dict]:
+    def iteration(carry: Carry, noise: dict | None = None) -> tuple[Carry, dict]:
         snapshot(carry.agent, carry.behaviour)  # θ' fixed for the whole iteration
-        carry, batch, episodes = rollout(h, env, carry)
+        carry, batch, episodes = rollout(
+            h, env, carry, None if noise is None else (noise["action"], noise["bootstrap"]))
         targets = compute_targets(h, carry.agent, batch)
         extras = compute_advantages(h, carry.agent, batch) if h.actor_gradient == "ppo" else None
         agent, info = update(h, carry.agent, carry.behaviour, batch, targets, carry.streams,
-                             carry.shard, extras)
+                             carry.shard, extras,
+                             None if noise is None else {k: noise[k] for k in UPDATE_NOISE})
         with torch.no_grad():
             done = episodes["done"].to(torch.float32)
             n_done = torch.sum(done)

@@ -7,5 +7,6 @@ from spec.reference import (  # noqa: F401
     losses,
     networks,
     normalization,
+    rollout,
     targets,
 )
