@@ -321,8 +321,10 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
         else best["eval"]
     best_txt = f"{best_ret:.1f}" if best_ret is not None else "n/a"
     status = "stopped" if stop["flag"] else "done"
-    print(f"{status}: {steps:,} env steps, best eval return {best_txt}, wall {wall:.0f}s, "
-          f"run dir {run.path}")
+    compile_txt = (f" (compile {result.compile_s:.1f}s)"
+                   if result is not None and result.compile_s is not None else "")
+    print(f"{status}: {steps:,} env steps, best eval return {best_txt}, wall {wall:.0f}s"
+          f"{compile_txt}, run dir {run.path}")
     if stop["flag"]:
         print(f"continue with: reppo train --resume {run.path}")
     return 0
