@@ -166,8 +166,9 @@ class Trainer:
     def place(self, carry: A.Carry) -> A.Carry:
         """The carry in the iteration's device layout, committed to its device(s): the fresh
         or restored carry then has the same type (avals *and* shardings) as the one the
-        iteration returns, so the iteration compiles once per run. (An uncommitted carry —
-        arrays built outside jit — compiled a second program at iteration 2.)"""
+        iteration returns, so the iteration compiles once per run. (A carry that mixed
+        uncommitted arrays with the device-committed ones of an MJX env state compiled a second
+        program at iteration 2.)"""
         if self.parallel is not None:
             return self.parallel.place(carry)
         return jax.device_put(carry, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
