@@ -517,12 +517,13 @@ def _train_locked(args: argparse.Namespace, cfg: ReppoConfig, env: Any, backend:
     steps = result.env_steps
     best_ret = result.best_eval_return if result.best_eval_return is not None else best["eval"]
     best_txt = f"{best_ret:.1f}" if best_ret is not None else "n/a"
+    compile_txt = f" (compile {result.compile_s:.1f}s)" if result.compile_s is not None else ""
     if _finished(cfg, result) or not stop.requested:
-        print(f"done: {steps:,} env steps, best eval return {best_txt}, wall {wall:.0f}s, "
-              f"run dir {run.path}")
+        print(f"done: {steps:,} env steps, best eval return {best_txt}, wall {wall:.0f}s"
+              f"{compile_txt}, run dir {run.path}")
         return EXIT_OK
     print(f"stopped: {stop.signame} after {steps:,} env steps (checkpoint written), best eval "
-          f"return {best_txt}, wall {wall:.0f}s, run dir {run.path}")
+          f"return {best_txt}, wall {wall:.0f}s{compile_txt}, run dir {run.path}")
     print(f"continue with: reppo train --resume {run.path}")
     return EXIT_STOPPED
 

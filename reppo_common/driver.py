@@ -8,8 +8,10 @@ Cadence (``config.run``): ``total_env_steps // steps_per_iteration`` iterations 
 an evaluation every ``eval_interval // steps_per_iteration`` iterations and after the last one;
 a full-state checkpoint every ``checkpoint_interval // steps_per_iteration`` iterations
 (``checkpoint_interval = 0``: only at the end), after the last iteration and when
-``hooks.should_stop()`` turns True. ``train/sps`` excludes the first iteration of a process
-(compile / warm-up, reported as ``compile_s``).
+``hooks.should_stop()`` turns True. ``train/sps`` is steady-state throughput: it excludes every
+compiling iteration — the process's first one (compile / warm-up) and any during which the port's
+optional ``compile_count()`` grew — whose summed wall time is ``compile_s`` (in every train
+record and in the :class:`TrainResult`).
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ class Port(Protocol):
     def any_process(self, flag: bool) -> bool:
         """``flag`` or-ed over the processes of the run (one process: ``flag``)."""
 
+    # optional: ``compile_count() -> int``, the programs the backend has compiled so far in this
+    # process; an iteration during which it grew is timed as compilation, not throughput
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -103,22 +108,24 @@ def run_loop(config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks | None
                                                    - t_start)
     best, final_eval, n_evals = start.best_eval_return, dict(start.last_eval), start.evals_done
     last_ckpt = start.checkpoint
+    compiles = getattr(port, "compile_count", None)
     compile_s = None
-    t_train = 0.0
+    t_train, timed_iters = 0.0, 0
     it = start.iteration
     env_steps = it * per_iter
     for it in range(start.iteration + 1, plan.iterations + 1):
+        n_compiled = compiles() if compiles else 0
         t0 = time.perf_counter()
         carry, values, bad = port.iterate(carry)
         dt = time.perf_counter() - t0
-        if compile_s is None:
-            compile_s = dt  # the process's first iteration: compile / warm-up
+        if compile_s is None or (compiles and compiles() != n_compiled):
+            compile_s = (compile_s or 0.0) + dt  # first iteration of a process, or a compile
         else:
-            t_train += dt
+            t_train, timed_iters = t_train + dt, timed_iters + 1
         env_steps = it * per_iter
-        timed_iters = it - start.iteration - 1
         sps = timed_iters * per_iter / t_train if t_train > 0 else float("nan")
-        metrics = {"env_steps": env_steps, "iteration": it, "train/sps": sps, **values}
+        metrics = {"env_steps": env_steps, "iteration": it, "train/sps": sps,
+                   "compile_s": compile_s, **values}
         if hooks.on_train_metrics:
             hooks.on_train_metrics(metrics)
         if bad is not None:

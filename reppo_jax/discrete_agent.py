@@ -514,4 +514,4 @@ class DiscreteTrainer(Trainer):
         setup_trainer(self)
 
     def init(self, seed: int) -> A.Carry:
-        return init_carry(self, seed)
+        return self.place(init_carry(self, seed))

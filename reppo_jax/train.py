@@ -20,6 +20,7 @@ from reppo_common.errors import UserError
 from reppo_common.seeding import EVAL_RUN_SEED_OFFSET
 from reppo_jax import checkpoint as CK
 from reppo_jax.checkpoint import guard_iteration
+from reppo_jax.compile_log import COMPILES
 from reppo_jax.distributed import DataParallel, data_parallel
 from spec import derived, params as P
 from spec import hyper
@@ -159,9 +160,14 @@ class Trainer:
         return self.parallel.jit_iteration(iteration, jax.eval_shape(lambda: self._fresh_carry(0)))
 
     def place(self, carry: A.Carry) -> A.Carry:
-        """The carry in the iteration's device layout (a no-op on one device); for a carry
-        restored from a checkpoint."""
-        return carry if self.parallel is None else self.parallel.place(carry)
+        """The carry in the iteration's device layout, committed to its device(s): the fresh
+        or restored carry then has the same type (avals *and* shardings) as the one the
+        iteration returns, so the iteration compiles once per run. (A carry that mixed
+        uncommitted arrays with the device-committed ones of an MJX env state compiled a second
+        program at iteration 2.)"""
+        if self.parallel is not None:
+            return self.parallel.place(carry)
+        return jax.device_put(carry, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
 
     def init(self, seed: int) -> A.Carry:
         """The initial carry of a run with this seed, laid out for the iteration."""
@@ -219,6 +225,11 @@ class _LoopPort:
 
     def any_process(self, flag: bool) -> bool:
         return flag  # one process (multi-device runs are one process per host)
+
+    def compile_count(self) -> int:
+        """XLA programs built so far in this process (``reppo_jax.compile_log``): the loop
+        counts an iteration during which this grew as compiling, not steady state."""
+        return COMPILES.count()
 
 
 def train(config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks | None = None,

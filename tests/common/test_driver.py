@@ -76,6 +76,37 @@ def test_cadence_metrics_and_result(tmp_path):
     assert result.compile_s is not None and port.or_calls == 10
 
 
+def test_sps_excludes_every_compiling_iteration(monkeypatch):
+    """An iteration during which the port's ``compile_count()`` grew is timed as compilation
+    (``compile_s``), not as throughput, like the process's first iteration; ``train/sps`` is the
+    env steps of the other iterations over their time."""
+    import reppo_common.driver as D
+
+    clock = {"t": 0.0}
+    monkeypatch.setattr(D.time, "perf_counter", lambda: clock["t"])
+    durations = {1: 50.0, 2: 1.0, 3: 20.0, 4: 1.0, 5: 3.0}  # iteration 3 recompiles
+
+    class CompilingPort(FakePort):
+        compiled = 1
+
+        def iterate(self, carry):
+            clock["t"] += durations[carry + 1]
+            if carry + 1 == 3:
+                self.compiled += 1
+            return super().iterate(carry)
+
+        def compile_count(self):
+            return self.compiled
+
+    train = []
+    result = run_loop(config(500, 10**6, 0), None, TrainHooks(on_train_metrics=train.append),
+                      CompilingPort(), carry=0)
+    assert [m["compile_s"] for m in train] == [50.0, 50.0, 70.0, 70.0, 70.0]
+    assert math.isnan(train[0]["train/sps"])
+    assert [m["train/sps"] for m in train[1:]] == [100.0, 100.0, 100.0, 300 / 5.0]
+    assert result.compile_s == 70.0
+
+
 def test_no_run_dir_writes_nothing_and_non_evaluating_process():
     port = FakePort(evaluates=False)
     result = run_loop(config(500, 100, 100), None, None, port, carry=0)

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from reppo_jax.envs.toy import make_toy_env
+from reppo_jax.compile_log import COMPILES
 from reppo_jax.train import Trainer, train
 from spec.backend import TrainHooks
 from spec.config import apply_overrides
@@ -113,6 +114,7 @@ def train_and_resume() -> dict:
     assert len(jax.devices()) >= 2
     trainer = make_trainer(2)
     cfg = trainer.config
+    compiled = (COMPILES.count("guarded"), COMPILES.count("evaluate"))
     with tempfile.TemporaryDirectory() as tmp:
         full, part = [], []
         res = train(cfg, Path(tmp) / "full", TrainHooks(on_train_metrics=full.append),
@@ -121,12 +123,15 @@ def train_and_resume() -> dict:
         train(short, Path(tmp) / "part", TrainHooks(), trainer=trainer)
         train(cfg, Path(tmp) / "part", TrainHooks(on_train_metrics=part.append), resume=True,
               trainer=trainer)
-    drop = ("train/sps", "env_steps", "iteration")
+    drop = ("train/sps", "compile_s", "env_steps", "iteration")
     last_full = {k: v for k, v in full[-1].items() if k not in drop}
     last_part = {k: v for k, v in part[-1].items() if k not in drop}
     return {"iterations": res.iterations, "final_eval": res.final_eval,
             "resumed_iterations": [m["iteration"] for m in part],
             "resume_exact": last_full == last_part,
+            # programs built over the three train() calls (8 iterations, 4 evaluations)
+            "iteration_compiles": COMPILES.count("guarded") - compiled[0],
+            "evaluate_compiles": COMPILES.count("evaluate") - compiled[1],
             "finite": all(np.isfinite(v) for m in full for k, v in m.items() if k not in drop)}
 
 

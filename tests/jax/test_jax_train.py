@@ -61,14 +61,40 @@ def test_toy_env_learns_optimal_policy_and_value():
     assert ret > 0.97 * env.max_episode_steps, ret
 
 
-def test_iteration_compiles_once():
-    """The jitted iteration's carry is type-stable: a second call hits the compile cache."""
-    cfg = _toy_config(**{"rollout.total_env_steps": 16 * 16 * 2})
-    trainer = Trainer(cfg, make_toy_env(16), make_toy_env(2))
-    carry = trainer.init(0)
-    carry, _ = trainer.iteration(carry)
-    carry, _ = trainer.iteration(carry)
-    assert trainer.iteration._cache_size() == 1
+@pytest.mark.parametrize("discrete", (False, True), ids=("continuous", "discrete"))
+def test_iteration_and_evaluation_compile_once_per_run(tmp_path, discrete):
+    """The carry the iteration returns has the type of the one it was given (avals and
+    shardings), so a run builds one iteration program and one evaluation program — counted from
+    JAX's backend-compile events over 3 iterations with an evaluation after each, then a resume
+    from the checkpoint of iteration 2 with the same trainer. Only iterations that compiled are
+    excluded from ``train/sps``; their time is ``compile_s``."""
+    from reppo_jax.compile_log import COMPILES
+    from reppo_jax.envs.toy_discrete import DiscreteBanditEnv
+
+    per_iter = 16 * 16
+    extra = {"rollout.total_env_steps": per_iter * 3, "run.eval_interval": per_iter,
+             "run.checkpoint_interval": per_iter}
+    if discrete:
+        cfg = _toy_config(**{"env.name": "toy/DiscreteBandit", "env.gamma": 0.5,
+                             "env.v_max": 4.0, **extra})
+        trainer = Trainer(cfg, DiscreteBanditEnv(16), DiscreteBanditEnv(8))
+    else:
+        cfg = _toy_config(**extra)
+        trainer = Trainer(cfg, make_toy_env(16), make_toy_env(8))
+    # as in a mujoco_playground env, whose state holds arrays committed to a device by MJX: a
+    # carry mixing committed and uncommitted arrays compiled a second program at iteration 2
+    reset = trainer.env.reset
+    trainer.env.reset = lambda key: jax.device_put(reset(key), jax.devices()[0])
+    before = COMPILES.count("guarded"), COMPILES.count("evaluate")
+    seen = []
+    train(cfg, tmp_path / "run", TrainHooks(on_train_metrics=seen.append), trainer=trainer)
+    assert (COMPILES.count("guarded") - before[0], COMPILES.count("evaluate") - before[1]) == (1, 1)
+    assert math.isnan(seen[0]["train/sps"]) and seen[0]["compile_s"] > 0
+    assert all(m["train/sps"] > 0 and m["compile_s"] == seen[0]["compile_s"] for m in seen[1:])
+    # resuming (a carry restored from the last checkpoint) reuses both programs
+    longer = apply_overrides(cfg, {"rollout.total_env_steps": per_iter * 4})
+    train(longer, tmp_path / "run", TrainHooks(), resume=True, trainer=trainer)
+    assert (COMPILES.count("guarded") - before[0], COMPILES.count("evaluate") - before[1]) == (1, 1)
 
 
 def test_train_hooks_and_metrics_are_finite():

@@ -54,9 +54,12 @@ def test_two_devices_equal_one_device():
 
 def test_two_device_training_evaluates_checkpoints_and_resumes_exactly():
     """``train()`` on 2 devices: evaluation, per-iteration checkpoints of the sharded carry, and a
-    resume into the 2-device layout that continues bit-identically."""
+    resume into the 2-device layout that continues bit-identically; the iteration and the
+    evaluation each compile once for all three runs."""
     r = _run_check("train")
     assert r["iterations"] == 4 and r["finite"], r
+    # one program each for the iteration and the evaluation, across fresh, short and resumed runs
+    assert (r["iteration_compiles"], r["evaluate_compiles"]) == (1, 1), r
     assert r["resumed_iterations"] == [4]
     assert r["resume_exact"], r
     assert r["final_eval"]["eval/episodes"] == 4
