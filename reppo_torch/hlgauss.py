@@ -6,6 +6,7 @@ v_max + w/2. Constants are built on the input's device (float64, then cast, like
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -19,9 +20,22 @@ def _check_support(v_min: float, v_max: float, num_bins: int) -> float:
     return (float(v_max) - float(v_min)) / (int(num_bins) - 1)
 
 
+@functools.lru_cache(maxsize=64)
+def _support(v_min: float, v_max: float, num_bins: int, dtype: torch.dtype,
+             device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(bin centres, bin edges) in ``dtype`` on ``device``, built in float64 and cast; cached,
+    since every minibatch needs them and the update is dispatch-bound (never written to)."""
+    w = (float(v_max) - float(v_min)) / (int(num_bins) - 1)
+    with torch.inference_mode(False):  # plain tensors even on a first call in inference mode
+        centres = torch.linspace(float(v_min), float(v_max), int(num_bins), dtype=torch.float64,
+                                 device=device)
+        last = torch.full((1,), float(v_max) + 0.5 * w, dtype=torch.float64, device=device)
+        edges = torch.cat([centres - 0.5 * w, last])
+        return centres.to(dtype), edges.to(dtype)
+
+
 def _centres(v_min: float, v_max: float, num_bins: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.linspace(float(v_min), float(v_max), int(num_bins), dtype=torch.float64,
-                          device=like.device).to(like.dtype)
+    return _support(float(v_min), float(v_max), int(num_bins), like.dtype, like.device)[0]
 
 
 def hlgauss_target(
@@ -29,13 +43,10 @@ def hlgauss_target(
 ) -> torch.Tensor:
     """hist(y)_i = Φ((e_{i+1} − y)/σ) − Φ((e_i − y)/σ), renormalised; y clipped to the support.
     Shape (...,) → (..., num_bins). Not differentiated (targets are constants)."""
-    w = _check_support(v_min, v_max, num_bins)
+    _check_support(v_min, v_max, num_bins)
     if not sigma > 0:
         raise ValueError(f"sigma must be > 0, got {sigma}")
-    centres = torch.linspace(float(v_min), float(v_max), int(num_bins), dtype=torch.float64,
-                             device=y.device)
-    last = torch.full((1,), float(v_max) + 0.5 * w, dtype=torch.float64, device=y.device)
-    edges = torch.cat([centres - 0.5 * w, last]).to(y.dtype)
+    edges = _support(float(v_min), float(v_max), int(num_bins), y.dtype, y.device)[1]
     yc = torch.clamp(y, float(v_min), float(v_max))
     cdf = torch.erf((edges - yc[..., None]) / (sigma * math.sqrt(2.0)))
     probs = 0.5 * (cdf[..., 1:] - cdf[..., :-1])
