@@ -19,6 +19,7 @@ from parity_tests.backends import (
     pending_target, resolve_target,
 )
 from parity_tests.harness import check_grads, check_values
+from parity_tests.tolerance import flush_scale
 
 LOG2 = math.log(2.0)
 
@@ -392,7 +393,7 @@ def test_ppo_actor_loss(dtype, data, clip_eps):
 def test_alpha_loss(dtype, data, alpha, target):
     ent = data.draw(st.sampled_from(S.BATCH_SHAPES).flatmap(lambda b: S.arrays(b, -30.0, 30.0)))
     log_alpha = np.asarray(math.log(alpha))
-    scale = alpha * float(np.max(np.abs(ent)) + abs(target))
+    scale = alpha * float(np.max(np.abs(ent)) + abs(target)) + flush_scale(alpha, dtype)
     args = (log_alpha, ent, target)
     check_values("losses.alpha_loss", args, dtype=dtype, scale=scale)
     grads = check_grads("losses.alpha_loss", args, dtype=dtype, wrt=(0, 1), scale=scale,
@@ -406,7 +407,7 @@ def test_beta_loss(dtype, data, beta, kl_target):
     kl = data.draw(st.sampled_from(S.BATCH_SHAPES).flatmap(
         lambda b: S.arrays(b, 0.0, 5 * kl_target, edges=(float(np.asarray(kl_target, dtype)),))))
     log_beta = np.asarray(math.log(beta))
-    scale = beta * float(np.max(np.abs(kl)) + kl_target)
+    scale = beta * float(np.max(np.abs(kl)) + kl_target) + flush_scale(beta, dtype)
     args = (log_beta, kl, kl_target)
     check_values("losses.beta_loss", args, dtype=dtype, scale=scale)
     grads = check_grads("losses.beta_loss", args, dtype=dtype, wrt=(0, 1), scale=scale, fd=False)

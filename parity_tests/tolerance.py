@@ -163,3 +163,10 @@ def reference_fd_vjp(fn, args, kwargs, wrt, cotangent, select=lambda out: out, r
             g[j] = (scalar(plus) - scalar(minus)) / (2 * h)
         grads.append(g)
     return grads
+
+
+def flush_scale(multiplier: float, dtype) -> float:
+    """The ``scale`` term covering a subnormal intermediate that XLA flushed to zero before it
+    was multiplied by ``multiplier`` (e.g. α · mean(Ĥ − ε_H) with Ĥ ≈ ε_H): the absolute error
+    is then up to ``multiplier · tiny``, above the policy's ``tiny`` floor when multiplier > 1."""
+    return float(multiplier) * float(np.finfo(np.dtype(dtype)).tiny) / (ULPS["value"] * eps(dtype))
