@@ -189,6 +189,11 @@ class Trainer:
                 "eval/episodes": int(ret.size)}
 
 
+def make_trainer(config: ReppoConfig, env: Any = None, eval_env: Any = None) -> Trainer:
+    """The trainer for ``config`` (envs built from the config where not given)."""
+    return Trainer(config, env, eval_env)
+
+
 def _scalarize(info: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in jax.device_get(dict(info)).items()}
 

@@ -195,6 +195,13 @@ class Trainer:
         return out
 
 
+def make_trainer(config: ReppoConfig, env: Any = None, eval_env: Any = None,
+                 device: torch.device | None = None) -> Trainer:
+    """The trainer for ``config`` (envs built from the config where not given; ``device``
+    from ``run.device`` unless given)."""
+    return Trainer(config, env, eval_env, device)
+
+
 def _scalarize(info: Mapping[str, torch.Tensor]) -> dict[str, float]:
     """One host sync for all of an iteration's metrics."""
     values = torch.stack([v.detach().to(torch.float32) for v in info.values()]).cpu().tolist()
