@@ -13,7 +13,6 @@ from spec.config import ReppoConfig
 class TorchBackend(PortBackend):
     name = "torch"
     package = "reppo_torch"
-    checkpoint_module = "train"
 
     def is_main_process(self) -> bool:
         """False on torchrun ranks other than 0: the CLI then trains without a run directory,

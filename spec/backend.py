@@ -92,7 +92,6 @@ class PortBackend:
 
     name: str = ""
     package: str = ""
-    checkpoint_module: str = "checkpoint"
 
     def __init__(self) -> None:
         # (config, run_dir, trainer) built by check_resume, reused by the following train()
@@ -119,7 +118,7 @@ class PortBackend:
         The CLI calls this before it touches the run directory; the built trainer is reused by
         the following :meth:`train`."""
         trainer = self.make_trainer(config)
-        info = self._module(self.checkpoint_module).check_resume(Path(run_dir), config, trainer)[0]
+        info = self._module("checkpoint").check_resume(Path(run_dir), config, trainer)[0]
         self._prepared = (config, Path(run_dir), trainer)
         return info
 
