@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 
 from reppo_jax import agent as A  # noqa: E402
 from reppo_jax.envs.toy import make_toy_env  # noqa: E402
-from reppo_jax.train import Trainer, train  # noqa: E402
+from reppo_jax.train import make_trainer, train  # noqa: E402
 from spec.backend import TrainHooks  # noqa: E402
 from spec.config import apply_overrides  # noqa: E402
 from spec.presets import preset_config  # noqa: E402
@@ -42,7 +42,7 @@ def test_toy_env_learns_optimal_policy_and_value():
     cfg = _toy_config()
     env = make_toy_env(cfg.rollout.num_envs)
     eval_env = make_toy_env(cfg.run.eval_episodes)
-    trainer = Trainer(cfg, env, eval_env)
+    trainer = make_trainer(cfg, env, eval_env)
     carry = trainer.init(cfg.run.seed)
     for _ in range(cfg.rollout.total_env_steps // trainer.steps_per_iteration):
         carry, info = trainer.iteration(carry)
@@ -64,7 +64,7 @@ def test_toy_env_learns_optimal_policy_and_value():
 def test_iteration_compiles_once():
     """The jitted iteration's carry is type-stable: a second call hits the compile cache."""
     cfg = _toy_config(**{"rollout.total_env_steps": 16 * 16 * 2})
-    trainer = Trainer(cfg, make_toy_env(16), make_toy_env(2))
+    trainer = make_trainer(cfg, make_toy_env(16), make_toy_env(2))
     carry = trainer.init(0)
     carry, _ = trainer.iteration(carry)
     carry, _ = trainer.iteration(carry)
@@ -91,7 +91,7 @@ def test_section_4_1_estimators_learn_the_toy_env(gradient):
     from reppo_jax.train import state_from_canonical, state_to_canonical
 
     cfg = _toy_config(**{"actor.gradient": gradient, "rollout.total_env_steps": 16 * 16 * 60})
-    trainer = Trainer(cfg, make_toy_env(16), make_toy_env(8))
+    trainer = make_trainer(cfg, make_toy_env(16), make_toy_env(8))
     carry = trainer.init(cfg.run.seed)
     for _ in range(60):
         carry, info = trainer.iteration(carry)
