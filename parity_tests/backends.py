@@ -231,7 +231,7 @@ def _iteration(package: str) -> dict[str, str]:
     computes the rollout metrics (compared in ``test_layer4_iteration.py``)."""
     return {"rollout.collect_rollout": f"{package}.agent:rollout",
             "rollout.iteration_targets": f"{package}.agent:compute_targets",
-            "rollout.iteration_advantages": f"{package}.agent:compute_advantages",
+            "rollout.iteration_advantages": f"{package}.estimators:compute_advantages",
             "rollout.rollout_metrics": f"{package}.agent:make_iteration"}
 
 
