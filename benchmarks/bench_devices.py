@@ -73,7 +73,7 @@ def main(argv=None):
 
     import jax
 
-    from reppo_jax.train import Trainer
+    from reppo_jax.train import make_trainer
     from benchmarks.bench_throughput import bench_training, build_config
 
     base = build_config(args)
@@ -88,7 +88,7 @@ def main(argv=None):
     results = {}
     for n in (1, args.devices):
         cfg = dataclasses.replace(base, run=dataclasses.replace(base.run, devices=n))
-        trainer = Trainer(cfg)
+        trainer = make_trainer(cfg)
         compile_s, first_s, times, finite = bench_training(trainer, args.seed, args.iterations,
                                                            args.repeats)
         med = statistics.median(times)

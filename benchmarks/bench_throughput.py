@@ -181,7 +181,7 @@ def bench_update_flops(trainer, seed):
     h, nets = trainer.h, trainer.nets
     if getattr(trainer, "parallel", None) is not None:
         raise SystemExit("error: --flops measures one device; pass --run.devices=1")
-    from reppo_jax.discrete_agent import DiscreteTrainer
+    from reppo_jax.discrete.train import DiscreteTrainer
 
     if isinstance(trainer, DiscreteTrainer):
         raise SystemExit("error: --flops supports the continuous trainer (not D-REPPO)")
@@ -301,7 +301,7 @@ def main(argv=None):
 
     import jax
 
-    from reppo_jax.train import Trainer
+    from reppo_jax.train import make_trainer
 
     r = cfg.rollout
     per_iter = r.num_envs * r.num_steps
@@ -314,7 +314,7 @@ def main(argv=None):
           f"({steps_per_repeat} env steps per repeat)", flush=True)
 
     t0 = time.perf_counter()
-    trainer = Trainer(cfg)
+    trainer = make_trainer(cfg)
     build_s = time.perf_counter() - t0
     t_compile, t_first, t_times, finite = bench_training(trainer, args.seed, args.iterations,
                                                          args.repeats)

@@ -253,9 +253,9 @@ def run_section(section: Section, dry: bool, result_path: Path) -> None:
     from spec.backend import TrainHooks
 
     if section.backend == "jax":
-        from reppo_jax.train import Trainer, train
+        from reppo_jax.train import make_trainer, train
     else:
-        from reppo_torch.train import Trainer, train
+        from reppo_torch.train import make_trainer, train
     from reppo_common.errors import UserError
 
     from reppo_common.registry import resolve_env
@@ -267,11 +267,11 @@ def run_section(section: Section, dry: bool, result_path: Path) -> None:
             from reppo_jax.train import make_env as make_jax_env
             from reppo_torch.envs.jax_bridge import JaxBridgeEnv
 
-            trainer = Trainer(cfg, JaxBridgeEnv(make_jax_env(cfg, cfg.rollout.num_envs)),
-                              JaxBridgeEnv(make_jax_env(cfg, cfg.run.eval_episodes,
-                                                        evaluation=True)))
+            trainer = make_trainer(cfg, JaxBridgeEnv(make_jax_env(cfg, cfg.rollout.num_envs)),
+                                   JaxBridgeEnv(make_jax_env(cfg, cfg.run.eval_episodes,
+                                                             evaluation=True)))
         else:
-            trainer = Trainer(cfg)
+            trainer = make_trainer(cfg)
     except UserError as e:
         if "Vulkan" in str(e):  # SAPIEN without a usable render device: a machine fact
             rec.update(status="skipped", reason=str(e), wall_s=time.monotonic() - t0)

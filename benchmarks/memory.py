@@ -238,12 +238,12 @@ def measure_run(env: str, preset: str, iterations: int,
     t0 = time.perf_counter()
     import jax
 
-    from reppo_jax.train import Trainer
+    from reppo_jax.train import make_trainer
     from spec.presets import preset_config
 
     cfg = preset_config(preset, [f"env.name={env}", "run.eval_episodes=1", *overrides])
     marks["after_imports_maxrss_kib"] = _maxrss_kib()
-    trainer = Trainer(cfg)
+    trainer = make_trainer(cfg)
     carry = trainer.init(cfg.run.seed)
     jax.block_until_ready(carry)
     marks["after_build_maxrss_kib"] = _maxrss_kib()

@@ -216,8 +216,14 @@ _SAME_NAME = {
 }
 
 
+_PORT_MODULE = {"discrete": "discrete.losses"}
+"""Reference modules whose port counterpart has another module name (the D-REPPO primitives
+live in each port's ``discrete`` subpackage)."""
+
+
 def _same_name(package: str) -> dict[str, str]:
-    return {f"{m}.{f}": f"{package}.{m}:{f}" for m, fs in _SAME_NAME.items() for f in fs}
+    return {f"{m}.{f}": f"{package}.{_PORT_MODULE.get(m, m)}:{f}"
+            for m, fs in _SAME_NAME.items() for f in fs}
 
 
 def _iteration(package: str) -> dict[str, str]:
@@ -225,7 +231,7 @@ def _iteration(package: str) -> dict[str, str]:
     computes the rollout metrics (compared in ``test_layer4_iteration.py``)."""
     return {"rollout.collect_rollout": f"{package}.agent:rollout",
             "rollout.iteration_targets": f"{package}.agent:compute_targets",
-            "rollout.iteration_advantages": f"{package}.agent:compute_advantages",
+            "rollout.iteration_advantages": f"{package}.estimators:compute_advantages",
             "rollout.rollout_metrics": f"{package}.agent:make_iteration"}
 
 
@@ -233,7 +239,7 @@ REGISTRY: dict[str, dict[str, str | Callable]] = {
     "jax": {
         **_same_name("reppo_jax"),
         **_iteration("reppo_jax"),
-        "rollout.collect_discrete_rollout": "reppo_jax.discrete_agent:rollout",
+        "rollout.collect_discrete_rollout": "reppo_jax.discrete.agent:rollout",
         "networks.silu": "flax.linen:silu",
         "networks.rms_norm": _jax_rms_norm,
         "networks.layer_norm": _jax_layer_norm,
@@ -259,7 +265,7 @@ REGISTRY: dict[str, dict[str, str | Callable]] = {
 
 PENDING: dict[str, dict[str, str]] = {"jax": {}, "torch": {
     "rollout.collect_discrete_rollout": "the torch port has no discrete (D-REPPO) trainer, only "
-                                        "the loss primitives (reppo_torch/discrete.py)",
+                                        "the loss primitives (reppo_torch/discrete/losses.py)",
 }}
 
 

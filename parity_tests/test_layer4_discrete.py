@@ -1,4 +1,4 @@
-"""Layer 4 for the discrete trainer (D-REPPO, ``reppo_jax.discrete_agent``): its rollout, targets
+"""Layer 4 for the discrete trainer (D-REPPO, ``reppo_jax.discrete``): its rollout, targets
 and whole iterations against ``spec.reference.rollout.collect_discrete_rollout``.
 
 The torch port has no discrete trainer (only the loss primitives), so the comparison is reference
@@ -83,11 +83,12 @@ def _fns():
     import jax
 
     from reppo_jax import agent as A
-    from reppo_jax import discrete_agent as DA
+    from reppo_jax.discrete import agent as DA
+    from reppo_jax.discrete import networks as DN
 
     h = make_hyper()
-    nets = DA.Nets(DA.CategoricalActor(NUM_ACTIONS, HIDDEN, 3, NORM),
-                   DA.DiscreteCritic(HIDDEN, 2, 2, 2, NUM_ACTIONS, BINS, NORM))
+    nets = DN.Nets(DN.CategoricalActor(NUM_ACTIONS, HIDDEN, 3, NORM),
+                   DN.DiscreteCritic(HIDDEN, 2, 2, 2, NUM_ACTIONS, BINS, NORM))
     env = JaxScriptedEnv(N_ENVS, OBS, NUM_ACTIONS, 1000, discrete=True)
     opts = A.optimizers(h)
     rollout = jax.jit(lambda carry, g: DA.rollout(nets, h, env, carry, g))

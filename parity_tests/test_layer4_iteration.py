@@ -130,6 +130,7 @@ def _jax_fns(gradient: str = "pathwise"):
     import jax
 
     from reppo_jax import agent as A
+    from reppo_jax import estimators as E
     from reppo_jax.networks import Actor, Critic, Value
 
     h = make_hyper(gradient)
@@ -141,7 +142,7 @@ def _jax_fns(gradient: str = "pathwise"):
     def targets(agent, batch):
         out = {"target": A.compute_targets(h, agent, batch)}
         if gradient == "ppo":
-            out.update(A.compute_advantages(h, agent, batch))
+            out.update(E.compute_advantages(h, agent, batch))
         return out
 
     return h, env, rollout, jax.jit(targets), jax.jit(A.make_iteration(nets, h, env))
@@ -269,13 +270,14 @@ def torch_rollout(actor, critic, behaviour, logs, stats, script, noise, dtype, v
     import torch
 
     from reppo_torch import agent as A
+    from reppo_torch import estimators as E
 
     h, env, carry = _torch_carry(actor, critic, behaviour, logs, stats, script, dtype, value)
     carry, batch, episodes = A.rollout(h, env, carry, (torch.from_numpy(noise["action"]),
                                                        torch.from_numpy(noise["bootstrap"])))
     tgt = {"target": A.compute_targets(h, carry.agent, batch)}
     if value is not None:
-        tgt.update(A.compute_advantages(h, carry.agent, batch))
+        tgt.update(E.compute_advantages(h, carry.agent, batch))
     tgt = {k: v.numpy() for k, v in tgt.items()}
     names = FIELDS + (PPO_FIELDS if value is not None else ())
     fields = {f: getattr(batch, f).numpy() for f in names}

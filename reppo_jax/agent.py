@@ -9,7 +9,8 @@ actor sample, KL samples, shuffles — split per step and per minibatch.
 ``h.actor_gradient`` selects the actor's gradient estimator (paper §4.1; math in
 ``spec.reference.losses``): "pathwise" (eq. 13), "score" (likelihood ratio through the learned Q,
 ``h.score_samples`` actions per state) or "ppo" (clipped importance ratio on GAE advantages of a
-state-value network V, which then gets its own regression step after the critic's). Everything
+state-value network V, which then gets its own regression step after the critic's); the two
+§4.1 alternatives live in ``reppo_jax.estimators``, this module dispatches to them. Everything
 else — critic, soft TD(λ) targets, α, β, the KL switch — is the same in all three.
 """
 
@@ -22,13 +23,11 @@ import jax.numpy as jnp
 import optax
 
 from reppo_jax import distributions as D
-from reppo_jax.losses import (
-    actor_loss, critic_loss, mse_value_loss, multiplier_loss, ppo_actor_loss, q_value,
-    score_actor_loss,
-)
+from reppo_jax import estimators as E
+from reppo_jax.losses import actor_loss, critic_loss, multiplier_loss, q_value
 from reppo_jax.networks import Actor, Critic, Value
 from reppo_jax.normalization import RunningStats, normalize, running_stats_update
-from reppo_jax.targets import gae_advantages, soft_rewards, soft_td_lambda
+from reppo_jax.targets import soft_rewards, soft_td_lambda
 from spec.hyper import Hyper  # noqa: F401  (A.Hyper: resolved hyperparameters, shared by every port)
 
 
@@ -90,25 +89,6 @@ def q_of(nets: Nets, h: Hyper, critic_params, obs, action):
     return q_value(out, h.value_kind, h.v_min, h.v_max, h.num_bins), z
 
 
-def v_of(nets: Nets, value_params, obs):
-    """V(x) of the state-value network (actor.gradient=ppo)."""
-    return nets.value.apply({"params": value_params}, obs)
-
-
-def value_update(nets: Nets, h: Hyper, opt, state: AgentState, mb: dict):
-    """actor.gradient=ppo: one step of the state-value network on mean (V(x_t) − R_t)², R_t the
-    λ-return A_t + V_old(x_t) of the GAE pass (``spec.reference.targets.gae_advantages``)."""
-
-    def loss_fn(params):
-        return jnp.mean(mse_value_loss(v_of(nets, params, mb["obs"]), mb["value_target"]))
-
-    loss, grads = jax.value_and_grad(loss_fn)(state.value)
-    updates, opt_state = opt.update(grads, state.value_opt, state.value)
-    params = optax.apply_updates(state.value, updates)
-    info = {"train/v_loss": loss, "train/v_grad_norm": optax.tree.norm(grads)}
-    return state._replace(value=params, value_opt=opt_state), info
-
-
 def critic_update(nets: Nets, h: Hyper, opt, state: AgentState, mb: dict):
     def loss_fn(params):
         out, z = nets.critic.apply({"params": params}, mb["obs"], mb["action"])
@@ -168,19 +148,12 @@ def _actor_objective(nets: Nets, h: Hyper, state: AgentState, mean, std, obs, no
         q, _ = q_of(nets, h, state.critic, obs, action)
         loss, info = actor_loss(q, log_prob, kl, alpha, beta, h.kl_target, h.kl_mode)
     elif h.actor_gradient == "score":
-        # k actions per state; Q and the action it is evaluated at carry no gradient, and the
-        # score log π_θ(a|x) is taken at the stop-gradient pre-squash sample
-        pre_sg = jax.lax.stop_gradient(pre)
-        score_log_prob = D.tanh_gaussian_log_prob(mean, std, pre_sg)
-        obs_k = jnp.broadcast_to(obs, (noise.shape[0],) + obs.shape)
-        q, _ = q_of(nets, h, state.critic, obs_k, jax.lax.stop_gradient(action))
-        loss, info = score_actor_loss(q, log_prob, score_log_prob, kl, alpha, beta,
-                                      h.kl_target, h.kl_mode)
+        loss, info = E.score_objective(
+            h, lambda o, a: q_of(nets, h, state.critic, o, a)[0], mean, std, obs, noise,
+            action, pre, log_prob, kl, alpha, beta)
     elif h.actor_gradient == "ppo":
-        new_lp = D.tanh_gaussian_log_prob(mean, std, mb["pre_action"])
-        old_lp = D.tanh_gaussian_log_prob(old_mean, old_std, mb["pre_action"])
-        loss, info = ppo_actor_loss(new_lp, old_lp, mb["advantage"], log_prob, kl, alpha, beta,
-                                    h.kl_target, h.kl_mode, h.ppo_clip)
+        loss, info = E.ppo_objective(h, mean, std, old_mean, old_std, mb, log_prob, kl, alpha,
+                                     beta)
     else:
         raise ValueError(f"unknown actor gradient {h.actor_gradient!r}")
     return loss, (info, log_prob)
@@ -234,7 +207,7 @@ def minibatch_step(nets: Nets, h: Hyper, opts, state: AgentState, behaviour, mb:
     actor_opt, critic_opt, mult_opt = opts[:3]
     state, c_info = critic_update(nets, h, critic_opt, state, mb)
     if h.actor_gradient == "ppo":
-        state, v_info = value_update(nets, h, opts[3], state, mb)
+        state, v_info = E.value_update(nets, h, opts[3], state, mb)
         c_info = {**c_info, **v_info}
     state, a_info = actor_update(nets, h, actor_opt, mult_opt, state, behaviour, mb["obs"],
                                  noise, kl_noise, mb)
@@ -285,8 +258,7 @@ def rollout(nets: Nets, h: Hyper, env, carry: Carry, noise=None):
         tr = Transition(x, action, out.reward, out.terminated, out.truncated, next_value,
                         next_log_prob, next_emb)
         if h.actor_gradient == "ppo":
-            tr = tr._replace(pre_action=pre, state_value=v_of(nets, agent.value, x),
-                             next_state_value=v_of(nets, agent.value, x_next))
+            tr = tr._replace(**E.ppo_transition_fields(nets, agent, x, x_next, pre))
         ep = {"done": jnp.logical_or(out.terminated, out.truncated),
               "return": out.info["episode_return"], "length": out.info["episode_length"]}
         return (stats, env_state, out.obs, key), (tr, ep)
@@ -304,24 +276,13 @@ def compute_targets(h: Hyper, agent: AgentState, batch: Transition) -> jax.Array
     return soft_td_lambda(r, batch.next_value, batch.terminated, batch.truncated, h.gamma, h.lam)
 
 
-def compute_advantages(h: Hyper, agent: AgentState, batch: Transition) -> dict[str, jax.Array]:
-    """actor.gradient=ppo: GAE advantages of V on the soft rewards (α at rollout time) and the
-    value network's λ-return targets A + V, once per iteration."""
-    alpha = jnp.exp(agent.log_alpha)
-    r = soft_rewards(batch.reward, batch.next_log_prob, batch.terminated, alpha, h.gamma)
-    adv = gae_advantages(r, batch.state_value, batch.next_state_value, batch.terminated,
-                         batch.truncated, h.gamma, h.lam)
-    return {"pre_action": batch.pre_action, "advantage": adv,
-            "value_target": adv + batch.state_value}
-
-
 def update(nets: Nets, h: Hyper, opts, agent: AgentState, batch: Transition, targets, key,
            extras: dict | None = None,
            shard_minibatches: Callable[[dict], dict] | None = None, noise: dict | None = None):
     """num_epochs × num_minibatches of (critic step, [value step,] actor step, multiplier step).
 
     ``extras``: further per-transition arrays (T, N, ...) for the minibatches (the ppo
-    estimator's :func:`compute_advantages`). Returns the new agent and metrics averaged over
+    estimator's ``reppo_jax.estimators.compute_advantages``). Returns the new agent and metrics averaged over
     every minibatch of the iteration.
     ``shard_minibatches``: an optional layout hint applied to each epoch's
     ``(num_minibatches, minibatch, ...)`` arrays — with several devices,
@@ -376,7 +337,8 @@ def make_iteration(nets: Nets, h: Hyper, env,
         carry, batch, episodes = rollout(
             nets, h, env, carry, None if noise is None else (noise["action"], noise["bootstrap"]))
         targets = compute_targets(h, carry.agent, batch)
-        extras = compute_advantages(h, carry.agent, batch) if h.actor_gradient == "ppo" else None
+        extras = (E.compute_advantages(h, carry.agent, batch) if h.actor_gradient == "ppo"
+                  else None)
         key, k_upd = jax.random.split(carry.key)
         agent, info = update(nets, h, opts, carry.agent, batch, targets, k_upd, extras,
                              shard_minibatches,

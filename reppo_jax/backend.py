@@ -1,55 +1,18 @@
-"""The JAX backend object the CLI loads by name (``reppo_jax.backend.get_backend``)."""
+"""The JAX backend object the CLI loads by name (``reppo_jax.backend.get_backend``): the shared
+:class:`spec.backend.PortBackend` plus what only this port has (MP4 videos)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Mapping
 
-from spec.backend import TrainHooks, TrainResult
+from spec.backend import PortBackend
 from spec.config import ReppoConfig
 
-class JaxBackend:
+
+class JaxBackend(PortBackend):
     name = "jax"
-
-    def __init__(self) -> None:
-        self._prepared: tuple | None = None
-
-    def supports_env(self, env_name: str) -> bool:
-        from reppo_jax.envs import supports_env
-
-        return supports_env(env_name)
-
-    def check_resume(self, config: ReppoConfig, run_dir: Path) -> Any:
-        """Validate the latest full checkpoint of ``run_dir`` against ``config`` (backend,
-        config, checksums, every state array) without writing anything; UserError on any
-        mismatch. Returns its :class:`reppo_common.checkpoints.CheckpointInfo`. The CLI calls
-        this before it touches the run directory; the built trainer is reused by ``train``."""
-        from reppo_jax.checkpoint import check_resume
-        from reppo_jax.train import Trainer
-
-        trainer = Trainer(config)
-        info, _tree = check_resume(run_dir, config, trainer)
-        self._prepared = (config, Path(run_dir), trainer)
-        return info
-
-    def train(self, config: ReppoConfig, run_dir: Path, hooks: TrainHooks,
-              resume: bool = False) -> TrainResult:
-        """Train (or with ``resume`` continue the run in ``run_dir`` from its latest full
-        checkpoint, see reppo_jax.train.train)."""
-        from reppo_jax.train import train
-
-        trainer = None
-        if self._prepared is not None and self._prepared[0] == config \
-                and self._prepared[1] == Path(run_dir):
-            trainer = self._prepared[2]
-        self._prepared = None
-        return train(config, Path(run_dir), hooks, resume=resume, trainer=trainer)
-
-    def evaluate(self, config: ReppoConfig, run_dir: Path, episodes: int,
-                 checkpoint: Path | None = None) -> Mapping[str, float]:
-        from reppo_jax.train import evaluate_run
-
-        return evaluate_run(config, Path(run_dir), episodes, checkpoint)
+    package = "reppo_jax"
 
     def check_video(self) -> None:
         """UserError (one line) unless this machine can render frames and encode an MP4."""
@@ -65,16 +28,11 @@ class JaxBackend:
 
         return record_video(config, params_file, out, seed=seed)
 
-    def export_params(self, state: Any) -> dict[str, Any]:
-        from reppo_jax.train import state_to_canonical
-
-        return state_to_canonical(state)
-
     def import_params(self, config: ReppoConfig, params: Mapping[str, Any]) -> Any:
-        from reppo_jax.train import Trainer, state_from_canonical
+        """Canonical parameter layout → JAX agent state ready to act/evaluate."""
+        from reppo_jax.train import state_from_canonical
 
-        trainer = Trainer(config)
-        return state_from_canonical(trainer.h, params)
+        return state_from_canonical(self.make_trainer(config).h, params)
 
 
 def get_backend() -> JaxBackend:

@@ -121,17 +121,6 @@ class Trainer:
     eval_env: Any = None
     parallel: "DataParallel | None" = field(default=None, init=False)
 
-    def __new__(cls, config: ReppoConfig, env: Any = None, eval_env: Any = None):
-        """Dispatch on the action space: a discrete env (``env.discrete``, or a discrete
-        registry entry such as ``minatar/Breakout``) gets the D-REPPO trainer
-        (``reppo_jax.discrete_agent.DiscreteTrainer``), which has this class's interface."""
-        if cls is Trainer:
-            from reppo_jax.discrete_agent import DiscreteTrainer, is_discrete
-
-            if is_discrete(config, env):
-                cls = DiscreteTrainer
-        return super().__new__(cls)
-
     def __post_init__(self) -> None:
         enable_compilation_cache()
         cfg = self.config
@@ -198,6 +187,26 @@ class Trainer:
                 "eval/episodes": int(ret.size)}
 
 
+def is_discrete(config: ReppoConfig, env: Any = None) -> bool:
+    """True for an env flagged ``discrete`` or, without an env, a discrete registry entry."""
+    if env is not None:
+        return bool(getattr(env, "discrete", False))
+    from reppo_common.registry import is_discrete_env
+
+    return config.env.name == "toy/DiscreteBandit" or is_discrete_env(config.env.name)
+
+
+def make_trainer(config: ReppoConfig, env: Any = None, eval_env: Any = None) -> Trainer:
+    """The trainer for ``config`` (envs built from the config where not given), chosen by the
+    action space (:func:`is_discrete`): the D-REPPO ``reppo_jax.discrete.train.DiscreteTrainer``
+    for a discrete one, else :class:`Trainer`. The one place that makes this choice."""
+    if is_discrete(config, env):
+        from reppo_jax.discrete.train import DiscreteTrainer  # imports this module
+
+        return DiscreteTrainer(config, env, eval_env)
+    return Trainer(config, env, eval_env)
+
+
 def _scalarize(info: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in jax.device_get(dict(info)).items()}
 
@@ -249,7 +258,7 @@ def train(config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks | None = 
     Every iteration is checked for NaN/inf (losses, gradient norms, new parameters); the first
     non-finite quantity stops the run with :class:`TrainingDiverged` and no checkpoint of the
     bad state is written."""
-    trainer = trainer or Trainer(config, env, eval_env)
+    trainer = trainer or make_trainer(config, env, eval_env)
     if resume:
         if run_dir is None:
             raise UserError("resuming needs the run directory")
@@ -269,7 +278,7 @@ def evaluate_run(config: ReppoConfig, run_dir: Path, episodes: int,
     from dataclasses import replace
 
     cfg = replace(config, run=replace(config.run, eval_episodes=episodes, devices=1))
-    trainer = Trainer(cfg, env=make_env(cfg, 1), eval_env=None)
+    trainer = make_trainer(cfg, env=make_env(cfg, 1), eval_env=None)
     flat, _meta = P.load_params(checkpoint or C.latest_params_file(Path(run_dir) / "checkpoints"))
     state = state_from_canonical(trainer.h, flat)
     return trainer.evaluate(state, jax.random.PRNGKey(cfg.run.seed + EVAL_RUN_SEED_OFFSET))

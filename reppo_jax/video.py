@@ -136,13 +136,13 @@ def rollout_qpos(config: Any, checkpoint: str | Path, seed: int,
 
     from reppo_jax import agent as A
     from reppo_jax import distributions as D
-    from reppo_jax.train import Trainer, make_env, state_from_canonical
+    from reppo_jax.train import make_env, make_trainer, state_from_canonical
     from spec import params as P
 
     from dataclasses import replace
 
     env = make_env(config, 1, evaluation=True)
-    trainer = Trainer(replace(config, run=replace(config.run, devices=1)), env=env, eval_env=env)
+    trainer = make_trainer(replace(config, run=replace(config.run, devices=1)), env=env, eval_env=env)
     h, nets = trainer.h, trainer.nets
     try:
         flat, _meta = P.load_params(checkpoint)

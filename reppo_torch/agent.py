@@ -7,7 +7,8 @@ of shuffled minibatches, each a critic step followed by an actor step against th
 and the α/β multiplier step (:func:`minibatch_step`). Every random draw has its own
 ``torch.Generator`` on the env's device (:class:`Streams`): executed action, bootstrap action,
 actor sample, KL samples, shuffles. ``h.actor_gradient`` selects the actor's estimator
-("pathwise", "score", "ppo"; see ``reppo_jax.agent`` and ``spec.reference.losses``).
+("pathwise", "score", "ppo"; see ``reppo_jax.agent`` and ``spec.reference.losses``); the two
+§4.1 alternatives live in ``reppo_torch.estimators``, this module dispatches to them.
 
 Torch modules own their parameters, so :class:`AgentState` holds the modules and their
 optimisers and the update functions mutate it in place (returning it, to read like the JAX port).
@@ -26,14 +27,12 @@ from torch import nn
 
 from reppo_common.seeding import stream_int
 from reppo_torch import distributions as D
+from reppo_torch import estimators as E
 from reppo_torch.distributed import SINGLE, Shard, average_gradients_
-from reppo_torch.losses import (
-    actor_loss, critic_loss, mse_value_loss, multiplier_loss, ppo_actor_loss, q_value,
-    score_actor_loss,
-)
+from reppo_torch.losses import actor_loss, critic_loss, multiplier_loss, q_value
 from reppo_torch.networks import Actor, Critic, Value
 from reppo_torch.normalization import RunningStats, normalize
-from reppo_torch.targets import gae_advantages, soft_rewards, soft_td_lambda
+from reppo_torch.targets import soft_rewards, soft_td_lambda
 from spec.hyper import Hyper  # noqa: F401  (A.Hyper: resolved hyperparameters, shared by every port)
 
 ADAM_BETAS = (0.9, 0.999)
@@ -141,11 +140,6 @@ def q_of(h: Hyper, critic: Critic, obs: torch.Tensor, action: torch.Tensor
     return q_value(out, h.value_kind, h.v_min, h.v_max, h.num_bins), z
 
 
-def v_of(value: Value, obs: torch.Tensor) -> torch.Tensor:
-    """V(x) of the state-value network (actor.gradient=ppo)."""
-    return value(obs)
-
-
 def clip_by_global_norm_(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
     """Scale the gradients in place by min(1, max_norm / ‖g‖) with ‖g‖ the global L2 norm over
     ``params``; returns ‖g‖ before clipping (a device tensor, no host sync).
@@ -186,17 +180,6 @@ def critic_update(h: Hyper, state: AgentState, mb: dict) -> tuple[AgentState, di
     return state, info
 
 
-def value_update(h: Hyper, state: AgentState, mb: dict) -> tuple[AgentState, dict]:
-    """actor.gradient=ppo: one step of the state-value network on mean (V(x_t) − R_t)², R_t the
-    λ-return A_t + V_old(x_t) of the GAE pass."""
-    value = state.value
-    state.value_opt.zero_grad(set_to_none=True)
-    loss = torch.mean(mse_value_loss(v_of(value, mb["obs"]), mb["value_target"]))
-    loss.backward()
-    grad_norm = _clip_and_step(list(value.parameters()), state.value_opt, h.max_grad_norm)
-    return state, {"train/v_loss": loss.detach(), "train/v_grad_norm": grad_norm}
-
-
 def actor_noise_shape(h: Hyper, batch: int) -> tuple[int, ...]:
     """Shape of the actor-sample noise: (score_samples, B, A) for ``actor.gradient=score``,
     else (B, A)."""
@@ -233,19 +216,11 @@ def _actor_objective(h: Hyper, state: AgentState, mean: torch.Tensor, std: torch
         q, _ = q_of(h, state.critic, obs, action)
         loss, info = actor_loss(q, log_prob, kl, alpha, beta, h.kl_target, h.kl_mode)
     elif h.actor_gradient == "score":
-        # k actions per state; Q gets no gradient (the action it sees is detached), and the score
-        # log π_θ(a|x) is taken at the detached pre-squash sample
-        score_log_prob = D.tanh_gaussian_log_prob(mean, std, pre.detach())
-        with torch.no_grad():
-            q, _ = q_of(h, state.critic, obs.expand((noise.shape[0],) + tuple(obs.shape)),
-                        action.detach())
-        loss, info = score_actor_loss(q, log_prob, score_log_prob, kl, alpha, beta,
-                                      h.kl_target, h.kl_mode)
+        loss, info = E.score_objective(h, lambda o, a: q_of(h, state.critic, o, a)[0], mean,
+                                       std, obs, noise, action, pre, log_prob, kl, alpha, beta)
     elif h.actor_gradient == "ppo":
-        new_lp = D.tanh_gaussian_log_prob(mean, std, mb["pre_action"])
-        old_lp = D.tanh_gaussian_log_prob(old_mean, old_std, mb["pre_action"])
-        loss, info = ppo_actor_loss(new_lp, old_lp, mb["advantage"], log_prob, kl, alpha, beta,
-                                    h.kl_target, h.kl_mode, h.ppo_clip)
+        loss, info = E.ppo_objective(h, mean, std, old_mean, old_std, mb, log_prob, kl, alpha,
+                                     beta)
     else:
         raise ValueError(f"unknown actor gradient {h.actor_gradient!r}")
     return loss, info, log_prob
@@ -313,7 +288,7 @@ def minibatch_step(h: Hyper, state: AgentState, behaviour: Actor, mb: dict,
     Mutates ``state`` in place and returns it with the metrics (0-dim device tensors)."""
     state, c_info = critic_update(h, state, mb)
     if h.actor_gradient == "ppo":
-        state, v_info = value_update(h, state, mb)
+        state, v_info = E.value_update(h, state, mb)
         c_info = {**c_info, **v_info}
     state, a_info = actor_update(h, state, behaviour, mb["obs"], noise, kl_noise, mb)
     return state, {**c_info, **a_info}
@@ -381,7 +356,7 @@ def rollout(h: Hyper, env, carry: Carry, noise: tuple | None = None
                out.info["episode_return"],
                success if success is not None else torch.zeros_like(out.terminated))
         if h.actor_gradient == "ppo":
-            row += (pre, v_of(carry.agent.value, x), v_of(carry.agent.value, x_next))
+            row += E.ppo_transition_fields(carry.agent, x, x_next, pre)
         steps.append(row + (mean, std))
         obs = out.obs
     cols = [torch.stack(c) for c in zip(*steps)]
@@ -402,25 +377,13 @@ def compute_targets(h: Hyper, agent: AgentState, batch: Transition) -> torch.Ten
     return soft_td_lambda(r, batch.next_value, batch.terminated, batch.truncated, h.gamma, h.lam)
 
 
-@torch.no_grad()
-def compute_advantages(h: Hyper, agent: AgentState, batch: Transition) -> dict[str, torch.Tensor]:
-    """actor.gradient=ppo: GAE advantages of V on the soft rewards (α at rollout time) and the
-    value network's λ-return targets A + V, once per iteration."""
-    alpha = torch.exp(agent.log_alpha)
-    r = soft_rewards(batch.reward, batch.next_log_prob, batch.terminated, alpha, h.gamma)
-    adv = gae_advantages(r, batch.state_value, batch.next_state_value, batch.terminated,
-                         batch.truncated, h.gamma, h.lam)
-    return {"pre_action": batch.pre_action, "advantage": adv,
-            "value_target": adv + batch.state_value}
-
-
 def update(h: Hyper, agent: AgentState, behaviour: Actor, batch: Transition,
            targets: torch.Tensor, streams: Streams, shard: Shard = SINGLE,
            extras: dict | None = None, noise: dict | None = None) -> tuple[AgentState, dict]:
     """num_epochs × num_minibatches of (critic step, [value step,] actor step, multiplier step).
 
     ``extras``: further per-transition tensors (T, N, ...) for the minibatches (the ppo
-    estimator's :func:`compute_advantages`). Returns the agent and metrics averaged over every
+    estimator's ``reppo_torch.estimators.compute_advantages``). Returns the agent and metrics averaged over every
     minibatch of the iteration (0-dim device tensors, summed on the device: no host sync
     here). ``shard``: the part of the global batch this process holds — under torchrun each
     rank updates on its part of every minibatch with the matching slice of the global noise
@@ -476,7 +439,8 @@ def make_iteration(h: Hyper, env):
         carry, batch, episodes = rollout(
             h, env, carry, None if noise is None else (noise["action"], noise["bootstrap"]))
         targets = compute_targets(h, carry.agent, batch)
-        extras = compute_advantages(h, carry.agent, batch) if h.actor_gradient == "ppo" else None
+        extras = (E.compute_advantages(h, carry.agent, batch) if h.actor_gradient == "ppo"
+                  else None)
         agent, info = update(h, carry.agent, carry.behaviour, batch, targets, carry.streams,
                              carry.shard, extras,
                              None if noise is None else {k: noise[k] for k in UPDATE_NOISE})

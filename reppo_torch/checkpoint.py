@@ -1,5 +1,6 @@
-"""Torch side of full-state checkpoints: training state ↔ flat named numpy arrays, and the
-NaN/inf guard (mirrors ``reppo_jax.checkpoint``).
+"""Torch side of full-state checkpoints (mirrors ``reppo_jax.checkpoint``): training state ↔
+flat named numpy arrays, ``save_state``/``check_resume``/``restore_carry``, and the NaN/inf
+guard.
 
 The canonical parameter file (``params_*.npz``) already holds the networks, log α/β and the
 observation statistics. The state file adds what a continuation needs beyond them:
@@ -19,13 +20,20 @@ Files, checksums, manifests and refusals are ``reppo_common.checkpoints``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import torch
 
+from reppo_common import checkpoints as C
 from reppo_common.errors import UserError
 from reppo_common.guard import STATE_GROUPS, guard_names
+
+if TYPE_CHECKING:  # train.py imports this module
+    from reppo_torch.agent import Carry
+    from reppo_torch.train import Trainer
+    from spec.config import ReppoConfig
 
 TORCH_PACKAGES = ("torch", "numpy", "mani-skill", "sapien", "jax", "playground", "mujoco")
 """Packages whose versions every torch checkpoint records."""
@@ -158,3 +166,82 @@ def finite_flags(agent, info: Mapping[str, torch.Tensor]) -> torch.Tensor:
               _finite(opt_state)]
     return torch.stack([f.to(device) for f in flags])
 
+
+def check_resume(run_dir: Path, config: ReppoConfig, trainer: "Trainer"
+                 ) -> tuple[C.CheckpointInfo, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Find the latest checkpoint of ``run_dir`` and validate it completely against this run
+    (backend, config, checksums, canonical parameter layout, every state array's name, shape
+    and dtype) without modifying anything. Returns ``(info, params, state arrays)``."""
+    import sys
+
+    from spec import params as P
+
+    info = C.find_resume_checkpoint(Path(run_dir) / "checkpoints", backend="torch",
+                                    config=config.to_dict())
+    notes = C.version_notes(info, C.package_versions(TORCH_PACKAGES))
+    if notes:
+        print(f"note: resuming with other package versions than the checkpoint's "
+              f"({'; '.join(notes)}): the continuation is not guaranteed bit-identical",
+              file=sys.stderr)
+    world = int((info.manifest.get("extra") or {}).get("world_size", 1))
+    if world != 1:
+        raise UserError(f"checkpoint {info} was written by a {world}-process torchrun run; "
+                        "resuming multi-process torch runs is not supported (start a new run, "
+                        "or `reppo eval` its parameters)")
+    per_iter = trainer.steps_per_iteration
+    if info.env_steps != info.iteration * per_iter:
+        raise UserError(f"checkpoint {info} is at env_steps {info.env_steps} after "
+                        f"{info.iteration} iterations, this run takes {per_iter} steps per "
+                        f"iteration")
+    flat, _meta = P.load_params(info.params_path)
+    layout = P.layout_from_config(config, trainer.h.obs_dim, trainer.h.action_dim)
+    try:
+        P.check_params(flat, layout)
+    except (KeyError, ValueError) as e:
+        raise UserError(f"checkpoint {info}: {e}") from None
+    arrays = C.load_state_arrays(info, verify=False)  # verified by find_resume_checkpoint
+    template = trainer.init(config.run.seed)
+    check_arrays(arrays, expected_shapes(template, trainer.env), source=f"checkpoint {info}")
+    return info, flat, arrays
+
+
+def save_state(run_dir: Path, config: ReppoConfig, carry: "Carry", env, *, iteration: int,
+               env_steps: int, wall_s: float, eval_return: float | None,
+               best_eval_return: float | None, last_eval: Mapping[str, Any],
+               evals_done: int, world_size: int = 1) -> C.CheckpointInfo:
+    """Write canonical params + the full training state (``state_to_arrays``) under
+    ``run_dir/checkpoints`` and prune to ``run.keep_checkpoints`` + best."""
+    from reppo_torch.train import state_to_canonical
+
+    ckpt_dir = Path(run_dir) / "checkpoints"
+    info = C.write_checkpoint(
+        ckpt_dir, backend="torch", env_steps=env_steps, iteration=iteration,
+        config=config.to_dict(), params=state_to_canonical(carry.agent),
+        state=state_to_arrays(carry, env), wall_s=wall_s, eval_return=eval_return,
+        best_eval_return=best_eval_return, last_eval=last_eval,
+        versions=C.package_versions(TORCH_PACKAGES),
+        extra={"evals_done": int(evals_done), "env_state": hasattr(env, "get_state"),
+               "world_size": int(world_size)})
+    try:
+        C.prune(ckpt_dir, config.run.keep_checkpoints)
+    except OSError as e:
+        raise UserError(f"cannot prune old checkpoints in {ckpt_dir}: {e.strerror or e}") from None
+    return info
+
+
+def restore_carry(trainer: "Trainer", config: ReppoConfig, flat: Mapping[str, np.ndarray],
+                  arrays: Mapping[str, np.ndarray], iteration: int) -> "Carry":
+    """Carry from a validated checkpoint. Envs without ``set_state`` restart from a fresh reset
+    seeded by (seed, iteration); the observation statistics are not updated by that reset."""
+    from reppo_common.seeding import stream_int
+    from reppo_torch.agent import snapshot
+    from reppo_torch.train import state_from_canonical
+
+    carry = trainer.init(config.run.seed)  # the structure (streams, shard, behaviour module)
+    carry.agent = state_from_canonical(config, trainer.h, flat, trainer.device)
+    carry.behaviour = snapshot(carry.agent)
+    restore_arrays(carry, trainer.env, arrays)
+    if not hasattr(trainer.env, "set_state"):
+        obs = trainer.env.reset(stream_int(config.run.seed, f"torch/env_reset/{iteration}"))
+        carry.obs = obs.to(trainer.device)
+    return carry

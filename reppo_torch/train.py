@@ -195,82 +195,17 @@ class Trainer:
         return out
 
 
+def make_trainer(config: ReppoConfig, env: Any = None, eval_env: Any = None,
+                 device: torch.device | None = None) -> Trainer:
+    """The trainer for ``config`` (envs built from the config where not given; ``device``
+    from ``run.device`` unless given)."""
+    return Trainer(config, env, eval_env, device)
+
+
 def _scalarize(info: Mapping[str, torch.Tensor]) -> dict[str, float]:
     """One host sync for all of an iteration's metrics."""
     values = torch.stack([v.detach().to(torch.float32) for v in info.values()]).cpu().tolist()
     return dict(zip(info, values))
-
-
-def check_resume(run_dir: Path, config: ReppoConfig, trainer: Trainer
-                 ) -> tuple[C.CheckpointInfo, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Find the latest checkpoint of ``run_dir`` and validate it completely against this run
-    (backend, config, checksums, canonical parameter layout, every state array's name, shape
-    and dtype) without modifying anything. Returns ``(info, params, state arrays)``."""
-    import sys
-
-    info = C.find_resume_checkpoint(Path(run_dir) / "checkpoints", backend="torch",
-                                    config=config.to_dict())
-    notes = C.version_notes(info, C.package_versions(CK.TORCH_PACKAGES))
-    if notes:
-        print(f"note: resuming with other package versions than the checkpoint's "
-              f"({'; '.join(notes)}): the continuation is not guaranteed bit-identical",
-              file=sys.stderr)
-    world = int((info.manifest.get("extra") or {}).get("world_size", 1))
-    if world != 1:
-        raise UserError(f"checkpoint {info} was written by a {world}-process torchrun run; "
-                        "resuming multi-process torch runs is not supported (start a new run, "
-                        "or `reppo eval` its parameters)")
-    per_iter = trainer.steps_per_iteration
-    if info.env_steps != info.iteration * per_iter:
-        raise UserError(f"checkpoint {info} is at env_steps {info.env_steps} after "
-                        f"{info.iteration} iterations, this run takes {per_iter} steps per "
-                        f"iteration")
-    flat, _meta = P.load_params(info.params_path)
-    layout = P.layout_from_config(config, trainer.h.obs_dim, trainer.h.action_dim)
-    try:
-        P.check_params(flat, layout)
-    except (KeyError, ValueError) as e:
-        raise UserError(f"checkpoint {info}: {e}") from None
-    arrays = C.load_state_arrays(info, verify=False)  # verified by find_resume_checkpoint
-    template = trainer.init(config.run.seed)
-    CK.check_arrays(arrays, CK.expected_shapes(template, trainer.env), source=f"checkpoint {info}")
-    return info, flat, arrays
-
-
-def save_state(run_dir: Path, config: ReppoConfig, carry: A.Carry, env, *, iteration: int,
-               env_steps: int, wall_s: float, eval_return: float | None,
-               best_eval_return: float | None, last_eval: Mapping[str, Any],
-               evals_done: int, world_size: int = 1) -> C.CheckpointInfo:
-    """Write canonical params + full training state (reppo_torch.checkpoint) under
-    ``run_dir/checkpoints`` and prune to ``run.keep_checkpoints`` + best."""
-    ckpt_dir = Path(run_dir) / "checkpoints"
-    info = C.write_checkpoint(
-        ckpt_dir, backend="torch", env_steps=env_steps, iteration=iteration,
-        config=config.to_dict(), params=state_to_canonical(carry.agent),
-        state=CK.state_to_arrays(carry, env), wall_s=wall_s, eval_return=eval_return,
-        best_eval_return=best_eval_return, last_eval=last_eval,
-        versions=C.package_versions(CK.TORCH_PACKAGES),
-        extra={"evals_done": int(evals_done), "env_state": hasattr(env, "get_state"),
-               "world_size": int(world_size)})
-    try:
-        C.prune(ckpt_dir, config.run.keep_checkpoints)
-    except OSError as e:
-        raise UserError(f"cannot prune old checkpoints in {ckpt_dir}: {e.strerror or e}") from None
-    return info
-
-
-def _restore(trainer: Trainer, config: ReppoConfig, flat: Mapping[str, np.ndarray],
-             arrays: Mapping[str, np.ndarray], iteration: int) -> A.Carry:
-    """Carry from a validated checkpoint. Envs without ``set_state`` restart from a fresh reset
-    seeded by (seed, iteration); the observation statistics are not updated by that reset."""
-    carry = trainer.init(config.run.seed)  # the structure (streams, shard, behaviour module)
-    carry.agent = state_from_canonical(config, trainer.h, flat, trainer.device)
-    carry.behaviour = A.snapshot(carry.agent)
-    CK.restore_arrays(carry, trainer.env, arrays)
-    if not hasattr(trainer.env, "set_state"):
-        obs = trainer.env.reset(stream_int(config.run.seed, f"torch/env_reset/{iteration}"))
-        carry.obs = obs.to(trainer.device)
-    return carry
 
 
 class _LoopPort:
@@ -302,7 +237,7 @@ class _LoopPort:
     def save(self, carry: A.Carry, run_dir: Path, **meta: Any) -> C.CheckpointInfo | None:
         if not self.trainer.world.is_main:
             return None
-        return save_state(run_dir, self.config, carry, self.trainer.env, **meta,
+        return CK.save_state(run_dir, self.config, carry, self.trainer.env, **meta,
                           world_size=self.trainer.world.size)
 
     def any_process(self, flag: bool) -> bool:
@@ -331,8 +266,8 @@ def train(config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks | None = 
             raise UserError("--resume of a torchrun (multi-process) torch run is not supported: "
                             "each rank's env state is not in the checkpoint; resume it in one "
                             "process (plain `reppo train --resume`), or start a new run")
-        info, flat, arrays = check_resume(run_dir, config, trainer)
-        carry = _restore(trainer, config, flat, arrays, info.iteration)
+        info, flat, arrays = CK.check_resume(run_dir, config, trainer)
+        carry = CK.restore_carry(trainer, config, flat, arrays, info.iteration)
         start = Start.from_checkpoint(info)
         C.remove_temp_files(Path(run_dir) / "checkpoints")
     else:

@@ -78,3 +78,69 @@ class Backend(Protocol):
 
     def import_params(self, config: ReppoConfig, params: Mapping[str, Any]) -> Any:
         """Canonical parameter layout → backend state ready to act/evaluate."""
+
+
+class PortBackend:
+    """The logic both framework ports share behind :class:`Backend`, written once.
+
+    A port subclasses this with ``name`` (``"jax"``/``"torch"``) and ``package``
+    (``"reppo_jax"``/``"reppo_torch"``); every method imports that package's modules lazily by
+    the same module names (``envs``, ``train``, ``checkpoint``), so this file stays free of any
+    framework. A port overrides only where its concept really differs (e.g. how a trainer is
+    built, or the signature of ``state_from_canonical``).
+    """
+
+    name: str = ""
+    package: str = ""
+
+    def __init__(self) -> None:
+        # (config, run_dir, trainer) built by check_resume, reused by the following train()
+        self._prepared: tuple | None = None
+
+    def _module(self, module: str) -> Any:
+        """The port's module ``<package>.<module>``, imported on first use."""
+        import importlib
+
+        return importlib.import_module(f"{self.package}.{module}")
+
+    def make_trainer(self, config: ReppoConfig) -> Any:
+        """The port's trainer for ``config`` (``<package>.train.make_trainer``)."""
+        return self._module("train").make_trainer(config)
+
+    def supports_env(self, env_name: str) -> bool:
+        """True if this port has an adapter for ``suite/Name``."""
+        return self._module("envs").supports_env(env_name)
+
+    def check_resume(self, config: ReppoConfig, run_dir: Path) -> Any:
+        """Validate the latest full checkpoint of ``run_dir`` against ``config`` (backend,
+        config, checksums, parameter layout, every state array) without writing anything;
+        UserError on any mismatch. Returns its :class:`reppo_common.checkpoints.CheckpointInfo`.
+        The CLI calls this before it touches the run directory; the built trainer is reused by
+        the following :meth:`train`."""
+        trainer = self.make_trainer(config)
+        info = self._module("checkpoint").check_resume(Path(run_dir), config, trainer)[0]
+        self._prepared = (config, Path(run_dir), trainer)
+        return info
+
+    def train(self, config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks,
+              resume: bool = False) -> TrainResult:
+        """Train (or with ``resume`` continue the run in ``run_dir`` from its latest full
+        checkpoint, see ``<package>.train.train``); ``run_dir`` is None only on distributed
+        ranks other than 0 (nothing written)."""
+        run_dir = Path(run_dir) if run_dir is not None else None
+        trainer = None
+        if self._prepared is not None and self._prepared[0] == config \
+                and self._prepared[1] == run_dir:
+            trainer = self._prepared[2]
+        self._prepared = None
+        return self._module("train").train(config, run_dir, hooks, resume=resume,
+                                           trainer=trainer)
+
+    def evaluate(self, config: ReppoConfig, run_dir: Path, episodes: int,
+                 checkpoint: Path | None = None) -> Mapping[str, float]:
+        """Evaluate the deterministic policy of a saved run (latest checkpoint by default)."""
+        return self._module("train").evaluate_run(config, Path(run_dir), episodes, checkpoint)
+
+    def export_params(self, state: Any) -> dict[str, Any]:
+        """Port state → canonical parameter layout (``spec.params``), numpy arrays."""
+        return self._module("train").state_to_canonical(state)

@@ -8,7 +8,7 @@ are clipped to their sign for training (``clip_rewards=True``); evaluation envs 
 rewards, and ``info['episode_return']`` is always the raw game score.
 
 Host-side design. envpool steps C++ emulators on its own thread pool and returns numpy arrays,
-so it cannot live inside ``jax.jit``: the D-REPPO trainer (``reppo_jax.discrete_agent``) steps it
+so it cannot live inside ``jax.jit``: the D-REPPO trainer (``reppo_jax.discrete``) steps it
 from Python, with one jitted call per env step for the policy (and bootstrap) and one jitted
 update per iteration (see ``make_host_iteration`` there). ``host = True`` marks such envs, and
 ``step`` takes and returns numpy arrays (``StepOutput`` fields; there is no ``VecEnvState``:

@@ -18,7 +18,7 @@ import numpy as np
 
 from reppo_jax.envs.toy import make_toy_env
 from reppo_jax.compile_log import COMPILES
-from reppo_jax.train import Trainer, train
+from reppo_jax.train import Trainer, make_trainer as make_jax_trainer, train
 from spec.backend import TrainHooks
 from spec.config import apply_overrides
 from spec.presets import preset_config
@@ -49,7 +49,7 @@ def toy_config(devices: int | None, **extra) -> object:
 
 def make_trainer(devices: int | None) -> Trainer:
     """Toy envs with termination (exercises the termination/truncation paths of the targets)."""
-    return Trainer(toy_config(devices), make_toy_env(NUM_ENVS, terminate_prob=0.1,
+    return make_jax_trainer(toy_config(devices), make_toy_env(NUM_ENVS, terminate_prob=0.1,
                                                      random_episode_offsets=True),
                    make_toy_env(4))
 

@@ -12,11 +12,12 @@ import pytest
 jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
 
-from reppo_jax import discrete_agent as DA  # noqa: E402
-from reppo_jax.discrete import discrete_soft_value  # noqa: E402
+from reppo_jax.discrete import agent as DA  # noqa: E402
+from reppo_jax.discrete.losses import discrete_soft_value  # noqa: E402
+from reppo_jax.discrete.train import DiscreteTrainer  # noqa: E402
 from reppo_jax.envs.toy_discrete import DiscreteBanditEnv  # noqa: E402
 from reppo_jax.networks import flatten  # noqa: E402
-from reppo_jax.train import Trainer, train  # noqa: E402
+from reppo_jax.train import make_trainer, train  # noqa: E402
 from spec import params as P  # noqa: E402
 from spec.config import apply_overrides  # noqa: E402
 from spec.presets import preset_config  # noqa: E402
@@ -43,8 +44,8 @@ def test_discrete_layout_matches_networks():
     Q head returns (|A|, bins) per state, and the logit prior makes every action's Q ≈ 0."""
     cfg = _bandit_config()
     env = DiscreteBanditEnv(4, num_contexts=5, num_actions=3)
-    trainer = Trainer(cfg, env, DiscreteBanditEnv(2, num_contexts=5, num_actions=3))
-    assert isinstance(trainer, DA.DiscreteTrainer)
+    trainer = make_trainer(cfg, env, DiscreteBanditEnv(2, num_contexts=5, num_actions=3))
+    assert isinstance(trainer, DiscreteTrainer)
     h = trainer.h
     layout = P.layout_from_config(cfg, h.obs_dim, h.action_dim, action_space="discrete")
     assert layout["actor/layers/2/kernel"] == (32, 3)
@@ -73,7 +74,7 @@ def test_sampled_estimators_are_refused_for_discrete_actions(gradient):
     cfg = _bandit_config(**{"actor.gradient": gradient})
     env = DiscreteBanditEnv(4, num_contexts=5, num_actions=3)
     with pytest.raises(ConfigError, match="closed-form expectation"):
-        Trainer(cfg, env, DiscreteBanditEnv(2, num_contexts=5, num_actions=3))
+        make_trainer(cfg, env, DiscreteBanditEnv(2, num_contexts=5, num_actions=3))
 
 
 def test_discrete_layout_mse_has_no_prior():
@@ -105,7 +106,7 @@ def test_discrete_bandit_learns_best_action_and_q_gap():
     eval_env = DiscreteBanditEnv(cfg.run.eval_episodes, num_contexts=4, num_actions=3)
     result = train(cfg, None, env=env, eval_env=eval_env)
     assert result.final_eval["eval/return_mean"] == pytest.approx(env.max_episode_steps)
-    trainer = Trainer(cfg, env, eval_env)
+    trainer = make_trainer(cfg, env, eval_env)
     carry = trainer.init(cfg.run.seed)
     for _ in range(cfg.rollout.total_env_steps // trainer.steps_per_iteration):
         carry, info = trainer.iteration(carry)
@@ -247,8 +248,8 @@ def test_atari_pong_trains_end_to_end():
         "rollout.num_steps": 8, "rollout.num_minibatches": 2, "rollout.num_epochs": 1,
         "rollout.total_env_steps": 64, "critic.hidden_dim": 32, "actor.hidden_dim": 32,
         "critic.num_bins": 51, "run.eval_episodes": 2})
-    trainer = Trainer(cfg)
-    assert isinstance(trainer, DA.DiscreteTrainer) and trainer.torso == "nature_cnn"
+    trainer = make_trainer(cfg)
+    assert isinstance(trainer, DiscreteTrainer) and trainer.torso == "nature_cnn"
     carry = trainer.init(0)
     carry, info = trainer.guarded_iteration(carry)
     assert bool(np.all(np.asarray(info.pop("guard/finite"))))

@@ -32,7 +32,7 @@ from reppo_common.registry import REGISTRY  # noqa: E402
 from reppo_common.runs import RunDir  # noqa: E402
 from reppo_jax import checkpoint as CK  # noqa: E402
 from reppo_jax.envs.toy import ToyBanditEnv, make_toy_env  # noqa: E402
-from reppo_jax.train import Trainer, evaluate_run, train  # noqa: E402
+from reppo_jax.train import evaluate_run, make_trainer, train  # noqa: E402
 from spec.backend import TrainHooks  # noqa: E402
 from spec.config import ReppoConfig, apply_overrides  # noqa: E402
 from spec.presets import preset_config  # noqa: E402
@@ -216,7 +216,7 @@ def init_ckpt(tmp_path, toy_registered):
     cfg = toy_config()
     run = RunDir.create(tmp_path / "run", cfg, {"backend": "jax"})
     (run.path / "metrics.jsonl").write_text('{"kind": "train", "env_steps": 64, "wall_s": 1.0}\n')
-    trainer = Trainer(cfg)
+    trainer = make_trainer(cfg)
     carry = trainer.init(cfg.run.seed)
     info = CK.save_state(run.path, cfg, carry, CK.eval_key_init(cfg.run.seed), iteration=1,
                          env_steps=STEPS_PER_ITER, wall_s=1.5, eval_return=None,
@@ -225,7 +225,7 @@ def init_ckpt(tmp_path, toy_registered):
 
 
 def _check(run_dir, cfg, env=None):
-    trainer = Trainer(cfg, env, None if env is None else make_toy_env(cfg.run.eval_episodes))
+    trainer = make_trainer(cfg, env, None if env is None else make_toy_env(cfg.run.eval_episodes))
     return CK.check_resume(run_dir, cfg, trainer)
 
 

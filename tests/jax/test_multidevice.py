@@ -111,9 +111,9 @@ def test_cli_devices_alias_sets_run_devices():
 
 def test_discrete_trainer_refuses_several_devices():
     from reppo_jax.envs.toy_discrete import make_discrete_bandit
-    from reppo_jax.train import Trainer
+    from reppo_jax.train import make_trainer
 
     cfg = apply_overrides(preset_config("tiny"), {"env.name": "toy/DiscreteBandit",
                                                   "run.devices": 2})
     with pytest.raises(UserError, match="multi-device training is implemented for continuous"):
-        Trainer(cfg, make_discrete_bandit(8), make_discrete_bandit(2))
+        make_trainer(cfg, make_discrete_bandit(8), make_discrete_bandit(2))

@@ -58,7 +58,7 @@ def test_accounting_matches_the_real_jax_batch():
     jax = pytest.importorskip("jax")
     from reppo_jax import agent as A
     from reppo_jax.envs import make_toy_env
-    from reppo_jax.train import Trainer
+    from reppo_jax.train import make_trainer
     from spec.config import apply_overrides
     from spec.presets import preset_config
 
@@ -66,7 +66,7 @@ def test_accounting_matches_the_real_jax_batch():
         "env.name": "toy/Bandit", "env.v_min": 0.0, "env.v_max": 10.0,
         "rollout.num_envs": 4, "rollout.num_steps": 3, "rollout.num_minibatches": 1,
         "critic.hidden_dim": 24, "actor.hidden_dim": 16})
-    trainer = Trainer(cfg, make_toy_env(4), make_toy_env(1))
+    trainer = make_trainer(cfg, make_toy_env(4), make_toy_env(1))
     carry = trainer.init(0)
 
     def batch_and_targets(c):

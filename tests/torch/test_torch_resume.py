@@ -26,7 +26,8 @@ from reppo_common import checkpoints as C  # noqa: E402
 from reppo_common.errors import TrainingDiverged, UserError  # noqa: E402
 from reppo_torch import checkpoint as CK  # noqa: E402
 from reppo_torch.envs.toy import ToyBanditEnv, make_toy_env  # noqa: E402
-from reppo_torch.train import Trainer, check_resume, save_state, train  # noqa: E402
+from reppo_torch.checkpoint import check_resume, save_state  # noqa: E402
+from reppo_torch.train import Trainer, train  # noqa: E402
 from spec.backend import TrainHooks  # noqa: E402
 from spec.config import apply_overrides  # noqa: E402
 from spec.presets import preset_config  # noqa: E402

@@ -1,13 +1,10 @@
 """End-to-end tests of the torch trainer: learning on the analytic toy env, the train loop's
-hooks and checkpoints, the env adapters, and a CLI smoke run on dmc/CartpoleBalance."""
+hooks and checkpoints and the env adapters (the CLI smoke run on DMC is shared with JAX:
+tests/ports/test_cli_smoke.py)."""
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -22,8 +19,6 @@ from spec import params as P  # noqa: E402
 from spec.backend import TrainHooks  # noqa: E402
 from spec.config import apply_overrides  # noqa: E402
 from spec.presets import preset_config  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _toy_config(**extra):
@@ -166,34 +161,3 @@ def test_dmc_bridge_matches_the_jax_env():
         np.testing.assert_array_equal(out.terminated.numpy(), np.asarray(jout.terminated))
         np.testing.assert_array_equal(out.info["episode_length"].numpy(),
                                       np.asarray(jout.info["episode_length"]))
-
-
-@pytest.mark.slow
-def test_cli_smoke_run_on_cartpole(tmp_path):
-    """`reppo train --backend torch` on dmc/CartpoleBalance for a few tiny iterations writes the
-    run directory with finite metrics, and `reppo eval` reads it back."""
-    run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "reppo_common.cli", "train", "--backend", "torch", "--env",
-           "dmc/CartpoleBalance", "--preset", "tiny", "--steps", "512", "--run-dir",
-           str(run_dir), "--no-progress", "--run.eval_interval=256",
-           "--run.checkpoint_interval=256"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1500)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (run_dir / "config.json").is_file()
-    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    train_lines = [m for m in lines if m.get("kind") == "train"]
-    assert len(train_lines) == 8
-    for m in train_lines:
-        assert all(math.isfinite(v) for k, v in m.items()
-                   if isinstance(v, float) and k != "train/sps")
-    evals = [m for m in lines if "eval/return_mean" in m]
-    assert [m["env_steps"] for m in evals] == [256, 512]
-    for m in evals:
-        assert math.isfinite(m["eval/return_mean"]) and m["wall_s"] >= 0
-    assert sorted(p.name for p in (run_dir / "checkpoints").glob("params_*.npz")) == [
-        "params_000000000256.npz", "params_000000000512.npz"]
-    proc = subprocess.run([sys.executable, "-m", "reppo_common.cli", "eval", "--run-dir",
-                           str(run_dir), "--episodes", "2"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=1500)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "return" in proc.stdout

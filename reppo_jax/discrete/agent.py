@@ -1,4 +1,4 @@
-"""D-REPPO (paper Appendix C): the discrete-action agent, one jitted iteration, and its trainer.
+"""D-REPPO (paper Appendix C): the discrete-action agent's rollout, update and one jitted iteration.
 
 The iteration has the continuous agent's shape (``reppo_jax.agent``): rollout with the behaviour
 policy θ' (snapshot at the start of the iteration), soft TD(λ) targets once, then epochs of
@@ -28,118 +28,17 @@ Environments signal a discrete action space with ``env.discrete = True`` and ``e
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 from reppo_jax import agent as A
-from reppo_jax import discrete as Dd
+from reppo_jax.discrete import losses as Dd
+from reppo_jax.discrete.networks import DiscreteCritic, Nets
 from reppo_jax.losses import critic_loss, q_value
-from reppo_jax.networks import MLP, stack_features
 from reppo_jax.normalization import normalize, running_stats_update
 from reppo_jax.targets import soft_rewards, soft_td_lambda
-from reppo_common.errors import UserError
-from reppo_jax.train import Trainer, enable_compilation_cache
-from spec import derived, hyper
-
-
-# ---------------------------------------------------------------------------------------------
-# Networks
-# ---------------------------------------------------------------------------------------------
-
-
-class NatureCNN(nn.Module):
-    """Nature-DQN torso on stacked 84×84 frames: uint8 (..., C·84·84) or (..., C, 84, 84)
-    scaled by 1/255 → conv 8×8/4 (32) → 4×4/2 (64) → 3×3/1 (64), ReLU after each → 3136
-    features. Params ``{0,1,2}/{kernel (kh, kw, in, out), bias}`` (``spec.params``)."""
-
-    @nn.compact
-    def __call__(self, obs: jax.Array) -> jax.Array:
-        if obs.shape[-1] == 84:
-            lead, channels = obs.shape[:-3], obs.shape[-3]
-        else:
-            lead, channels = obs.shape[:-1], obs.shape[-1] // (84 * 84)
-        x = obs.reshape((-1, channels, 84, 84))
-        x = jnp.transpose(x.astype(jnp.float32) / 255.0, (0, 2, 3, 1))
-        for i, (f, k, st) in enumerate(((32, 8, 4), (64, 4, 2), (64, 3, 1))):
-            x = nn.relu(nn.Conv(f, (k, k), (st, st), padding="VALID", name=str(i))(x))
-        return x.reshape(lead + (-1,))
-
-
-class CategoricalActor(nn.Module):
-    """obs → |A| logits (canonical ``actor/layers``, after ``actor/torso`` for pixels)."""
-
-    num_actions: int
-    hidden_dim: int
-    num_layers: int
-    norm: str
-    torso: str = "none"
-
-    @nn.compact
-    def __call__(self, obs: jax.Array) -> jax.Array:
-        if self.torso == "nature_cnn":
-            obs = NatureCNN(name="torso")(obs)
-        return MLP(stack_features(self.num_layers, self.hidden_dim, self.num_actions), self.norm,
-                   name="layers")(obs)
-
-
-class DiscreteCritic(nn.Module):
-    """obs → (Q-head output (..., |A|, q_out), embedding z); ``predict(z, onehot)`` → the
-    auxiliary head's (next embedding, reward)."""
-
-    hidden_dim: int
-    num_encoder_layers: int
-    num_head_layers: int
-    num_pred_layers: int
-    num_actions: int
-    q_out: int
-    norm: str
-    torso: str = "none"
-
-    def setup(self) -> None:
-        if self.torso == "nature_cnn":
-            self.cnn = NatureCNN(name="torso")
-        self.encoder = MLP(stack_features(self.num_encoder_layers, self.hidden_dim, self.hidden_dim),
-                           self.norm)
-        self.q_head = MLP(stack_features(self.num_head_layers, self.hidden_dim,
-                                         self.num_actions * self.q_out),
-                          self.norm, activate_input=True)
-        self.predictor = MLP(
-            stack_features(self.num_pred_layers, self.hidden_dim, self.hidden_dim + 1), self.norm)
-
-    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        if self.torso == "nature_cnn":
-            obs = self.cnn(obs)
-        z = self.encoder(obs)
-        out = self.q_head(z)
-        return out.reshape(out.shape[:-1] + (self.num_actions, self.q_out)), z
-
-    def predict(self, z: jax.Array, action_onehot: jax.Array) -> tuple[jax.Array, jax.Array]:
-        out = self.predictor(jnp.concatenate([nn.silu(z), action_onehot], axis=-1))
-        return out[..., :-1], out[..., -1]
-
-
-class Nets(NamedTuple):
-    actor: CategoricalActor
-    critic: DiscreteCritic
-
-
-def make_nets(config, h, torso: str = "none") -> Nets:
-    c, a = config.critic, config.actor
-    return Nets(
-        CategoricalActor(h.action_dim, a.hidden_dim, a.num_layers, a.norm, torso),
-        DiscreteCritic(c.hidden_dim, c.num_encoder_layers, c.num_head_layers, c.num_pred_layers,
-                       h.action_dim, h.num_bins, c.norm, torso),
-    )
-
-
-def torso_of(env) -> str:
-    """'nature_cnn' for pixel envs (``env.pixels``), else 'none' (flat observations)."""
-    return "nature_cnn" if getattr(env, "pixels", False) else "none"
 
 
 def logits_of(nets: Nets, actor_params, obs) -> jax.Array:
@@ -424,94 +323,3 @@ def make_host_evaluate(nets: Nets, h, env, num_steps: int):
         return ret, length
 
     return evaluate
-
-
-# ---------------------------------------------------------------------------------------------
-# Hyperparameters, initialisation, trainer
-# ---------------------------------------------------------------------------------------------
-
-
-def canonical_init(config, h, seed: int, torso: str = "none") -> dict[str, np.ndarray]:
-    """Initial weights of the discrete layout from the spec's numpy init."""
-    from spec import params as P
-
-    layout = P.layout_from_config(config, h.obs_dim, h.action_dim, action_space="discrete",
-                                  torso=torso)
-    return P.init_params(np.random.default_rng(seed), layout, v_min=h.v_min, v_max=h.v_max,
-                         sigma=h.sigma, logit_prior_scale=config.critic.logit_prior_scale,
-                         alpha_init=config.loss.alpha_init, beta_init=config.loss.beta_init,
-                         num_bins=h.num_bins)
-
-
-def is_discrete(config, env=None) -> bool:
-    """True for an env flagged ``discrete`` or, without an env, a discrete registry entry."""
-    if env is not None:
-        return bool(getattr(env, "discrete", False))
-    from reppo_common.registry import is_discrete_env
-
-    return config.env.name == "toy/DiscreteBandit" or is_discrete_env(config.env.name)
-
-
-def setup_trainer(trainer) -> None:
-    """Fill a ``reppo_jax.train.Trainer`` for a discrete env: hyperparameters, networks, the
-    jitted iteration (plain and NaN-guarded) and the jitted greedy evaluation."""
-    from reppo_jax.checkpoint import guard_iteration
-    from reppo_jax.train import make_env
-
-    cfg = trainer.config
-    if trainer.env is None:
-        trainer.env = make_env(cfg, cfg.rollout.num_envs)
-    if trainer.eval_env is None:
-        trainer.eval_env = make_env(cfg, cfg.run.eval_episodes, evaluation=True)
-    trainer.h = hyper.resolve(cfg, trainer.env)
-    trainer.torso = torso_of(trainer.env)
-    trainer.nets = make_nets(cfg, trainer.h, trainer.torso)
-    if getattr(trainer.env, "host", False):
-        trainer.iteration = make_host_iteration(trainer.nets, trainer.h, trainer.env)
-        trainer.guarded_iteration = guard_iteration(trainer.iteration)
-        trainer._evaluate = make_host_evaluate(trainer.nets, trainer.h, trainer.eval_env,
-                                               trainer.eval_env.max_episode_steps)
-    else:
-        trainer.iteration = jax.jit(make_iteration(trainer.nets, trainer.h, trainer.env),
-                                    donate_argnums=0)
-        trainer.guarded_iteration = jax.jit(
-            guard_iteration(make_iteration(trainer.nets, trainer.h, trainer.env)),
-            donate_argnums=0)
-        trainer._evaluate = jax.jit(make_evaluate(trainer.nets, trainer.h, trainer.eval_env,
-                                                  trainer.eval_env.max_episode_steps))
-    trainer.steps_per_iteration = derived.env_steps_per_iteration(
-        cfg.rollout.num_envs, cfg.rollout.num_steps, cfg.env.action_repeat)
-
-
-def init_carry(trainer, seed: int) -> A.Carry:
-    """Initial carry (same key derivation as the continuous trainer)."""
-    from reppo_jax.train import state_from_canonical
-
-    key = jax.random.PRNGKey(seed)
-    k_env, k_run = jax.random.split(key)
-    state = state_from_canonical(trainer.h, canonical_init(trainer.config, trainer.h, seed,
-                                                           trainer.torso))
-    env_state, obs = trainer.env.reset(k_env)
-    obs = jnp.asarray(obs)
-    if trainer.h.normalize_obs:
-        state = state._replace(obs_stats=running_stats_update(state.obs_stats, obs))
-    return jax.tree.map(jnp.copy, A.Carry(state, env_state, obs, k_run))
-
-
-
-class DiscreteTrainer(Trainer):
-    """``reppo_jax.train.Trainer`` for a discrete action space: the same interface (``init``,
-    ``iteration``, ``guarded_iteration``, ``evaluate``, ``steps_per_iteration``), so
-    ``reppo_jax.train.train`` runs it unchanged. ``Trainer(config, ...)`` returns one of these
-    by itself when the env is discrete (see ``Trainer.__new__``)."""
-
-    def __post_init__(self) -> None:
-        enable_compilation_cache()
-        if (self.config.run.devices or 1) > 1:
-            raise UserError(f"run.devices={self.config.run.devices}: multi-device training is "
-                            f"implemented for continuous actions only, not D-REPPO "
-                            f"({self.config.env.name}); use --devices 1")
-        setup_trainer(self)
-
-    def init(self, seed: int) -> A.Carry:
-        return self.place(init_carry(self, seed))

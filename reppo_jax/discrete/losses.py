@@ -74,7 +74,7 @@ def discrete_soft_value(q_values_all: jax.Array, logits: jax.Array, alpha) -> ja
 
     With α = 0 this is the expected next value Σ_j π_j Q_j used as the TD(λ) bootstrap; the
     entropy bonus then enters through the soft reward r̃ = r + γ·α·H(x′) (see
-    ``reppo_jax.discrete_agent``), so both branches of the λ-return carry it.
+    ``reppo_jax.discrete.agent``), so both branches of the λ-return carry it.
     """
     if q_values_all.shape != logits.shape or q_values_all.ndim == 0:
         raise ValueError(f"q_values_all {q_values_all.shape} and logits {logits.shape} must be "
