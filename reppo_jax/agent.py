@@ -97,6 +97,12 @@ def critic_update(nets: Nets, h: Hyper, opt, state: AgentState, mb: dict):
                            kind=h.value_kind, v_min=h.v_min, v_max=h.v_max, num_bins=h.num_bins,
                            sigma=h.sigma, aux_mult=h.aux_mult)
 
+    return critic_step(opt, state, loss_fn)
+
+
+def critic_step(opt, state: AgentState, loss_fn) -> tuple[AgentState, dict]:
+    """One optimiser step of the critic on ``loss_fn(critic_params) -> (loss, info)`` (the
+    continuous and the discrete critic losses share it) and the step's logged metrics."""
     (loss, info), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.critic)
     updates, opt_state = opt.update(grads, state.critic_opt, state.critic)
     params = optax.apply_updates(state.critic, updates)

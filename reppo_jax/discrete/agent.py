@@ -69,12 +69,7 @@ def critic_update(nets: Nets, h, opt, state: A.AgentState, mb: dict):
                            kind=h.value_kind, v_min=h.v_min, v_max=h.v_max, num_bins=h.num_bins,
                            sigma=h.sigma, aux_mult=h.aux_mult)
 
-    (loss, info), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.critic)
-    updates, opt_state = opt.update(grads, state.critic_opt, state.critic)
-    params = optax.apply_updates(state.critic, updates)
-    info = {"train/critic_loss": loss, "train/value_loss": info["value_loss"],
-            "train/aux_loss": info["aux_loss"], "train/critic_grad_norm": optax.tree.norm(grads)}
-    return state._replace(critic=params, critic_opt=opt_state), info
+    return A.critic_step(opt, state, loss_fn)
 
 
 def actor_update(nets: Nets, h, actor_opt, mult_opt, state: A.AgentState, behaviour, obs):
