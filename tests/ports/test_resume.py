@@ -120,6 +120,8 @@ _CACHE: dict[str, SimpleNamespace] = {}
 
 
 def port_of(backend: str) -> SimpleNamespace:
+    """The adapter of one backend, built on first use (a missing framework then skips only its
+    half of each test)."""
     if backend not in _CACHE:
         _CACHE[backend] = _PORTS[backend]()
     return _CACHE[backend]
