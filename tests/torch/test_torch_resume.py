@@ -1,11 +1,12 @@
 """Full-state checkpoints and ``reppo train --backend torch --resume`` (mirrors
-tests/jax/test_jax_resume.py).
+tests/jax/test_jax_resume.py; the properties both ports share, run for each backend, are in
+tests/ports/test_resume.py).
 
 On CPU, with an env that exports its state (the toy env here, DMC through the JAX bridge), a run
 killed and resumed from its last checkpoint writes exactly the same subsequent metrics as the
 uninterrupted run. Envs without ``get_state`` (ManiSkill) restart from a fresh reset: tested
-here with the toy env's state export hidden. Corrupt or mismatched checkpoints are refused with
-one line; the NaN guard stops the run naming the quantity.
+here with the toy env's state export hidden. Missing or misshapen state arrays are refused with
+one line; the NaN guard names a non-finite parameter.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from reppo_common import checkpoints as C  # noqa: E402
-from reppo_common.errors import TrainingDiverged, UserError  # noqa: E402
+from reppo_common.errors import UserError  # noqa: E402
 from reppo_torch import checkpoint as CK  # noqa: E402
 from reppo_torch.envs.toy import ToyBanditEnv, make_toy_env  # noqa: E402
-from reppo_torch.checkpoint import check_resume, save_state  # noqa: E402
+from reppo_torch.checkpoint import save_state  # noqa: E402
 from reppo_torch.train import Trainer, train  # noqa: E402
 from spec.backend import TrainHooks  # noqa: E402
 from spec.config import apply_overrides  # noqa: E402
@@ -50,50 +51,10 @@ def _strip(m: dict) -> dict:
     return {k: v for k, v in m.items() if k not in TIMING}
 
 
-@pytest.fixture(scope="module")
-def full_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("torch_full")
-    seen: list[dict] = []
-    result = train(toy_config(), run_dir, TrainHooks(on_train_metrics=seen.append,
-                                                     on_eval_metrics=seen.append))
-    return run_dir, seen, result
-
-
 def _copy_checkpoint(src: Path, dst: Path, steps: int) -> None:
     (dst / "checkpoints").mkdir(parents=True)
     for p in (src / "checkpoints").glob(f"*_{steps:012d}.*"):
         shutil.copy(p, dst / "checkpoints" / p.name)
-
-
-def test_resume_from_intermediate_checkpoint_is_exact(full_run, tmp_path):
-    run_dir, seen, result = full_run
-    steps = 6 * STEPS_PER_ITER
-    _copy_checkpoint(run_dir, tmp_path, steps)
-    resumed: list[dict] = []
-    r2 = train(toy_config(), tmp_path, TrainHooks(on_train_metrics=resumed.append,
-                                                  on_eval_metrics=resumed.append), resume=True)
-    assert [_strip(m) for m in resumed] == [_strip(m) for m in seen if m["env_steps"] > steps]
-    assert r2.env_steps == result.env_steps and r2.best_eval_return == result.best_eval_return
-    last = f"{result.env_steps:012d}"
-    for name in (f"params_{last}.npz", f"state_{last}.npz"):
-        assert (C.sha256_file(run_dir / "checkpoints" / name)
-                == C.sha256_file(tmp_path / "checkpoints" / name)), name
-
-
-def test_checkpoint_holds_full_state(full_run):
-    run_dir, _, _ = full_run
-    info = C.latest_checkpoint(run_dir / "checkpoints")
-    m = info.manifest
-    assert m["backend"] == "torch" and m["iteration"] == 12 and m["env_steps"] == 768
-    assert m["extra"]["evals_done"] == 3 and m["extra"]["env_state"] is True
-    assert "torch" in m["versions"] and m["best_eval_return"] is not None
-    arrays = C.load_state_arrays(info)
-    for needle in ("opt/actor/0/exp_avg", "opt/critic/0/exp_avg_sq", "opt/mult/0/step",
-                   "streams/action", "streams/bootstrap", "streams/actor", "streams/kl",
-                   "streams/shuffle", "obs", "env/generator", "env/step_count"):
-        assert needle in arrays, needle
-    r = toy_config().rollout
-    assert float(arrays["opt/critic/0/step"]) == 12 * r.num_epochs * r.num_minibatches
 
 
 class NoStateEnv(ToyBanditEnv):
@@ -125,31 +86,6 @@ def test_resume_without_env_state_resets_envs_and_continues(tmp_path):
                if isinstance(v, float) and k != "train/sps")
 
 
-class NanAfterEnv(ToyBanditEnv):
-    """Reward NaN from the 17th step of an episode on (iteration 3 with 8 steps/iteration)."""
-
-    def step(self, action):
-        bad = self._ep_length >= 16
-        out = super().step(action)
-        return out._replace(reward=torch.where(bad, torch.nan, out.reward))
-
-
-def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
-    cfg = toy_config(iters=6, **{"run.checkpoint_interval": STEPS_PER_ITER})
-    seen: list[dict] = []
-    with pytest.raises(TrainingDiverged) as e:
-        train(cfg, tmp_path, TrainHooks(on_train_metrics=seen.append), env=NanAfterEnv(8),
-              eval_env=make_toy_env(2))
-    msg = str(e.value)
-    assert "\n" not in msg
-    assert msg.startswith("non-finite rollout/reward at iteration 3 (env_steps 192)"), msg
-    assert "state_000000000128.json" in msg
-    infos = C.list_checkpoints(tmp_path / "checkpoints")
-    assert [c.env_steps for c in infos] == [64, 128]
-    C.verify_files(infos[-1])
-    assert len(seen) == 3
-
-
 def test_nan_in_parameters_is_named():
     cfg = toy_config()
     trainer = Trainer(cfg)
@@ -164,7 +100,7 @@ def test_nan_in_parameters_is_named():
 
 
 # --------------------------------------------------------------------------------------------
-# Refusals
+# Refusals (the ones both ports share: tests/ports/test_resume.py)
 # --------------------------------------------------------------------------------------------
 
 
@@ -177,31 +113,6 @@ def init_ckpt(tmp_path):
                       wall_s=1.0, eval_return=None, best_eval_return=None, last_eval={},
                       evals_done=0)
     return tmp_path, cfg, info
-
-
-def test_refuses_corrupt_state(init_ckpt):
-    run_dir, cfg, info = init_ckpt
-    data = bytearray(info.state_path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    info.state_path.write_bytes(bytes(data))
-    with pytest.raises(UserError, match="checksum|sha256|SHA"):
-        check_resume(run_dir, cfg, Trainer(cfg))
-
-
-def test_refuses_other_network_sizes(init_ckpt):
-    run_dir, cfg, _ = init_ckpt
-    other = apply_overrides(cfg, {"critic.hidden_dim": cfg.critic.hidden_dim * 2})
-    with pytest.raises(UserError, match="critic.hidden_dim"):
-        check_resume(run_dir, other, Trainer(other))
-
-
-def test_refuses_jax_checkpoint(init_ckpt):
-    run_dir, cfg, info = init_ckpt
-    m = dict(info.manifest)
-    m["backend"] = "jax"
-    C.write_manifest(info.manifest_path, {k: v for k, v in m.items() if k != "sha256"})
-    with pytest.raises(UserError, match="--backend jax"):
-        check_resume(run_dir, cfg, Trainer(cfg))
 
 
 def test_refuses_missing_or_misshapen_state_arrays(init_ckpt):
