@@ -25,7 +25,11 @@ from reppo_common.errors import TrainingDiverged
 from spec.backend import TrainHooks, TrainResult
 from spec.config import ReppoConfig
 
-__all__ = ["Start", "Port", "Schedule", "run_loop"]
+__all__ = ["Start", "Port", "Schedule", "run_loop", "TIMING_KEYS"]
+
+TIMING_KEYS = ("wall_s", "train/sps", "compile_s")
+"""The metrics that depend on the wall clock: every other value of a CPU run is reproducible bit
+for bit (a resumed run, a refactor), these are not; comparisons of runs leave them out."""
 
 
 @dataclass

@@ -41,7 +41,7 @@ from toy_cli import TOY_SPEC  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).resolve().parent / "toy_cli.py"
 STEPS_PER_ITER = 64  # tiny preset: 8 envs x 8 steps
-TIMING = ("wall_s", "train/sps", "compile_s")
+from reppo_common.driver import TIMING_KEYS as TIMING  # noqa: E402
 
 # CLI run: 400 iterations, eval every 100, checkpoint every 40 (long enough to kill mid-run)
 CLI_ARGS = ["--env", "toy/Bandit", "--preset", "tiny", "--steps", str(400 * STEPS_PER_ITER),

@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from reppo_common.driver import TIMING_KEYS
+
 from reppo_common import cli, registry
 from reppo_common.errors import UserError
 from reppo_common.registry import register, resolve_env
@@ -231,7 +233,7 @@ def test_user_env_resume_is_exact(tmp_path, monkeypatch, clean_registry):
         "env.name": "my_jax_envs:my/Match", "env.v_min": None, "env.v_max": None,
         "rollout.total_env_steps": 8 * 64, "run.eval_interval": 4 * 64,
         "run.checkpoint_interval": 2 * 64, "run.keep_checkpoints": 100})
-    strip = lambda m: {k: v for k, v in m.items() if k not in ("wall_s", "train/sps")}  # noqa
+    strip = lambda m: {k: v for k, v in m.items() if k not in TIMING_KEYS}  # noqa
     full, seen = tmp_path / "full", []
     full.mkdir()
     result = train(cfg, full, TrainHooks(on_train_metrics=seen.append,

@@ -24,7 +24,7 @@ from spec.config import apply_overrides
 from spec.presets import preset_config
 
 STEPS_PER_ITER = 64  # tiny preset: 8 envs x 8 steps
-TIMING = ("wall_s", "train/sps", "compile_s")
+from reppo_common.driver import TIMING_KEYS as TIMING  # noqa: E402
 BACKENDS = ("jax", "torch")
 OTHER = {"jax": "torch", "torch": "jax"}
 

@@ -36,7 +36,7 @@ from spec.presets import preset_config  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 DRIVER = ROOT / "tests" / "jax" / "toy_cli.py"  # the real CLI with toy/Bandit registered
 STEPS_PER_ITER = 64  # tiny preset: 8 envs x 8 steps
-TIMING = ("wall_s", "train/sps", "compile_s")
+from reppo_common.driver import TIMING_KEYS as TIMING  # noqa: E402
 
 
 def toy_config(iters: int = 12, **extra):
