@@ -287,11 +287,8 @@ def test_dmc_rollout_and_iteration_through_the_bridge():
     earlier = np.asarray(earlier, DTYPE)
     stats = RNorm.running_stats_update(RNorm.running_stats_init(env.obs_dim, DTYPE),
                                        earlier + np.linspace(-1.0, 1.0, env.obs_dim, dtype=DTYPE))
-    import time; t0 = time.perf_counter()
     j_obs0, j_roll, j_state = jax_run(h, params, stats, noise)
-    print("TIMING jax", time.perf_counter() - t0); t0 = time.perf_counter()
     t_obs0, t_roll, t_state, recorded = torch_run(h, params, stats, noise)
-    print("TIMING torch", time.perf_counter() - t0)
     np.testing.assert_array_equal(t_obs0, j_obs0, err_msg="the same reset key, other states")
     assert len(recorded) == STEPS
     flags = np.stack([s.truncated for s in recorded])
