@@ -276,6 +276,11 @@ def test_dmc_rollout_and_iteration_through_the_bridge():
     iteration against the reference replaying the recorded env outputs, and against each
     other."""
     _require_both()
+    from reppo_jax.train import enable_compilation_cache
+
+    # the persistent XLA cache training uses (the bridge enables it anyway): a warm rerun
+    # skips the compiles, which are most of this test's time
+    enable_compilation_cache()
     env = _jax_env()
     h = make_hyper(env.obs_dim, env.action_dim)
     params = make_params(env.obs_dim, env.action_dim)
