@@ -40,6 +40,7 @@ class Mutation:
 
 LAYER4 = ("parity_tests/test_layer4_iteration.py",)
 LAYER4_DISCRETE = ("parity_tests/test_layer4_discrete.py",)
+LAYER4_DMC = ("parity_tests/test_layer4_dmc.py",)
 LAYER4_DRAWS = ("parity_tests/test_layer4_iteration.py", "-k", "production_draws")
 STATS_UPDATE = {
     "jax": "        if h.normalize_obs:\n            stats = running_stats_update(stats, out.obs)\n",
@@ -176,6 +177,11 @@ MUTATIONS: tuple[Mutation, ...] = (
              "reppo_torch/agent.py",
              (("n_mean, n_std = policy(h, behaviour, x_next)",
                "n_mean, n_std = policy(h, carry.agent.actor, x_next)"),), LAYER4),
+    Mutation("bridge-final-obs-post-reset",
+             "JAX bridge: hands the post-reset obs over as the final obs at episode ends (torch)",
+             "reppo_torch/envs/jax_bridge.py",
+             (("[out.obs.astype(jnp.float32), out.final_obs.astype(jnp.float32),",
+               "[out.obs.astype(jnp.float32), out.obs.astype(jnp.float32),"),), LAYER4_DMC),
     Mutation("discrete-bootstrap-post-reset-obs",
              "D-REPPO rollout: bootstrap from the post-reset instead of the true final obs (jax)",
              "reppo_jax/discrete/agent.py",
