@@ -40,6 +40,9 @@ FRAMEWORK_MODULE = {"jax": "jax", "torch": "torch"}
 """The framework each backend imports (lazily, inside its functions): imported up front by
 :func:`load_backend` so that a missing one is a one-line error before any run dir is touched."""
 
+EXIT_BROKEN_PIPE = 128 + 13
+"""Exit status when the output's reader closed the pipe early (as for a process killed by SIGPIPE)."""
+
 MAX_STEPS = 10**13
 """Upper bound of ``--steps`` (far above any real run; larger is a typo)."""
 
@@ -697,11 +700,11 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in TOOLS:
-        return importlib.import_module(f"reppo_common.{argv[0]}").main(argv[1:])
     debug = "--debug" in argv
     parser = _build_parser()
     try:
+        if argv and argv[0] in TOOLS:
+            return importlib.import_module(f"reppo_common.{argv[0]}").main(argv[1:])
         args, extras = parser.parse_known_args(argv)
         if args.command is None:
             parser.print_help()
@@ -722,6 +725,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return EXIT_DIVERGED if isinstance(e, TrainingDiverged) else EXIT_USAGE
+    except BrokenPipeError:
+        # the reader of the output went away (`reppo envs | head`): stop quietly, as a program
+        # killed by SIGPIPE would, without a second error when Python flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except OSError as e:
         # a fault of the machine, not a bug: disk full, quota, read-only or immutable files
         if debug or e.errno not in _IO_FAULTS:

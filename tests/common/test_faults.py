@@ -414,3 +414,19 @@ def test_env_name_override_is_the_env(fb, tmp_path, capsys, flags):
     assert json.loads((tmp_path / "r" / "meta.json").read_text())["env"] == "dmc/CheetahRun"
     assert RunDir(tmp_path / "r").load_config().env.name == "dmc/CheetahRun"
     assert fb.calls[-1][1].env.name == "dmc/CheetahRun"
+
+
+def test_closed_output_pipe_is_a_quiet_exit():
+    """`reppo envs | head -1`: the reader has gone when reppo writes (here: the read end is
+    closed before the process starts, so the first write fails); reppo stops with the SIGPIPE
+    status and prints no traceback (also none while Python flushes stdout at exit)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        p = subprocess.run([sys.executable, "-m", "reppo_common.cli", "envs"], cwd=ROOT,
+                           stdout=write_end, stderr=subprocess.PIPE, timeout=120)
+    finally:
+        os.close(write_end)
+    err = p.stderr.decode()
+    assert p.returncode == cli.EXIT_BROKEN_PIPE, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
