@@ -39,6 +39,14 @@ def _finite(lo: float, hi: float) -> st.SearchStrategy[float]:
     return st.floats(lo, hi, allow_nan=False, allow_infinity=False).map(_flush)
 
 
+def log_multipliers(lo: float, hi: float) -> st.SearchStrategy[float]:
+    """log α / log β drawn for multipliers in [lo, hi], flushed like every drawn float: a log
+    value such as 2e-311 (a subnormal) is 0 on XLA's CPU but not in numpy or torch, so the
+    ports would start from different multipliers (seen in CI: "log beta moved" under
+    kl_mode=none with log β = 2.2e-311)."""
+    return _finite(math.log(lo), math.log(hi))
+
+
 def _flush(v):
     if isinstance(v, np.ndarray):
         return np.where(np.abs(v) < TINY, 0.0, v)

@@ -368,8 +368,8 @@ def check_metrics(jinfo, tinfo, dtype, t):
 @settings(max_examples=max(3, settings.default.max_examples // 5))  # ci: 5, thorough: 100
 @given(seed=st.integers(0, 2**31 - 1), data=st.data(),
        behaviour_scale=st.sampled_from((0.0, 0.05, 0.3, 1.0)),
-       log_alpha=st.floats(math.log(1e-4), math.log(10.0)),
-       log_beta=st.floats(math.log(1e-4), math.log(10.0)))
+       log_alpha=S.log_multipliers(1e-4, 10.0),
+       log_beta=S.log_multipliers(1e-4, 10.0))
 def test_two_minibatch_steps_agree(dtype, kind, kl_mode, seed, data, behaviour_scale, log_alpha,
                                    log_beta):
     _require_both()
@@ -401,8 +401,8 @@ def test_two_minibatch_steps_agree(dtype, kind, kl_mode, seed, data, behaviour_s
 @settings(max_examples=max(3, settings.default.max_examples // 5))  # ci: 5, thorough: 100
 @given(seed=st.integers(0, 2**31 - 1), data=st.data(),
        behaviour_scale=st.sampled_from((0.0, 0.05, 0.3)),
-       log_alpha=st.floats(math.log(1e-4), math.log(10.0)),
-       log_beta=st.floats(math.log(1e-4), math.log(10.0)))
+       log_alpha=S.log_multipliers(1e-4, 10.0),
+       log_beta=S.log_multipliers(1e-4, 10.0))
 def test_estimators_two_minibatch_steps_agree(dtype, gradient, kl_mode, seed, data,
                                               behaviour_scale, log_alpha, log_beta):
     """actor.gradient=score and =ppo (HL-Gauss critic): the same two-step agreement."""

@@ -20,13 +20,13 @@ explicit Gumbel noise for the categorical behaviour actions and explicit shuffle
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from parity_tests import strategies as S
 from parity_tests.backends import BACKENDS
 from parity_tests.scripted_env import FLAG_PATTERNS, JaxScriptedEnv, NumpyScriptedEnv, draw_script
 from parity_tests.test_layer4_iteration import (
@@ -126,7 +126,7 @@ def _gumbel(rng, dtype):
 @settings(max_examples=max(3, settings.default.max_examples // 5),  # ci: 5 + 1, thorough: 100
           phases=NO_SHRINK)
 @given(seed=st.integers(0, 2**31 - 1), pattern=st.sampled_from(FLAG_PATTERNS),
-       log_alpha=st.floats(math.log(1e-3), math.log(10.0)))
+       log_alpha=S.log_multipliers(1e-3, 10.0))
 @example(seed=0, pattern="mixed", log_alpha=0.5)
 def test_discrete_rollout_and_targets_match_reference(dtype, seed, pattern, log_alpha):
     _require_jax()
@@ -175,8 +175,8 @@ def _replay(pre_carry, batch, targets, perms):
 @settings(max_examples=max(1, settings.default.max_examples // 25),  # ci: 1 + 2, thorough: 20
           phases=NO_SHRINK)
 @given(seed=st.integers(0, 2**31 - 1), pattern=st.sampled_from(FLAG_PATTERNS),
-       log_alpha=st.floats(math.log(1e-2), math.log(1.0)),
-       log_beta=st.floats(math.log(1e-2), math.log(1.0)))
+       log_alpha=S.log_multipliers(1e-2, 1.0),
+       log_beta=S.log_multipliers(1e-2, 1.0))
 @example(seed=1, pattern="sparse", log_alpha=-1.0, log_beta=-2.0)  # long episodes, resets
 @example(seed=2, pattern="none", log_alpha=-3.0, log_beta=-0.5)  # no episode ends: 0 episodes
 def test_discrete_iterations_match_reference(dtype, seed, pattern, log_alpha, log_beta):

@@ -26,13 +26,13 @@ and ``make_iteration``'s iteration):
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 import pytest
 from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
 
+from parity_tests import strategies as S
 from parity_tests.backends import BACKENDS
 from parity_tests.scripted_env import (
     FLAG_PATTERNS, JaxScriptedEnv, NumpyScriptedEnv, TorchScriptedEnv, draw_script,
@@ -421,7 +421,7 @@ def check_states(jo, to, params0, logs0, dtype, it, ports="torch vs jax", tag="i
 @settings(max_examples=max(3, settings.default.max_examples // 5),  # ci: 5 + 2, thorough: 100
           phases=NO_SHRINK)
 @given(seed=st.integers(0, 2**31 - 1), pattern=st.sampled_from(FLAG_PATTERNS),
-       log_alpha=st.floats(math.log(1e-3), math.log(10.0)),
+       log_alpha=S.log_multipliers(1e-3, 10.0),
        gradient=st.sampled_from(("pathwise", "ppo")))
 @example(seed=0, pattern="mixed", log_alpha=0.5, gradient="pathwise")  # resets of both kinds
 @example(seed=3, pattern="mixed", log_alpha=-1.0, gradient="ppo")
@@ -459,8 +459,8 @@ def test_rollout_and_targets_match_reference(dtype, seed, pattern, log_alpha, gr
 @settings(max_examples=max(1, settings.default.max_examples // 25),  # ci: 1 + 2, thorough: 20
           phases=NO_SHRINK)
 @given(seed=st.integers(0, 2**31 - 1), pattern=st.sampled_from(FLAG_PATTERNS),
-       log_alpha=st.floats(math.log(1e-2), math.log(1.0)),
-       log_beta=st.floats(math.log(1e-2), math.log(1.0)))
+       log_alpha=S.log_multipliers(1e-2, 1.0),
+       log_beta=S.log_multipliers(1e-2, 1.0))
 @example(seed=1, pattern="sparse", log_alpha=-1.0, log_beta=-2.0)  # long episodes, resets
 @example(seed=2, pattern="none", log_alpha=-3.0, log_beta=-0.5)  # no episode ends: 0 episodes
 def test_iterations_agree(dtype, seed, pattern, log_alpha, log_beta):
