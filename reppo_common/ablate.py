@@ -47,7 +47,7 @@ subprocesses run there, with it on PYTHONPATH."""
 import numpy as np
 
 from reppo_common.curves import DEFAULT_METRIC, RunCurve, load_run
-from reppo_common.errors import EXIT_USAGE, UserError
+from reppo_common.errors import UserError
 from reppo_common.stats import normalize_scores, stratified_bootstrap_ci
 from spec.ablations import ABLATIONS, DEFAULT_ABLATIONS, ablation_overrides
 from spec.config import ConfigError, ReppoConfig
@@ -480,53 +480,46 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point: 0 when every run finished, 1 if some failed, 2 on a usage error."""
+    """``reppo ablate``: 0 when every run finished, 1 if some failed; a user error raises
+    :class:`UserError`, which ``reppo_common.cli.main`` (the one error handler of every
+    subcommand) prints as one line and turns into exit status 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    try:
-        if args.backend not in ("jax", "torch"):
-            raise UserError(f"unknown --backend {args.backend!r}; choose jax or torch")
-        if args.jobs < 1:
-            raise UserError(f"--jobs must be >= 1, got {args.jobs}")
-        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-        if not tasks:
-            raise UserError("--tasks is empty")
-        steps = parse_steps(args.steps, tasks) if args.steps is not None else None
-        seeds, variants = parse_seeds(args.seeds), parse_variants(args.variants)
-        out = Path(args.out).resolve()  # the subprocesses run in the repository root
-        prefix = shlex.split(args.reppo_cmd) if args.reppo_cmd else None
-        runs = plan_runs(tasks, variants, seeds, out, args.backend, steps, args.override)
-        counts = {s: sum(r.status == s for r in runs) for s in (DONE, RESUME, FRESH, RESTART)}
-        print(f"ablate: {len(runs)} runs ({len(tasks)} tasks x {len(variants)} variants x "
-              f"{len(seeds)} seeds): " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
-        if args.dry_run:
-            for r in runs:
-                cmd = build_command(r, args.backend, steps, args.override, prefix)
-                print(f"[{r.status}] {shlex.join(cmd)}")
-            return 0
-        failed: list[Run] = []
-        if not args.aggregate_only:
-            failed = run_all(runs, args.backend, steps, out, args.jobs, args.override, prefix)
-            for r in runs:
-                if r.result.get("rc") == 0:
-                    r.status = run_status(r, args.backend)
-        if not any(r.status == DONE for r in runs):
-            raise UserError(f"no complete runs under {out} to aggregate")
-        result = aggregate(runs, reps=args.reps)
-        for path in write_outputs(result, out, plot=not args.no_plot):
-            print(f"wrote {path}")
-        print(format_markdown(result))
-        if failed:
-            print(f"{len(failed)} run(s) failed: " + "; ".join(
-                f"{r.label} (log {r.result.get('log')})" for r in failed), file=sys.stderr)
-            return 1
-    except UserError as e:
-        if args.debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    if args.backend not in ("jax", "torch"):
+        raise UserError(f"unknown --backend {args.backend!r}; choose jax or torch")
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if not tasks:
+        raise UserError("--tasks is empty")
+    steps = parse_steps(args.steps, tasks) if args.steps is not None else None
+    seeds, variants = parse_seeds(args.seeds), parse_variants(args.variants)
+    out = Path(args.out).resolve()  # the subprocesses run in the repository root
+    prefix = shlex.split(args.reppo_cmd) if args.reppo_cmd else None
+    runs = plan_runs(tasks, variants, seeds, out, args.backend, steps, args.override)
+    counts = {s: sum(r.status == s for r in runs) for s in (DONE, RESUME, FRESH, RESTART)}
+    print(f"ablate: {len(runs)} runs ({len(tasks)} tasks x {len(variants)} variants x "
+          f"{len(seeds)} seeds): " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    if args.dry_run:
+        for r in runs:
+            cmd = build_command(r, args.backend, steps, args.override, prefix)
+            print(f"[{r.status}] {shlex.join(cmd)}")
+        return 0
+    failed: list[Run] = []
+    if not args.aggregate_only:
+        failed = run_all(runs, args.backend, steps, out, args.jobs, args.override, prefix)
+        for r in runs:
+            if r.result.get("rc") == 0:
+                r.status = run_status(r, args.backend)
+    if not any(r.status == DONE for r in runs):
+        raise UserError(f"no complete runs under {out} to aggregate")
+    result = aggregate(runs, reps=args.reps)
+    for path in write_outputs(result, out, plot=not args.no_plot):
+        print(f"wrote {path}")
+    print(format_markdown(result))
+    if failed:
+        print(f"{len(failed)} run(s) failed: " + "; ".join(
+            f"{r.label} (log {r.result.get('log')})" for r in failed), file=sys.stderr)
+        return 1
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

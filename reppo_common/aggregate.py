@@ -33,7 +33,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from reppo_common.curves import DEFAULT_METRIC, RunCurve, load_runs, run_label
-from reppo_common.errors import EXIT_USAGE, UserError
+from reppo_common.errors import UserError
 from reppo_common.stats import (
     normalize_scores,
     reliable_success,
@@ -216,31 +216,24 @@ def _write(path: str, rows: Sequence[Mapping[str, Any]], kind: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; user errors print one line and return 2."""
+    """``reppo aggregate``: 0 on success; a user error raises :class:`UserError`, which
+    ``reppo_common.cli.main`` (the one error handler of every subcommand) prints as one line
+    and turns into exit status 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    try:
-        if not 0.0 < args.confidence < 1.0:
-            raise UserError(f"--confidence must be in (0, 1), got {args.confidence}")
-        if args.reps < 1:
-            raise UserError(f"--reps must be >= 1, got {args.reps}")
-        norms = parse_norms(args.norm)
-        runs = load_runs(args.runs, args.metric)
-        keys = [k.strip() for k in args.group_by.split(",") if k.strip()]
-        rows = aggregate_runs(runs, keys, args.score, args.normalize, norms, args.tau,
-                              args.reps, args.confidence, args.seed)
-        print(format_table(rows, args.confidence))
-        if args.csv:
-            _write(args.csv, rows, "csv")
-        if args.json:
-            _write(args.json, rows, "json")
-    except UserError as e:
-        if args.debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    if not 0.0 < args.confidence < 1.0:
+        raise UserError(f"--confidence must be in (0, 1), got {args.confidence}")
+    if args.reps < 1:
+        raise UserError(f"--reps must be >= 1, got {args.reps}")
+    norms = parse_norms(args.norm)
+    runs = load_runs(args.runs, args.metric)
+    keys = [k.strip() for k in args.group_by.split(",") if k.strip()]
+    rows = aggregate_runs(runs, keys, args.score, args.normalize, norms, args.tau,
+                          args.reps, args.confidence, args.seed)
+    print(format_table(rows, args.confidence))
+    if args.csv:
+        _write(args.csv, rows, "csv")
+    if args.json:
+        _write(args.json, rows, "json")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from reppo_common.curves import DEFAULT_METRIC, RunCurve, group_runs, load_runs
-from reppo_common.errors import EXIT_USAGE, UserError
+from reppo_common.errors import UserError
 from reppo_common.stats import (
     bootstrap_mean_interval,
     common_grid,
@@ -214,25 +214,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; user errors print one line and return 2."""
+    """``reppo plot``: 0 on success; a user error raises :class:`UserError`, which
+    ``reppo_common.cli.main`` (the one error handler of every subcommand) prints as one line
+    and turns into exit status 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    try:
-        if not 0.0 < args.confidence < 1.0:
-            raise UserError(f"--confidence must be in (0, 1), got {args.confidence}")
-        if args.min_seeds is not None and args.min_seeds < 1:
-            raise UserError(f"--min-seeds must be >= 1, got {args.min_seeds}")
-        if not args.out.lower().endswith(".png"):
-            raise UserError(f"--out must be a .png path, got {args.out!r}")
-        runs = load_runs(args.runs, args.metric)
-        keys = [k.strip() for k in args.group_by.split(",") if k.strip()]
-        summary = plot_runs(runs, args.out, keys, args.ci, args.confidence, args.min_seeds,
-                            args.title, tau=args.tau)
-    except UserError as e:
-        if args.debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    if not 0.0 < args.confidence < 1.0:
+        raise UserError(f"--confidence must be in (0, 1), got {args.confidence}")
+    if args.min_seeds is not None and args.min_seeds < 1:
+        raise UserError(f"--min-seeds must be >= 1, got {args.min_seeds}")
+    if not args.out.lower().endswith(".png"):
+        raise UserError(f"--out must be a .png path, got {args.out!r}")
+    runs = load_runs(args.runs, args.metric)
+    keys = [k.strip() for k in args.group_by.split(",") if k.strip()]
+    summary = plot_runs(runs, args.out, keys, args.ci, args.confidence, args.min_seeds,
+                        args.title, tau=args.tau)
     for env, labels in summary["envs"].items():
         for label, info in labels.items():
             rel = (f", reliable at end {info['reliable_final']:.2f}"
@@ -247,6 +243,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"wrote {summary['out']}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

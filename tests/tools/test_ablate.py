@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reppo_common import ablate
+from reppo_common import ablate, cli
 from reppo_common.errors import UserError
 from spec.ablations import ABLATIONS, DEFAULT_ABLATIONS
 
@@ -102,7 +102,7 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
                        (["--backend", "tf"], "--backend"), (["--steps", "1.5"], "--steps"),
                        (["--steps", "dmc/Other=10"], "not in --tasks"),
                        (["--steps", "dmc/CartpoleBalance=0"], "positive integer")):
-        assert ablate.main(argv + ["--out", str(tmp_path), "--dry-run"]) == 2
+        assert cli.main(["ablate", *argv, "--out", str(tmp_path), "--dry-run"]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and word in err and "\n" not in err
 
