@@ -20,7 +20,8 @@ from typing import Any, Callable, Mapping
 from reppo_common.errors import UserError
 
 __all__ = ["EnvSpec", "REGISTRY", "SUITES", "register", "resolve_env", "list_envs",
-           "suggest_envs", "config_flags", "check_value_range", "is_discrete_env"]
+           "suggest_envs", "config_flags", "check_value_range", "check_declared_facts",
+           "is_discrete_env"]
 
 
 @dataclass(frozen=True)
@@ -296,6 +297,28 @@ def check_value_range(config: Any, reward_range: tuple[float, float] | None, nam
         require_value_support(config, reward_range, name)
     except ConfigError as err:
         raise UserError(str(err)) from None
+
+
+def check_declared_facts(env: Any, spec: EnvSpec, num_envs: int, max_episode_steps: int, *,
+                         factory: str, accepted: str, attrs: tuple[str, ...]) -> None:
+    """The framework-free part of checking a user env (built by ``spec``'s ``factory``, e.g.
+    ``make_jax``) against its declared facts, the same in both ports: the attributes ``attrs``
+    a port needs (``accepted`` names what the port takes), the number of envs, the episode
+    length and, where both declare one, the reward range. One-line :class:`UserError`."""
+    name = spec.full_name
+    for attr in attrs:
+        if not hasattr(env, attr):
+            raise UserError(f"{name}: {factory} returned {type(env).__name__}, which is neither "
+                            f"{accepted} (missing {attr!r})")
+    if int(env.num_envs) != num_envs:
+        raise UserError(f"{name}: {factory}({num_envs}) built {env.num_envs} envs")
+    if int(env.max_episode_steps) != max_episode_steps:
+        raise UserError(f"{name}: the env's max_episode_steps={env.max_episode_steps} differs from "
+                        f"the declared/configured {max_episode_steps}")
+    rr = getattr(env, "reward_range", None)
+    if rr is not None and spec.reward_range is not None and tuple(rr) != tuple(spec.reward_range):
+        raise UserError(f"{name}: the env's reward_range={tuple(rr)} differs from the declared "
+                        f"{spec.reward_range}")
 
 
 def is_discrete_env(name: str) -> bool:

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from reppo_common.errors import UserError
-from reppo_common.registry import EnvSpec
+from reppo_common.registry import EnvSpec, check_declared_facts
 
 
 def _shape(name: str, what: str, x: Any, shape: tuple[int, ...], kind: str) -> None:
@@ -35,19 +35,10 @@ def check_vec_env(env: Any, spec: EnvSpec, num_envs: int, max_episode_steps: int
     """Validate a JAX VecEnv against the declared facts: attributes, then the shapes and dtypes
     of ``reset`` and ``step`` (abstractly, with ``jax.eval_shape``)."""
     name = spec.full_name
-    for attr in ("obs_dim", "action_dim", "num_envs", "max_episode_steps", "reset", "step"):
-        if not hasattr(env, attr):
-            raise UserError(f"{name}: make_jax returned {type(env).__name__}, which is neither a "
-                            f"reppo_jax VecEnv nor a playground-style env (missing {attr!r})")
-    if int(env.num_envs) != num_envs:
-        raise UserError(f"{name}: make_jax({num_envs}) built {env.num_envs} envs")
-    if int(env.max_episode_steps) != max_episode_steps:
-        raise UserError(f"{name}: the env's max_episode_steps={env.max_episode_steps} differs from "
-                        f"the declared/configured {max_episode_steps}")
-    rr = getattr(env, "reward_range", None)
-    if rr is not None and spec.reward_range is not None and tuple(rr) != spec.reward_range:
-        raise UserError(f"{name}: the env's reward_range={tuple(rr)} differs from the declared "
-                        f"{spec.reward_range}")
+    check_declared_facts(env, spec, num_envs, max_episode_steps, factory="make_jax",
+                         accepted="a reppo_jax VecEnv nor a playground-style env",
+                         attrs=("obs_dim", "action_dim", "num_envs", "max_episode_steps",
+                                "reset", "step"))
     low, high = getattr(env, "action_low", -1.0), getattr(env, "action_high", 1.0)
     if float(jnp.min(jnp.asarray(low))) != -1.0 or float(jnp.max(jnp.asarray(high))) != 1.0:
         raise UserError(f"{name}: actions must lie in [-1, 1] (the tanh policy's range), the env "

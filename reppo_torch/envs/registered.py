@@ -19,25 +19,16 @@ from typing import Any
 import torch
 
 from reppo_common.errors import UserError
-from reppo_common.registry import EnvSpec
+from reppo_common.registry import EnvSpec, check_declared_facts
 
 
 def check_vec_env(env: Any, spec: EnvSpec, num_envs: int, max_episode_steps: int) -> None:
     """Validate a ready-made torch VecEnv against the declared facts (one-line UserError)."""
     name = spec.full_name
-    for attr in ("obs_dim", "action_dim", "num_envs", "max_episode_steps", "reward_range",
-                 "device", "reset", "step", "close"):
-        if not hasattr(env, attr):
-            raise UserError(f"{name}: make_torch returned {type(env).__name__}, which is neither "
-                            f"a gymnasium VectorEnv nor a reppo_torch VecEnv (missing {attr!r})")
-    if int(env.num_envs) != num_envs:
-        raise UserError(f"{name}: make_torch({num_envs}) built {env.num_envs} envs")
-    if int(env.max_episode_steps) != max_episode_steps:
-        raise UserError(f"{name}: the env's max_episode_steps={env.max_episode_steps} differs from "
-                        f"the declared/configured {max_episode_steps}")
-    if spec.reward_range is not None and tuple(env.reward_range) != tuple(spec.reward_range):
-        raise UserError(f"{name}: the env's reward_range={tuple(env.reward_range)} differs from "
-                        f"the declared {spec.reward_range}")
+    check_declared_facts(env, spec, num_envs, max_episode_steps, factory="make_torch",
+                         accepted="a gymnasium VectorEnv nor a reppo_torch VecEnv",
+                         attrs=("obs_dim", "action_dim", "num_envs", "max_episode_steps",
+                                "reward_range", "device", "reset", "step", "close"))
     low, high = getattr(env, "action_low", -1.0), getattr(env, "action_high", 1.0)
     if float(torch.as_tensor(low).min()) != -1.0 or float(torch.as_tensor(high).max()) != 1.0:
         raise UserError(f"{name}: actions must lie in [-1, 1] (the tanh policy's range), the env "
