@@ -130,19 +130,26 @@ class Trainer:
             self.eval_env = make_env(cfg, cfg.run.eval_episodes, evaluation=True)
         self.h = hyper.resolve(cfg, self.env)
         self.nets = make_nets(cfg, self.h)
-        r = cfg.rollout
-        self.parallel = data_parallel(cfg.run.devices, self.env.num_envs, r.num_steps,
+        self._build_programs(A.make_iteration, A.make_evaluate)
+        self.steps_per_iteration = derived.env_steps_per_iteration(
+            cfg.rollout.num_envs, cfg.rollout.num_steps, cfg.env.action_repeat)
+
+    def _build_programs(self, make_iteration: Callable, make_evaluate: Callable) -> None:
+        """Set ``parallel`` (the device layout of ``run.devices``), the jitted ``iteration`` and
+        ``guarded_iteration`` (built by ``make_iteration(nets, h, env, shard_minibatches)``) and
+        the jitted single-device ``_evaluate`` (``make_evaluate(nets, h, eval_env,
+        num_steps)``): the agent modules' common interface, shared by every trainer."""
+        r = self.config.rollout
+        self.parallel = data_parallel(self.config.run.devices, self.env.num_envs, r.num_steps,
                                       r.num_minibatches)
         shard = self.parallel.shard_minibatches if self.parallel is not None else None
-        self.iteration = self._jit(A.make_iteration(self.nets, self.h, self.env, shard))
+        self.iteration = self._jit(make_iteration(self.nets, self.h, self.env, shard))
         # the same iteration plus in-jit finiteness flags (reppo_jax.checkpoint.guard_iteration);
         # train() uses this one, so only it is compiled there
         self.guarded_iteration = self._jit(
-            guard_iteration(A.make_iteration(self.nets, self.h, self.env, shard)))
-        self._evaluate = jax.jit(A.make_evaluate(self.nets, self.h, self.eval_env,
-                                                 self.eval_env.max_episode_steps))
-        self.steps_per_iteration = derived.env_steps_per_iteration(
-            cfg.rollout.num_envs, cfg.rollout.num_steps, cfg.env.action_repeat)
+            guard_iteration(make_iteration(self.nets, self.h, self.env, shard)))
+        self._evaluate = jax.jit(make_evaluate(self.nets, self.h, self.eval_env,
+                                               self.eval_env.max_episode_steps))
 
     def _jit(self, iteration: Callable) -> Callable:
         """jit a ``carry -> (carry, info)`` function, donating the carry; with several devices
@@ -165,11 +172,16 @@ class Trainer:
         """The initial carry of a run with this seed, laid out for the iteration."""
         return self.place(self._fresh_carry(seed))
 
+    def canonical_init(self, seed: int) -> dict[str, np.ndarray]:
+        """The run's initial weights in the canonical layout (:func:`canonical_init`)."""
+        return canonical_init(self.config, self.h, seed)
+
     def _fresh_carry(self, seed: int) -> A.Carry:
         key = jax.random.PRNGKey(seed)
         k_env, k_run = jax.random.split(key)
-        state = state_from_canonical(self.h, canonical_init(self.config, self.h, seed))
+        state = state_from_canonical(self.h, self.canonical_init(seed))
         env_state, obs = self.env.reset(k_env)
+        obs = jnp.asarray(obs)  # a host-stepped env returns numpy observations
         if self.h.normalize_obs:
             state = state._replace(obs_stats=running_stats_update(state.obs_stats, obs))
         # fresh, distinct buffers: the jitted iteration donates its input

@@ -28,6 +28,8 @@ Environments signal a discrete action space with ``env.discrete = True`` and ``e
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -166,10 +168,15 @@ def compute_targets(h, agent: A.AgentState, batch: A.Transition) -> jax.Array:
 
 
 def update(nets: Nets, h, opts, agent: A.AgentState, batch: A.Transition, targets, key,
-           perms=None):
+           shard_minibatches: Callable[[dict], dict] | None = None, perms=None):
     """num_epochs × num_minibatches of (critic step, actor step, multiplier step); metrics are
-    averaged over every minibatch of the iteration. ``perms``: optional explicit shuffles
-    (E, n) instead of the key's (the parity suite's layer 4)."""
+    averaged over every minibatch of the iteration.
+    ``shard_minibatches``: an optional layout hint applied to each epoch's
+    ``(num_minibatches, minibatch, ...)`` arrays, as in ``reppo_jax.agent.update`` (with several
+    devices ``reppo_jax.distributed.DataParallel.shard_minibatches`` splits every minibatch over
+    them; where the math runs, not what it computes).
+    ``perms``: optional explicit shuffles (E, n) instead of the key's (the parity suite's
+    layer 4)."""
     behaviour = agent.actor
     n = batch.obs.shape[0] * batch.obs.shape[1]
     data = {"obs": batch.obs, "action": batch.action, "reward": batch.reward,
@@ -180,6 +187,8 @@ def update(nets: Nets, h, opts, agent: A.AgentState, batch: A.Transition, target
         key, given = xs
         perm = jax.random.permutation(key, n) if given is None else given
         mbs = jax.tree.map(lambda x: x[perm].reshape((h.num_minibatches, -1) + x.shape[1:]), data)
+        if shard_minibatches is not None:
+            mbs = shard_minibatches(mbs)
 
         def minibatch(agent, mb):
             return minibatch_step(nets, h, opts, agent, behaviour, mb)
@@ -201,10 +210,12 @@ def iteration_info(info, batch, targets, episodes) -> dict:
             "rollout/episode_return": jnp.sum(done * episodes["return"]) / jnp.maximum(n_done, 1)}
 
 
-def make_iteration(nets: Nets, h, env):
-    """The whole iteration as one function of the carry, to be jitted once.
-    ``iteration(carry, noise)`` takes optional explicit draws (a dict: ``gumbel`` for
-    :func:`rollout`, ``perm`` for :func:`update`) — the parity suite's layer 4."""
+def make_iteration(nets: Nets, h, env,
+                   shard_minibatches: Callable[[dict], dict] | None = None):
+    """The whole iteration as one function of the carry, to be jitted once
+    (``shard_minibatches``: see :func:`update`). ``iteration(carry, noise)`` takes optional
+    explicit draws (a dict: ``gumbel`` for :func:`rollout`, ``perm`` for :func:`update`) — the
+    parity suite's layer 4."""
     opts = A.optimizers(h)
 
     def iteration(carry: A.Carry, noise: dict | None = None):
@@ -213,7 +224,7 @@ def make_iteration(nets: Nets, h, env):
         targets = compute_targets(h, carry.agent, batch)
         key, k_upd = jax.random.split(carry.key)
         agent, info = update(nets, h, opts, carry.agent, batch, targets, k_upd,
-                             None if noise is None else noise["perm"])
+                             shard_minibatches, None if noise is None else noise["perm"])
         return (A.Carry(agent, carry.env_state, carry.obs, key),
                 iteration_info(info, batch, targets, episodes))
 
