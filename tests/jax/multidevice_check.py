@@ -2,7 +2,9 @@
 a subprocess (``XLA_FLAGS=--xla_force_host_platform_device_count=2`` must be set before jax is
 imported, so it cannot run inside the pytest process).
 
-Usage: ``python tests/jax/multidevice_check.py equivalence|train`` prints one JSON line.
+Usage: ``python tests/jax/multidevice_check.py equivalence|train|discrete`` prints one JSON
+line. ``equivalence`` and ``train`` check the continuous trainer; ``discrete`` runs both checks
+for D-REPPO (``reppo_jax.discrete.train.DiscreteTrainer``) in one process.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from reppo_jax.envs.toy import make_toy_env
+from reppo_jax.envs.toy_discrete import make_discrete_bandit
 from reppo_jax.compile_log import COMPILES
 from reppo_jax.train import Trainer, make_trainer as make_jax_trainer, train
 from spec.backend import TrainHooks
@@ -47,8 +50,18 @@ def toy_config(devices: int | None, **extra) -> object:
     return apply_overrides(preset_config("tiny"), overrides)
 
 
-def make_trainer(devices: int | None) -> Trainer:
-    """Toy envs with termination (exercises the termination/truncation paths of the targets)."""
+def make_trainer(devices: int | None, kind: str = "continuous") -> Trainer:
+    """Continuous: toy envs with termination (exercises the termination/truncation paths of the
+    targets). Discrete: the contextual bandit (3 actions, 5 contexts) with 6-step episodes
+    desynchronised by random offsets, so truncations fall inside every rollout."""
+    if kind == "discrete":
+        cfg = toy_config(devices, **{"env.name": "toy/DiscreteBandit", "env.v_max": 4.0,
+                                     "env.gamma": 0.5, "env.normalize_obs": False,
+                                     "rollout.lr": 1e-3})
+        bandit = {"num_contexts": 5, "num_actions": 3, "max_episode_steps": 6}
+        return make_jax_trainer(cfg, make_discrete_bandit(NUM_ENVS, random_episode_offsets=True,
+                                                          **bandit),
+                                make_discrete_bandit(4, **bandit))
     return make_jax_trainer(toy_config(devices), make_toy_env(NUM_ENVS, terminate_prob=0.1,
                                                      random_episode_offsets=True),
                    make_toy_env(4))
@@ -72,11 +85,11 @@ def _replicas_identical(tree) -> bool:
     return True
 
 
-def equivalence() -> dict:
+def equivalence(kind: str = "continuous") -> dict:
     """One iteration (rollout, targets, 2 epochs × 4 minibatches) on 1 and on 2 devices from the
     same seed: the same batch and noise by construction; compare every agent leaf and metric."""
     assert len(jax.devices()) >= 2, "needs XLA_FLAGS=--xla_force_host_platform_device_count=2"
-    one, two = make_trainer(1), make_trainer(2)
+    one, two = make_trainer(1, kind), make_trainer(2, kind)
     assert one.parallel is None and two.parallel is not None and two.parallel.size == 2
     c0 = one.init(0)
     before = _float_leaves(c0.agent)
@@ -105,14 +118,15 @@ def equivalence() -> dict:
     return {"worst_rel": worst, "worst_leaf": worst_name, "max_param_move": moved,
             "info_rel": info_rel, "replicas_identical": _replicas_identical(c2.agent),
             "layout": layout, "out_obs_spec": str(c2.obs.sharding.spec),
+            "trainer": type(two).__name__,
             "tolerance": RELATIVE_TOLERANCE}
 
 
-def train_and_resume() -> dict:
+def train_and_resume(kind: str = "continuous") -> dict:
     """``train()`` on 2 devices with evaluations and a checkpoint per iteration, then a resume
     from iteration 3 to 4: the resumed run's last metrics equal the uninterrupted run's."""
     assert len(jax.devices()) >= 2
-    trainer = make_trainer(2)
+    trainer = make_trainer(2, kind)
     cfg = trainer.config
     compiled = (COMPILES.count("guarded"), COMPILES.count("evaluate"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,6 +149,14 @@ def train_and_resume() -> dict:
             "finite": all(np.isfinite(v) for m in full for k, v in m.items() if k not in drop)}
 
 
+def discrete() -> dict:
+    """Both checks for the D-REPPO trainer (one process: one jax start-up for CI)."""
+    result = equivalence("discrete")
+    result["train"] = train_and_resume("discrete")
+    return result
+
+
 if __name__ == "__main__":
-    check = {"equivalence": equivalence, "train": train_and_resume}[sys.argv[1]]
+    check = {"equivalence": equivalence, "train": train_and_resume,
+             "discrete": discrete}[sys.argv[1]]
     print(json.dumps(check()))

@@ -4,6 +4,7 @@ MinAtar env conformance (auto-reset with the true final observation) and a CLI s
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -192,24 +193,82 @@ def test_minatar_random_offsets_desynchronise_truncation():
 
 
 @pytest.mark.slow
-def test_cli_smoke_minatar_breakout(tmp_path):
+def test_cli_smoke_minatar_breakout(tmp_path, capsys):
     """``reppo train --backend jax --env minatar/Breakout`` end to end on the tiny preset:
-    run directory, metrics with train and eval records, a loadable checkpoint, ``reppo eval``."""
+    run directory, metrics with train and eval records, a loadable checkpoint, ``reppo eval``;
+    ``--resume`` from the intermediate checkpoint writes the uninterrupted run's metrics and a
+    bit-identical final checkpoint; ``reppo plot`` and ``reppo aggregate`` read the run dirs."""
+    import shutil
+
     pytest.importorskip("gymnax")
+    from reppo_common import checkpoints as C
     from reppo_common.cli import main
+    from reppo_common.driver import TIMING_KEYS
 
     run_dir = tmp_path / "run"
     rc = main(["train", "--backend", "jax", "--env", "minatar/Breakout", "--preset", "tiny",
                "--steps", "1024", "--no-progress", "--run-dir", str(run_dir),
-               "--loss.lam=0.65"])
+               "--loss.lam=0.65", "--run.checkpoint_interval=512"])
     assert rc == 0
-    recs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    recs = [json.loads(line) for line in lines]
     kinds = {r["kind"] for r in recs}
     assert {"train", "eval"} <= kinds
     ev = [r for r in recs if r["kind"] == "eval"][-1]
     assert np.isfinite(ev["eval/return_mean"])
     assert json.loads((run_dir / "config.json").read_text())["env"]["name"] == "minatar/Breakout"
     assert main(["eval", "--run-dir", str(run_dir), "--episodes", "2"]) == 0
+
+    # a copy stopped at the checkpoint of env step 512, resumed to the end
+    resumed = tmp_path / "resumed"
+    shutil.copytree(run_dir, resumed)
+    for p in (resumed / "checkpoints").glob("*_000000001024.*"):
+        p.unlink()
+    (resumed / "metrics.jsonl").write_text(
+        "".join(f"{line}\n" for line, r in zip(lines, recs) if r["env_steps"] <= 512))
+    assert main(["train", "--resume", str(resumed), "--no-progress"]) == 0
+
+    def strip(path):
+        return [{k: v for k, v in json.loads(line).items() if k not in TIMING_KEYS}
+                for line in path.read_text().splitlines()]
+
+    assert strip(resumed / "metrics.jsonl") == strip(run_dir / "metrics.jsonl")
+    for name in ("params_000000001024.npz", "state_000000001024.npz"):
+        assert (C.sha256_file(resumed / "checkpoints" / name)
+                == C.sha256_file(run_dir / "checkpoints" / name)), name
+
+    capsys.readouterr()
+    png = tmp_path / "curves.png"
+    assert main(["plot", str(run_dir), str(resumed), "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["aggregate", str(run_dir), str(resumed), "--reps", "50"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^jax\s+1\s+2\s", out, re.M), out  # 1 task, 2 runs
+
+
+def test_nan_guard_stops_discrete_run_and_keeps_last_good_checkpoint(tmp_path):
+    """The NaN guard on a D-REPPO run: a reward that turns NaN in iteration 3 stops the run
+    with one line naming it, and only the checkpoints of the good iterations exist."""
+    from reppo_common.errors import TrainingDiverged
+
+    class NanAfterBandit(DiscreteBanditEnv):
+        def step(self, state, action, key=None):
+            bad = state.step_count >= 16
+            new_state, out = super().step(state, action, key)
+            return new_state, out._replace(reward=jnp.where(bad, jnp.nan, out.reward))
+
+    cfg = _bandit_config(**{"rollout.num_envs": 8, "rollout.num_steps": 8,
+                            "rollout.num_minibatches": 2, "rollout.num_epochs": 1,
+                            "rollout.total_env_steps": 6 * 64, "run.checkpoint_interval": 64})
+    with pytest.raises(TrainingDiverged) as e:
+        train(cfg, tmp_path, env=NanAfterBandit(8, max_episode_steps=40),
+              eval_env=DiscreteBanditEnv(2))
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith("non-finite rollout/reward at iteration 3 (env_steps 192)"), msg
+    from reppo_common import checkpoints as C
+
+    assert [c.env_steps for c in C.list_checkpoints(tmp_path / "checkpoints")] == [64, 128]
 
 
 # ---------------------------------------------------------------------------- Atari (envpool)

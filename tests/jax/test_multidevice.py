@@ -109,11 +109,52 @@ def test_cli_devices_alias_sets_run_devices():
     assert cfg.run.devices == 4
 
 
-def test_discrete_trainer_refuses_several_devices():
+def test_discrete_host_env_refuses_several_devices():
+    """A host-stepped env (``env.host``: Atari via envpool, not installed in CI) cannot be split
+    over devices; the refusal comes before the trainer uses the env (a stand-in object with
+    only the flags ``make_trainer`` and the check read)."""
+    from types import SimpleNamespace
+
     from reppo_jax.envs.toy_discrete import make_discrete_bandit
     from reppo_jax.train import make_trainer
 
     cfg = apply_overrides(preset_config("tiny"), {"env.name": "toy/DiscreteBandit",
                                                   "run.devices": 2})
-    with pytest.raises(UserError, match="multi-device training is implemented for continuous"):
-        make_trainer(cfg, make_discrete_bandit(8), make_discrete_bandit(2))
+    with pytest.raises(UserError, match=r"^run.devices=2: toy/DiscreteBandit is stepped on the "
+                                        r"host .*cannot be split over devices; use --devices 1$"):
+        make_trainer(cfg, SimpleNamespace(discrete=True, host=True, num_envs=8),
+                     make_discrete_bandit(2))
+
+
+@pytest.fixture(scope="module")
+def discrete_check() -> dict:
+    """The D-REPPO checks of ``multidevice_check.py discrete`` (one subprocess for both tests)."""
+    return _run_check("discrete")
+
+
+def test_discrete_two_devices_equal_one_device(discrete_check):
+    """D-REPPO: one iteration on 2 devices equals the 1-device iteration to the same float32
+    reduction-order tolerance as the continuous agent (1e-4 of each leaf's magnitude; see
+    ``multidevice_check.RELATIVE_TOLERANCE``): the categorical actions are sampled per env from
+    replicated parameters, so both runs see the same batch, and only the cross-device sums of
+    the minibatch gradients, the α/β inputs and the metrics are ordered differently."""
+    r = discrete_check
+    assert r["trainer"] == "DiscreteTrainer"
+    assert r["layout"] == {"obs": "P('envs',)", "obs_shard_rows": [8, 8],
+                           "log_alpha_replicated": True}
+    assert r["out_obs_spec"] == "P('envs',)"
+    assert r["worst_rel"] <= r["tolerance"], r
+    assert r["info_rel"] <= r["tolerance"], r
+    assert r["max_param_move"] > 10 * r["tolerance"], r
+    assert r["replicas_identical"]
+
+
+def test_discrete_two_device_training_compiles_once_and_resumes_exactly(discrete_check):
+    """D-REPPO ``train()`` on 2 devices: one iteration program and one evaluation program over a
+    fresh, a short and a resumed run; checkpoints of the sharded carry resume bit-identically."""
+    r = discrete_check["train"]
+    assert r["iterations"] == 4 and r["finite"], r
+    assert (r["iteration_compiles"], r["evaluate_compiles"]) == (1, 1), r
+    assert r["resumed_iterations"] == [4]
+    assert r["resume_exact"], r
+    assert r["final_eval"]["eval/episodes"] == 4
