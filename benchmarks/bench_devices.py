@@ -3,11 +3,14 @@
     python -m benchmarks.bench_devices --env dmc/CartpoleBalance --preset cpu --devices 2 \
         [--section.field=value ...] --iterations 5 --repeats 3 [--use-cache] [--json]
 
-Both trainers run the same config (same total envs, minibatches and epochs — strong scaling);
-the N-device one splits envs and minibatches over a device mesh (``run.devices=N``,
-``reppo_jax.distributed``). For each it reports the compile time of the jitted iteration,
-steady-state training env-steps/s (median over ``--repeats`` of ``--iterations`` iterations)
-and process CPU seconds per iteration, then the N-device/1-device ratios.
+Works for either JAX trainer ``reppo_jax.train.make_trainer`` builds (e.g. ``--env
+minatar/Breakout --preset cpu-discrete`` for D-REPPO; not a host-stepped Atari env). The
+1-device and the N-device trainer run the same config (same total envs, minibatches and epochs —
+strong scaling); the N-device one splits envs and minibatches over a device mesh
+(``run.devices=N``, ``reppo_jax.distributed``). For each it reports the compile time of the
+jitted iteration, steady-state training env-steps/s (median over ``--repeats`` of
+``--iterations`` iterations) and process CPU seconds per iteration, then the N-device/1-device
+ratios.
 
 Without accelerators, N virtual CPU devices are created (``XLA_FLAGS=
 --xla_force_host_platform_device_count=N``, set here before jax is imported). They share the

@@ -2,15 +2,16 @@
 
 What is split, and how
 ----------------------
-The jitted iteration (``reppo_jax.agent.make_iteration``) is the *same function* on one device
-and on many; only the layout of its arrays changes:
+The jitted iteration (``reppo_jax.agent.make_iteration``, or D-REPPO's
+``reppo_jax.discrete.agent.make_iteration``; ``reppo_jax.train.Trainer`` builds both) is the
+*same function* on one device and on many; only the layout of its arrays changes:
 
 * the environment axis of the simulator state and of the current observations is sharded over a
   one-axis :class:`jax.sharding.Mesh` (``ENV_AXIS``): device d steps envs
   ``[d·N/D, (d+1)·N/D)`` and runs the policy on them;
 * every update minibatch is sharded over the same axis (a ``with_sharding_constraint`` that
-  ``agent.update`` applies through its ``shard_minibatches`` hook): each device computes the loss
-  and gradients of its part of the minibatch;
+  either agent's ``update`` applies through its ``shard_minibatches`` hook): each device
+  computes the loss and gradients of its part of the minibatch;
 * agent parameters, optimiser states, log α/β, the observation statistics and the PRNG key are
   replicated.
 
