@@ -85,6 +85,31 @@ def _replicas_identical(tree) -> bool:
     return True
 
 
+def _minibatch_constraints(trainer: Trainer, carry) -> int:
+    """Layout hints that split a minibatch axis over the devices in the traced iteration
+    (``DataParallel.shard_minibatches``: one ``sharding_constraint`` per minibatch array), found
+    by walking the jaxpr and its sub-jaxprs (the scans' bodies). The hint does not change the
+    numbers, so the equivalence alone cannot show that the agent's ``update`` applies it."""
+    from jax.sharding import PartitionSpec
+
+    from reppo_jax.distributed import ENV_AXIS
+
+    def walk(jaxpr) -> int:
+        n = 0
+        for eqn in jaxpr.eqns:
+            if (eqn.primitive.name == "sharding_constraint"
+                    and eqn.params["sharding"].spec == PartitionSpec(None, ENV_AXIS)):
+                n += 1
+            for v in eqn.params.values():
+                for sub in v if isinstance(v, (tuple, list)) else (v,):
+                    sub = getattr(sub, "jaxpr", sub)  # ClosedJaxpr -> Jaxpr
+                    if hasattr(sub, "eqns"):
+                        n += walk(sub)
+        return n
+
+    return walk(jax.make_jaxpr(trainer.iteration)(carry).jaxpr)
+
+
 def equivalence(kind: str = "continuous") -> dict:
     """One iteration (rollout, targets, 2 epochs × 4 minibatches) on 1 and on 2 devices from the
     same seed: the same batch and noise by construction; compare every agent leaf and metric."""
@@ -98,6 +123,7 @@ def equivalence(kind: str = "continuous") -> dict:
     layout = {"obs": str(c2.obs.sharding.spec),
               "obs_shard_rows": [s.data.shape[0] for s in c2.obs.addressable_shards],
               "log_alpha_replicated": bool(c2.agent.log_alpha.sharding.is_fully_replicated)}
+    hints = (_minibatch_constraints(one, c1), _minibatch_constraints(two, c2))
     c2, info2 = two.iteration(c2)
     a1, a2 = _float_leaves(c1.agent), _float_leaves(c2.agent)
     worst, worst_name, moved = 0.0, "", 0.0
@@ -118,7 +144,7 @@ def equivalence(kind: str = "continuous") -> dict:
     return {"worst_rel": worst, "worst_leaf": worst_name, "max_param_move": moved,
             "info_rel": info_rel, "replicas_identical": _replicas_identical(c2.agent),
             "layout": layout, "out_obs_spec": str(c2.obs.sharding.spec),
-            "trainer": type(two).__name__,
+            "trainer": type(two).__name__, "minibatch_constraints": hints,
             "tolerance": RELATIVE_TOLERANCE}
 
 

@@ -45,6 +45,9 @@ def test_two_devices_equal_one_device():
     assert r["layout"] == {"obs": "P('envs',)", "obs_shard_rows": [8, 8],
                            "log_alpha_replicated": True}
     assert r["out_obs_spec"] == "P('envs',)"  # the layout survives the iteration
+    # update() splits each minibatch array (obs, action, reward, target, next_emb) over the
+    # devices on 2 devices; 1 device has no hint at all
+    assert r["minibatch_constraints"] == [0, 5], r
     assert r["worst_rel"] <= r["tolerance"], r
     assert r["info_rel"] <= r["tolerance"], r
     # not vacuous: the iteration moved the parameters far beyond the tolerance
@@ -143,6 +146,7 @@ def test_discrete_two_devices_equal_one_device(discrete_check):
     assert r["layout"] == {"obs": "P('envs',)", "obs_shard_rows": [8, 8],
                            "log_alpha_replicated": True}
     assert r["out_obs_spec"] == "P('envs',)"
+    assert r["minibatch_constraints"] == [0, 5], r  # as for the continuous agent
     assert r["worst_rel"] <= r["tolerance"], r
     assert r["info_rel"] <= r["tolerance"], r
     assert r["max_param_move"] > 10 * r["tolerance"], r
