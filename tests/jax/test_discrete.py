@@ -249,6 +249,7 @@ def test_cli_smoke_minatar_breakout(tmp_path, capsys):
 def test_nan_guard_stops_discrete_run_and_keeps_last_good_checkpoint(tmp_path):
     """The NaN guard on a D-REPPO run: a reward that turns NaN in iteration 3 stops the run
     with one line naming it, and only the checkpoints of the good iterations exist."""
+    from reppo_common import checkpoints as C
     from reppo_common.errors import TrainingDiverged
 
     class NanAfterBandit(DiscreteBanditEnv):
@@ -266,8 +267,6 @@ def test_nan_guard_stops_discrete_run_and_keeps_last_good_checkpoint(tmp_path):
     msg = str(e.value)
     assert "\n" not in msg
     assert msg.startswith("non-finite rollout/reward at iteration 3 (env_steps 192)"), msg
-    from reppo_common import checkpoints as C
-
     assert [c.env_steps for c in C.list_checkpoints(tmp_path / "checkpoints")] == [64, 128]
 
 
