@@ -18,8 +18,8 @@ Rejax's ``max_grad_norm`` is an element-wise clip of the gradient (``optax.clip`
 norm clip; we keep its behaviour.
 
 Training and evaluation: :func:`run_pqn` drives the loop of rejax's ``OnPolicyMixin.train``
-(``train_iteration`` k times, then an evaluation) from Python, one jitted chunk of k iterations
-per evaluation interval, so that every evaluation gets its own measured wall-clock time
+(``train_iteration`` k times, then an evaluation) from Python, one call of a jitted loop over k
+iterations per evaluation interval (k is traced: one compiled program), so that every evaluation gets its own measured wall-clock time
 (``wall_s`` is measured per chunk, not interpolated; it includes the compilation of the first
 chunk, as REPPO's ``wall_s`` includes its first compiled iteration). The algorithm object keeps
 ``total_timesteps`` = the budget, so the ε schedule is rejax's own. ``env_steps`` is rejax's
@@ -123,9 +123,9 @@ def run_pqn(game: str, seed: int, budget: int, eval_interval: int, eval_episodes
     every = max(1, int(eval_interval) // per_iter)
     max_steps = int(algo.env_params.max_steps_in_episode)
 
-    def iterations(k: int):
-        return jax.jit(lambda ts: jax.lax.fori_loop(0, k, lambda _, t: algo.train_iteration(t),
-                                                    ts))
+    @jax.jit
+    def iterations(ts, k):  # k traced: one compiled program for every chunk length
+        return jax.lax.fori_loop(0, k, lambda _, t: algo.train_iteration(t), ts)
 
     @jax.jit
     def greedy_returns(params, key):
@@ -135,7 +135,6 @@ def run_pqn(game: str, seed: int, budget: int, eval_interval: int, eval_episodes
         _, returns = evaluate(act, key, algo.env, algo.env_params, eval_episodes, max_steps)
         return returns
 
-    chunks: dict[int, Any] = {}
     points: list[dict[str, float]] = []
     eval_key = jax.random.PRNGKey(seed + EVAL_SEED_OFFSET)
     t0 = time.perf_counter()
@@ -143,9 +142,7 @@ def run_pqn(game: str, seed: int, budget: int, eval_interval: int, eval_episodes
     done = 0
     while done < n_iter:
         k = min(every, n_iter - done)
-        if k not in chunks:
-            chunks[k] = iterations(k)
-        ts = chunks[k](ts)
+        ts = iterations(ts, k)
         done += k
         eval_key, key = jax.random.split(eval_key)
         ret = float(np.mean(np.asarray(greedy_returns(ts.q_ts.params, key))))

@@ -799,6 +799,9 @@ def cmd_job(a: argparse.Namespace) -> int:
         print(f"{a.algo} {a.task} seed {a.seed}: {int(p['env_steps']):>10,} env steps "
               f"return {p['return']:9.3f} ({p['wall_s']:.0f} s)", flush=True)
 
+    from reppo_jax.train import enable_compilation_cache
+
+    enable_compilation_cache()  # the persistent compile cache REPPO jobs use, same policy
     if a.algo == "pqn":
         from benchmarks.pqn import run_pqn
 
