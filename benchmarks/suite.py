@@ -163,7 +163,6 @@ class TaskPlan:
     preset: str
     preset_source: str
     backend: str
-    reppo_per_iteration: int = 0
 
 
 @dataclass
@@ -329,6 +328,8 @@ def plan_jobs(a: argparse.Namespace) -> tuple[dict[str, TaskPlan], list[Job]]:
         raise UserError(f"--eval-episodes must be >= 1, got {a.eval_episodes}")
     if a.evals < 1:
         raise UserError(f"--evals must be >= 1, got {a.evals}")
+    if a.ppo_num_envs < 1:
+        raise UserError(f"--ppo-num-envs must be >= 1, got {a.ppo_num_envs}")
     for algo in a.algos:
         for t, spec in specs.items():
             _check_algo_task(algo, t, spec)
@@ -381,7 +382,6 @@ def plan_jobs(a: argparse.Namespace) -> tuple[dict[str, TaskPlan], list[Job]]:
                     cfg = _reppo_config(plan, seed, 1, a.eval_episodes, a.reppo_set)
                     per_iter = env_steps_per_iteration(cfg.rollout.num_envs, cfg.rollout.num_steps,
                                                        cfg.env.action_repeat)
-                    plan.reppo_per_iteration = per_iter
                     every = _whole(want, per_iter)
                     _reppo_config(plan, seed, every, a.eval_episodes, a.reppo_set)
                     spec_ = {**common, "preset": plan.preset, "backend": plan.backend,
@@ -645,15 +645,20 @@ class Runner:
                 self.finish(r, rc)
 
     def request_stop(self, signum: int, _frame: Any = None) -> None:
-        if self.stop_signal is None:
+        """First SIGINT/SIGTERM: SIGTERM to every running job (a REPPO job finishes its
+        iteration and checkpoints), no new job starts. A second one: SIGKILL (a REPPO job then
+        resumes from its last periodic checkpoint)."""
+        again = self.stop_signal is not None
+        if not again:
             self.stop_signal = signal.Signals(signum).name
             print(f"\nsuite: {self.stop_signal}: stopping the running jobs (REPPO jobs write a "
-                  f"checkpoint first); rerun the same command to resume", flush=True)
-            for r in self.running:
-                try:
-                    r.proc.send_signal(signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+                  f"checkpoint first; signal again to kill them); rerun the same command to "
+                  f"resume", flush=True)
+        for r in self.running:
+            try:
+                r.proc.send_signal(signal.SIGKILL if again else signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
     def run(self, todo: Sequence[Job]) -> None:
         queue = list(todo)
@@ -870,8 +875,9 @@ def _add_report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, default=0.9,
                    help="fraction of a task's best return for the steps-to and reliable-success "
                         "columns (default 0.9)")
-    p.add_argument("--norm", nargs="+", default=[], metavar="TASK=LO,HI",
-                   help="normalise TASK's returns with [LO, HI] instead of [0, best seen]")
+    p.add_argument("--norm", nargs="+", default=[], metavar="TASK=LO:HI",
+                   help="normalise TASK's (or a SUITE's) returns with [LO, HI] instead of "
+                        "[0, best seen]")
     p.add_argument("--at", nargs="+", default=[], metavar="STEPS",
                    help="also report each algo's return at these env steps (last eval at or "
                         "before)")

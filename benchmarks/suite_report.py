@@ -4,7 +4,7 @@ matplotlib for the figure; no deep-learning framework).
 
 Definitions (docs/benchmark.md has them with examples). For every task, ``best`` is the highest
 evaluation return any algorithm reached on it in any seed, and ``level = lo + threshold x
-(best - lo)`` (``threshold`` 0.9; ``lo`` = 0 unless ``--norm TASK=LO,HI``), i.e. 90% of the best
+(best - lo)`` (``threshold`` 0.9; ``lo`` = 0 unless ``--norm TASK=LO:HI``), i.e. 90% of the best
 return seen by either algorithm. Per task and algorithm:
 
 * final return: the last evaluation of each seed; mean and 95% Student-t interval over seeds;
@@ -19,7 +19,7 @@ return seen by either algorithm. Per task and algorithm:
   interpolation), mean over seeds ("n/a" if a seed's first evaluation came later).
 
 Across tasks, per algorithm: final returns normalised per task to ``[lo, hi]`` (default
-``[0, best]``), mean over tasks and IQM over all runs, each with a stratified bootstrap 95%
+``[0, best]``, or ``--norm``'s range for the task or its suite), mean over tasks and IQM over all runs, each with a stratified bootstrap 95%
 interval (2,000 replicates, seed 0, so the report is reproducible byte for byte). Where a task
 has REPPO and one baseline, the ratios REPPO / baseline of the median env steps and median
 wall-clock to ``level``, and their median over tasks.
@@ -66,24 +66,23 @@ class Curve:
 
 
 def parse_norms(items: Sequence[str]) -> dict[str, tuple[float, float]]:
-    """``["dmc/CheetahRun=0,1000"]`` -> ``{task: (lo, hi)}``; UserError if malformed."""
-    out: dict[str, tuple[float, float]] = {}
-    for item in items:
-        task, eq, rng = item.rpartition("=")
-        try:
-            lo_s, hi_s = rng.split(",")
-            lo, hi = float(lo_s), float(hi_s)
-            if not (eq and task and math.isfinite(lo) and math.isfinite(hi)):
-                raise ValueError
-        except ValueError:
-            raise UserError(f"--norm {item!r} must look like TASK=LO,HI, e.g. "
-                            f"dmc/CheetahRun=0,1000") from None
-        if not hi > lo:
-            raise UserError(f"--norm {item}: HI must be greater than LO")
-        if task in out:
-            raise UserError(f"--norm gives task {task} twice")
-        out[task] = (lo, hi)
-    return out
+    """``--norm``: ``TASK=LO:HI`` or ``SUITE=LO:HI`` as ``reppo aggregate`` takes it
+    (:func:`reppo_common.aggregate.parse_norms`); ``LO,HI`` is accepted too. A name given twice
+    is a UserError."""
+    from reppo_common.aggregate import parse_norms as parse
+
+    keys = [item.partition("=")[0] for item in items]
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        raise UserError(f"--norm gives {twice[0]} twice")
+    return parse([k + eq + (r if ":" in r else r.replace(",", ":", 1))
+                  for k, eq, r in (item.partition("=") for item in items)])
+
+
+def _norm_for(task: str, norms: dict[str, tuple[float, float]]) -> tuple[float, float] | None:
+    """The ``--norm`` range of ``task``: its own, else its suite's (``dmc``), else None."""
+    name = task.rpartition(":")[2]
+    return norms.get(task) or norms.get(name) or norms.get(name.split("/", 1)[0])
 
 
 def load_suite(path: Path) -> tuple[list[Curve], dict[str, Any]]:
@@ -138,7 +137,9 @@ def compute(curves: Sequence[Curve], manifest: dict[str, Any], threshold: float 
     """Every number of the report as a JSON-ready dict (see the module docstring)."""
     norms = norms or {}
     tasks = _order({c.task for c in curves}, list(manifest.get("tasks", {})))
-    unknown = sorted(set(norms) - set(tasks))
+    names = {n for t in tasks for n in (t, t.rpartition(":")[2],
+                                        t.rpartition(":")[2].split("/", 1)[0])}
+    unknown = sorted(set(norms) - names)
     if unknown:
         raise UserError(f"--norm names {', '.join(unknown)}, which has no curves here "
                         f"(tasks: {', '.join(tasks)})")
@@ -149,7 +150,7 @@ def compute(curves: Sequence[Curve], manifest: dict[str, Any], threshold: float 
     for task in tasks:
         mine = [c for c in curves if c.task == task]
         best = float(max(np.nanmax(c.ret) for c in mine))
-        lo, hi = norms.get(task, (0.0, best))
+        lo, hi = _norm_for(task, norms) or (0.0, best)
         level = lo + threshold * (best - lo) if best > lo else None
         entry: dict[str, Any] = {"best": best, "norm": [lo, hi], "level": level, "algos": {}}
         for algo in _order({c.algo for c in mine}, algo_order):

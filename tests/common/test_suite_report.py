@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from benchmarks import suite
-from benchmarks.suite_report import compute, load_suite, report
+from benchmarks.suite_report import compute, load_suite, parse_norms, report
 from reppo_common.errors import UserError
 from reppo_common.stats import censored_median, first_reach, value_at_or_before
 
@@ -69,7 +69,7 @@ def test_stats_helpers_known_answers():
 
 def test_table_statistics_on_hand_made_curves(tmp_path):
     curves, manifest = load_suite(make_suite(tmp_path))
-    s = compute(curves, manifest, 0.9, {"dmc/B": (0.0, 10.0)}, [50, 250])
+    s = compute(curves, manifest, 0.9, parse_norms(["dmc/B=0,10"]), [50, 250])
     a = s["tasks"]["dmc/A"]
     assert a["best"] == 100 and a["level"] == pytest.approx(90) and a["norm"] == [0, 100]
     r, p = a["algos"]["reppo"], a["algos"]["ppo"]
@@ -99,6 +99,10 @@ def test_table_statistics_on_hand_made_curves(tmp_path):
             assert g[algo][k]["lo"] <= g[algo][k]["point"] <= g[algo][k]["hi"]
     assert (g["reppo"]["tasks"], g["reppo"]["runs"], g["ppo"]["runs"]) == (2, 4, 3)
     assert s["ratios"]["median_steps"] == 1.0 and s["ratios"]["steps_tasks"] == 1
+    # a suite-wide range applies to each of its tasks
+    s = compute(curves, manifest, 0.9, parse_norms(["dmc=0:200"]))
+    assert s["tasks"]["dmc/A"]["norm"] == [0, 200] and s["tasks"]["dmc/B"]["norm"] == [0, 200]
+    assert s["tasks"]["dmc/A"]["level"] == pytest.approx(90)  # still 0.9 x best (lo = 0)
 
 
 def test_report_regenerates_byte_identical(tmp_path, capsys):
@@ -193,8 +197,9 @@ def test_out_dir_that_is_a_file_and_empty_reports(tmp_path, capsys):
     _one_line_error(capsys, ["report", str(empty)], "holds no finished curves")
     _one_line_error(capsys, ["report", str(f)], "is not a directory")
     src = make_suite(tmp_path / "s")
-    _one_line_error(capsys, ["report", str(src), "--norm", "dmc/A=1"], "TASK=LO,HI")
+    _one_line_error(capsys, ["report", str(src), "--norm", "dmc/A=1"], "TASK=LO:HI")
     _one_line_error(capsys, ["report", str(src), "--norm", "dmc/Z=0,1"], "no curves here")
+    _one_line_error(capsys, ["report", str(src), "--norm", "dmc/A=0:1", "dmc/A=0:2"], "twice")
     _one_line_error(capsys, ["report", str(src), "--at", "soon"], "--at")
 
 
