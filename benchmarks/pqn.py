@@ -149,6 +149,8 @@ def run_pqn(game: str, seed: int, budget: int, eval_interval: int, eval_episodes
         point = {"env_steps": int(ts.global_step), "wall_s": time.perf_counter() - t0,
                  "return": ret}
         points.append(point)
+        print(f"  pqn  seed {seed} step {point['env_steps']:>9d} return {ret:8.2f}  "
+              f"({point['wall_s']:.0f} s)", flush=True)
         if on_eval is not None:
             on_eval(point)
     return {"points": points, "wall_s": time.perf_counter() - t0, "env_steps_per_iteration":

@@ -801,8 +801,6 @@ def cmd_job(a: argparse.Namespace) -> int:
             if new:
                 f.write(",".join(CURVE_COLUMNS[:3]) + "\n")
             f.write(",".join(_cell(c, rows[-1][c]) for c in CURVE_COLUMNS[:3]) + "\n")
-        print(f"{a.algo} {a.task} seed {a.seed}: {int(p['env_steps']):>10,} env steps "
-              f"return {p['return']:9.3f} ({p['wall_s']:.0f} s)", flush=True)
 
     from reppo_jax.train import enable_compilation_cache
 

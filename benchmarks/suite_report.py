@@ -22,7 +22,8 @@ Across tasks, per algorithm: final returns normalised per task to ``[lo, hi]`` (
 ``[0, best]``, or ``--norm``'s range for the task or its suite), mean over tasks and IQM over all runs, each with a stratified bootstrap 95%
 interval (2,000 replicates, seed 0, so the report is reproducible byte for byte). Where a task
 has REPPO and one baseline, the ratios REPPO / baseline of the median env steps and median
-wall-clock to ``level``, and their median over tasks.
+wall-clock to ``level``, and their median over tasks; where only one of the two reached the
+level, a bound from the other's longest run instead (``< x`` / ``> x``).
 """
 
 from __future__ import annotations
@@ -199,11 +200,12 @@ def compute(curves: Sequence[Curve], manifest: dict[str, Any], threshold: float 
         others = [x for x in entry["algos"] if x != "reppo"]
         if "reppo" in entry["algos"] and len(others) == 1:
             r, b = entry["algos"]["reppo"], entry["algos"][others[0]]
-            entry["ratio"] = {
-                "baseline": others[0],
-                "steps": _ratio(r["median_steps_to_level"], b["median_steps_to_level"]),
-                "wall": _ratio(r["median_wall_to_level"], b["median_wall_to_level"]),
-            }
+            entry["ratio"] = {"baseline": others[0]}
+            for key, last in (("steps", "env_steps"), ("wall", "wall_s")):
+                entry["ratio"][key], entry["ratio"][f"{key}_bound"] = _ratio(
+                    r[f"median_{key}_to_level"], b[f"median_{key}_to_level"],
+                    max(p[last] or 0 for p in r["per_seed"]),
+                    max(p[last] or 0 for p in b["per_seed"]))
         out["tasks"][task] = entry
     for algo in _order(list(scores), algo_order):
         per_task = [np.array(v) for v in scores[algo].values()]
@@ -221,8 +223,19 @@ def compute(curves: Sequence[Curve], manifest: dict[str, Any], threshold: float 
     return out
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a is not None and b is not None and b > 0 else None
+def _ratio(a: float | None, b: float | None, a_max: float, b_max: float
+           ) -> tuple[float | None, list | None]:
+    """(a / b, None) when both medians exist; when only one does, (None, a bound): REPPO's
+    median over the baseline's longest run (``["<", x]``: the baseline would need longer than
+    it ran) or REPPO's longest run over the baseline's median (``[">", x]``); (None, None) if
+    neither reached the level."""
+    if a is not None and b is not None:
+        return (a / b if b > 0 else None), None
+    if a is not None and b_max > 0:
+        return None, ["<", a / b_max]
+    if b is not None and b > 0:
+        return None, [">", a_max / b]
+    return None, None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -242,6 +255,15 @@ def _wall(x: float | None) -> str:
     if x is None:
         return "never"
     return f"{x:.1f} s" if x < 600 else f"{x / 60:.1f} min"
+
+
+def _bounded(r: dict[str, Any], key: str) -> str:
+    """A ratio cell: the value, a bound (``< 0.81`` where only REPPO reached the level), or
+    n/a (neither did)."""
+    if r[key] is not None:
+        return _num(r[key], 2)
+    bound = r[f"{key}_bound"]
+    return "n/a" if bound is None else f"{bound[0]} {bound[1]:.2f}"
 
 
 def format_table(s: dict[str, Any], manifest: dict[str, Any]) -> str:
@@ -296,11 +318,12 @@ def format_table(s: dict[str, Any], manifest: dict[str, Any]) -> str:
     ratios = [(t, e["ratio"]) for t, e in s["tasks"].items() if "ratio" in e]
     if ratios:
         lines += ["", f"REPPO / baseline, median env steps and wall-clock to {pct} "
-                      f"(< 1: REPPO faster):", "",
+                      f"(< 1: REPPO faster; '< x' / '> x': only one of them got there, x is a "
+                  f"bound from the other's longest run):", "",
                   "| task | baseline | env steps ratio | wall-clock ratio |", "|---|---|---|---|"]
         for t, r in ratios:
-            lines.append(f"| {t} | {r['baseline']} | {_num(r['steps'], 2)} | "
-                         f"{_num(r['wall'], 2)} |")
+            lines.append(f"| {t} | {r['baseline']} | {_bounded(r, 'steps')} | "
+                         f"{_bounded(r, 'wall')} |")
         g = s["ratios"]
         lines.append(f"| median over tasks | | {_num(g['median_steps'], 2)} "
                      f"({g['steps_tasks']} tasks) | {_num(g['median_wall'], 2)} "
@@ -336,7 +359,8 @@ def plot(curves: Sequence[Curve], s: dict[str, Any], path: Path) -> bool:
             try:
                 grid, mean, lo, hi, _ = curve_band([c.steps for c in runs],
                                                    [c.ret for c in runs])
-                ax.plot(grid, mean, color=color, label=f"{algo} ({n} seed{'s' * (n > 1)})")
+                ax.plot(grid, mean, color=color, marker="o", ms=2.5,
+                        label=f"{algo} ({n} seed{'s' * (n > 1)})")
                 if n > 1:
                     ax.fill_between(grid, lo, hi, color=color, alpha=0.2, lw=0)
             except NoOverlap:

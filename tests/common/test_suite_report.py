@@ -84,7 +84,8 @@ def test_table_statistics_on_hand_made_curves(tmp_path):
     assert r["best"] == 100 and p["best"] == 92
     # --at: last evaluation at or before; before the first evaluation there is none
     assert r["at"]["250"] == pytest.approx((50 + 92 + 20) / 3) and r["at"]["50"] is None
-    assert a["ratio"] == {"baseline": "ppo", "steps": 1.0, "wall": 0.1}
+    assert a["ratio"] == {"baseline": "ppo", "steps": 1.0, "wall": 0.1, "steps_bound": None,
+                          "wall_bound": None}
     b = s["tasks"]["dmc/B"]  # --norm: level = lo + 0.9 (best - lo) = 3.6, reached at 20
     assert b["norm"] == [0.0, 10.0] and b["level"] == pytest.approx(3.6)
     assert b["algos"]["reppo"]["median_steps_to_level"] == 20
@@ -103,6 +104,22 @@ def test_table_statistics_on_hand_made_curves(tmp_path):
     s = compute(curves, manifest, 0.9, parse_norms(["dmc=0:200"]))
     assert s["tasks"]["dmc/A"]["norm"] == [0, 200] and s["tasks"]["dmc/B"]["norm"] == [0, 200]
     assert s["tasks"]["dmc/A"]["level"] == pytest.approx(90)  # still 0.9 x best (lo = 0)
+
+
+def test_ratio_bound_where_only_one_reached(tmp_path):
+    """REPPO reaches the level at 200 env steps (median of 100, 200, 300), the baseline never
+    in its 400 steps: the ratio is below 200 / 400."""
+    for seed, first in enumerate((100, 200, 300)):
+        suite.write_curve(tmp_path / f"curves/reppo/dmc_C/seed{seed}.csv", [
+            {"env_steps": s, "wall_s": s / 10, "return": 10.0 if s >= first else 0.0}
+            for s in (100, 200, 300)])
+        suite.write_curve(tmp_path / f"curves/ppo/dmc_C/seed{seed}.csv", [
+            {"env_steps": s, "wall_s": s / 100, "return": 1.0} for s in (200, 400)])
+    s = compute(*load_suite(tmp_path))
+    r = s["tasks"]["dmc/C"]["ratio"]
+    assert r["steps"] is None and r["steps_bound"] == ["<", 0.5]
+    assert r["wall"] is None and r["wall_bound"] == ["<", pytest.approx(20 / 4)]
+    assert s["ratios"]["median_steps"] is None and s["ratios"]["steps_tasks"] == 0
 
 
 def test_report_regenerates_byte_identical(tmp_path, capsys):
