@@ -426,8 +426,10 @@ def _versions() -> dict[str, str]:
 
 
 def _machine() -> dict[str, Any]:
-    """The machine's CPU, cores, memory and NVIDIA GPUs (no host name, no paths)."""
-    info: dict[str, Any] = {"platform": platform.platform(), "cpu_count": os.cpu_count()}
+    """The machine's CPU, cores, memory, NVIDIA GPUs and its load when the invocation started
+    (other processes slow every job's wall-clock; no host name, no paths)."""
+    info: dict[str, Any] = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                            "load_average_1min_at_start": round(os.getloadavg()[0], 2)}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -555,6 +557,16 @@ def _die_with_parent() -> None:
         pass
 
 
+def _job_config(job: Job) -> dict[str, Any]:
+    """What a finished job actually trained with, for the manifest: the REPPO run's
+    config.json, or the baseline's facts file (its full config and the env steps trained)."""
+    path = job.run_dir / "config.json" if job.algo == "reppo" else job.out / job.rel(RUNS, ".json")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 @dataclass
 class _Running:
     job: Job
@@ -620,6 +632,7 @@ class Runner:
                     f.write(f"suite: {e}\n")
         if rc == 0:
             self.done += 1
+            entry["config"] = _job_config(job)
             rows = read_curve(job.curve)
             entry.update(status="done", evals=len(rows),
                          env_steps=int(rows[-1]["env_steps"]) if rows else 0)
@@ -712,7 +725,8 @@ def _run_locked(a: argparse.Namespace, out: Path, plans: dict[str, TaskPlan],
                                     "backend": p.backend} if "reppo" in a.algos else {})}
     manifest["algos"] = list(dict.fromkeys([*manifest.get("algos", []), *a.algos]))
     manifest["invocations"].append({
-        "started": datetime.now().isoformat(timespec="seconds"), "command": _command_text(a),
+        "started": datetime.now().isoformat(timespec="seconds"),
+        "command": shlex.join(_command_text(a)),
         "versions": _versions(), "machine": _machine()})
     todo = []
     for job in jobs:
