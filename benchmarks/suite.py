@@ -853,6 +853,7 @@ def cmd_job(a: argparse.Namespace) -> int:
 def cmd_store(a: argparse.Namespace) -> int:
     """Copy DIR's curve files and jobs.json to DEST, then report there."""
     src, dest = Path(a.dir), Path(a.dest)
+    _report_options(a, {})  # invalid report options: an error before anything is copied
     curves = sorted((src / CURVES).rglob("*.csv")) if (src / CURVES).is_dir() else []
     if not curves:
         raise UserError(f"{src} holds no finished curves ({CURVES}/<algo>/<task>/seed<k>.csv); "
@@ -870,11 +871,38 @@ def cmd_store(a: argparse.Namespace) -> int:
         target = dest / c.relative_to(src)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(c, target)
-    shutil.copyfile(src / MANIFEST, dest / MANIFEST)
+    manifest = read_manifest(src)
+    # the report options given here become the stored copy's defaults, so that a plain
+    # `report DEST` regenerates exactly what is stored
+    manifest["report"] = {k: v for k, v in (("threshold", a.threshold), ("norm", a.norm),
+                                            ("at", a.at)) if v is not None}
+    write_manifest(dest, manifest)
     print(f"stored {len(curves)} curves and {MANIFEST} in {dest}")
+    return _report(a, dest, dest)
+
+
+def _report_options(a: argparse.Namespace, stored: dict[str, Any]
+                    ) -> tuple[float, dict[str, tuple[float, float]], list[int]]:
+    """(threshold, norms, at) of a report: the command line's, else the stored copy's
+    (``store`` records them), else threshold 0.9, no --norm, no --at. UserError if invalid."""
+    from benchmarks.suite_report import parse_norms
+
+    threshold = a.threshold if a.threshold is not None else stored.get("threshold", 0.9)
+    norm = parse_norms(a.norm if a.norm is not None else stored.get("norm", []))
+    at = [parse_steps(str(x), "--at") for x in (a.at if a.at is not None
+                                                 else stored.get("at", []))]
+    if not 0.0 < threshold <= 1.0:
+        raise UserError(f"--threshold must lie in (0, 1], got {threshold}")
+    return threshold, norm, at
+
+
+def _report(a: argparse.Namespace, src: Path, dest: Path) -> int:
     from benchmarks.suite_report import report
 
-    report(dest, dest, a.threshold, a.norm, a.at)
+    if not Path(src).is_dir():
+        raise UserError(f"{src} is not a directory (give a suite directory or a stored copy)")
+    stored = read_manifest(src).get("report", {}) if (src / MANIFEST).is_file() else {}
+    report(src, dest, *_report_options(a, stored))
     return 0
 
 
@@ -884,13 +912,13 @@ def cmd_store(a: argparse.Namespace) -> int:
 
 
 def _add_report_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threshold", type=float, default=0.9,
+    p.add_argument("--threshold", type=float, default=None,
                    help="fraction of a task's best return for the steps-to and reliable-success "
-                        "columns (default 0.9)")
-    p.add_argument("--norm", nargs="+", default=[], metavar="TASK=LO:HI",
+                        "columns (default 0.9, or what `store` recorded)")
+    p.add_argument("--norm", nargs="+", default=None, metavar="TASK=LO:HI",
                    help="normalise TASK's (or a SUITE's) returns with [LO, HI] instead of "
                         "[0, best seen]")
-    p.add_argument("--at", nargs="+", default=[], metavar="STEPS",
+    p.add_argument("--at", nargs="+", default=None, metavar="STEPS",
                    help="also report each algo's return at these env steps (last eval at or "
                         "before)")
 
@@ -963,18 +991,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(a)
         if a.command == "job":
             return cmd_job(a)
-        from benchmarks.suite_report import parse_norms
-
-        a.norm = parse_norms(a.norm)
-        a.at = [parse_steps(x, "--at") for x in a.at]
-        if not 0.0 < a.threshold <= 1.0:
-            raise UserError(f"--threshold must lie in (0, 1], got {a.threshold}")
         if a.command == "store":
             return cmd_store(a)
-        from benchmarks.suite_report import report
-
-        report(a.dir, a.out or a.dir, a.threshold, a.norm, a.at)
-        return 0
+        return _report(a, a.dir, a.out or a.dir)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -153,6 +153,16 @@ def test_store_copies_curves_and_manifest_and_reports(tmp_path, capsys):
     assert (dest / "summary.json").read_bytes() == first
     assert suite.main(["store", str(src), str(dest)]) == 2  # not silently overwritten
     assert "--replace" in capsys.readouterr().err
+    # report options given to store are the stored copy's defaults: `report DEST` alone
+    # regenerates the stored table
+    assert suite.main(["store", str(src), str(dest), "--replace", "--at", "250",
+                       "--norm", "dmc/B=0:10"]) == 0
+    table = (dest / "table.md").read_bytes()
+    assert b"return @ 250" in table and b"[0.00, 10.00]" in table
+    assert suite.main(["report", str(dest)]) == 0
+    assert (dest / "table.md").read_bytes() == table
+    assert suite.main(["report", str(dest), "--at", "300"]) == 0  # the command line wins
+    assert b"return @ 300" in (dest / "table.md").read_bytes()
 
 
 def _one_line_error(capsys, argv, *needles):
@@ -240,3 +250,16 @@ def test_cli_exit_status_and_single_line_in_a_subprocess(tmp_path):
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2
     assert p.stderr.count("\n") == 1 and p.stderr.startswith("error: --budget 'lots'")
+
+
+STORED = sorted(p.parent for p in (ROOT / "docs" / "benchmarks").glob("*/jobs.json"))
+
+
+@pytest.mark.parametrize("stored", STORED, ids=[p.name for p in STORED])
+def test_stored_benchmarks_regenerate_byte_identical(stored, tmp_path, capsys):
+    """The docs' stored benchmarks: `report` on their curves writes exactly the committed
+    table.md and summary.json (a change of the report's code must regenerate them)."""
+    assert suite.main(["report", str(stored), "--out", str(tmp_path)]) == 0
+    for name in ("table.md", "summary.json"):
+        assert (tmp_path / name).read_bytes() == (stored / name).read_bytes(), (
+            f"{stored / name} is stale: python -m benchmarks.suite report {stored}")
