@@ -57,7 +57,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from reppo_common.errors import EXIT_STOPPED, EXIT_USAGE, UserError
 
