@@ -226,7 +226,11 @@ def _largest_divisor(n: int, at_most: int) -> int:
     return max(d for d in range(1, max(1, min(at_most, n)) + 1) if n % d == 0)
 
 
-def run_ppo(a, seed: int):
+def run_ppo(a, seed: int, on_eval=None):
+    """Train Brax PPO on ``a.task`` with :func:`ppo_params`; returns the eval points
+    (``env_steps``, ``return``, ``wall_s`` since the start of training, compilation included)
+    and the run's facts. ``on_eval(point)`` is called as each evaluation arrives
+    (``benchmarks.suite`` writes its curve file with it)."""
     from brax.training.agents.ppo import train as ppo
     from mujoco_playground import registry, wrapper
 
@@ -243,6 +247,8 @@ def run_ppo(a, seed: int):
                            "wall_s": time.perf_counter() - t0})
             print(f"  ppo  seed {seed} step {int(step):>9d} return "
                   f"{points[-1]['return']:8.2f}  ({points[-1]['wall_s']:.0f} s)", flush=True)
+            if on_eval is not None:
+                on_eval(points[-1])
 
     with device_put_replicated_shim() as shimmed:
         ppo.train(environment=env, eval_env=eval_env, progress_fn=progress,

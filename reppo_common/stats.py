@@ -48,6 +48,9 @@ __all__ = [
     "reliable_success",
     "reliable_success_fraction",
     "normalize_scores",
+    "first_reach",
+    "value_at_or_before",
+    "censored_median",
 ]
 
 
@@ -384,3 +387,41 @@ def normalize_scores(x: np.ndarray | float, lo: float, hi: float) -> np.ndarray:
     if not hi > lo:
         raise ValueError(f"normalisation needs hi > lo, got lo={lo}, hi={hi}")
     return (np.asarray(x, dtype=float) - lo) / (hi - lo)
+
+
+# --------------------------------------------------------------------------------------------
+# Sample efficiency of one curve
+# --------------------------------------------------------------------------------------------
+
+
+def first_reach(values: Sequence[float] | np.ndarray, level: float) -> int | None:
+    """Index of the first point of a curve whose value is ``>= level`` (NaN never reaches), or
+    None if no point does; the caller reads the env steps or wall-clock at that index."""
+    v = np.asarray(values, dtype=float)
+    above = np.where(np.isfinite(v), v >= level, False)
+    return int(np.argmax(above)) if above.any() else None
+
+
+def value_at_or_before(steps: Sequence[float] | np.ndarray, values: Sequence[float] | np.ndarray,
+                       at: float) -> float:
+    """The value of the last point with ``step <= at`` (what the run had measured by then;
+    nothing is interpolated), NaN if the curve's first point comes after ``at``. ``steps`` must
+    be sorted."""
+    x = np.asarray(steps, dtype=float)
+    y = np.asarray(values, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError(f"steps {x.shape} and values {y.shape} differ in shape")
+    i = int(np.searchsorted(x, at, side="right")) - 1
+    return float(y[i]) if i >= 0 else float("nan")
+
+
+def censored_median(values: Sequence[float | None]) -> float | None:
+    """Median of per-run times where None means "never" (not reached within the run: a time
+    larger than any measured one). None if the median falls on, or averages with, a never —
+    i.e. if at least half the runs (the upper middle one for an even count) never reached it."""
+    if not len(values):
+        raise ValueError("median of no values")
+    x = np.sort(np.array([np.inf if v is None else float(v) for v in values]))
+    n = x.size
+    m = x[n // 2] if n % 2 else 0.5 * (x[n // 2 - 1] + x[n // 2])
+    return None if not np.isfinite(m) else float(m)
