@@ -140,7 +140,8 @@ class Trainer:
         self.guarded_iteration = self._jit(
             guard_iteration(A.make_iteration(self.nets, self.h, self.env, shard)))
         self._evaluate = jax.jit(A.make_evaluate(self.nets, self.h, self.eval_env,
-                                                 self.eval_env.max_episode_steps))
+                                                 self.eval_env.max_episode_steps,
+                                                 eval_policy=cfg.run.eval_policy))
         self.steps_per_iteration = derived.env_steps_per_iteration(
             cfg.rollout.num_envs, cfg.rollout.num_steps, cfg.env.action_repeat)
 
@@ -274,7 +275,7 @@ def train(config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks | None = 
 
 def evaluate_run(config: ReppoConfig, run_dir: Path, episodes: int,
                  checkpoint: Path | None = None) -> dict[str, float]:
-    """Evaluate a saved run's deterministic policy on ``episodes`` fresh episodes."""
+    """Evaluate a saved run's policy (``run.eval_policy``) on ``episodes`` fresh episodes."""
     from dataclasses import replace
 
     cfg = replace(config, run=replace(config.run, eval_episodes=episodes, devices=1))

@@ -25,7 +25,7 @@ class DiscreteTrainer(Trainer):
     """``reppo_jax.train.Trainer`` for a discrete action space: the same interface (``init``,
     ``iteration``, ``guarded_iteration``, ``evaluate``, ``steps_per_iteration``), built here
     from the config: hyperparameters, networks (with a Nature-CNN torso for pixel envs), the
-    jitted iteration (plain and NaN-guarded) and the jitted greedy evaluation; host-stepped
+    jitted iteration (plain and NaN-guarded) and the jitted evaluation; host-stepped
     envs (``env.host``, e.g. Atari) get the host-loop versions instead."""
 
     def __post_init__(self) -> None:
@@ -46,7 +46,8 @@ class DiscreteTrainer(Trainer):
         if getattr(self.env, "host", False):
             self.iteration = DA.make_host_iteration(self.nets, self.h, self.env)
             self.guarded_iteration = guard_iteration(self.iteration)
-            self._evaluate = DA.make_host_evaluate(self.nets, self.h, self.eval_env, max_steps)
+            self._evaluate = DA.make_host_evaluate(self.nets, self.h, self.eval_env, max_steps,
+                                                   eval_policy=cfg.run.eval_policy)
         else:
             self.iteration = jax.jit(DA.make_iteration(self.nets, self.h, self.env),
                                      donate_argnums=0)
@@ -54,7 +55,7 @@ class DiscreteTrainer(Trainer):
                 guard_iteration(DA.make_iteration(self.nets, self.h, self.env)),
                 donate_argnums=0)
             self._evaluate = jax.jit(DA.make_evaluate(self.nets, self.h, self.eval_env,
-                                                      max_steps))
+                                                      max_steps, eval_policy=cfg.run.eval_policy))
         self.steps_per_iteration = derived.env_steps_per_iteration(
             cfg.rollout.num_envs, cfg.rollout.num_steps, cfg.env.action_repeat)
 
