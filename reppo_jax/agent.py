@@ -367,8 +367,9 @@ def make_iteration(nets: Nets, h: Hyper, env,
 
 
 EVAL_ACTION_STREAM = 0x5A3C_96E1
-"""An evaluation's action noise comes from ``fold_in(its key, this)``: a stream apart from the
-env reset's, which splits the same key into at most ``run.eval_episodes`` (≤ 10,000) keys."""
+"""An evaluation's action noise comes from ``fold_in(its key, this)``, a stream apart from the
+env reset's, which uses the key itself: ``fold_in(key, d)`` is ``split(key, n)[d]`` for n > d,
+and no reset splits its key into ~1.5e9 parts."""
 
 
 def eval_action_keys(key, num_steps: int) -> jax.Array:

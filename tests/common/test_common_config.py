@@ -76,7 +76,8 @@ def test_eval_policy_choices_and_default():
     assert ReppoConfig().run.eval_policy == "mode"
     assert ReppoConfig.from_dict({"run": {"seed": 3}}).run.eval_policy == "mode"
     for policy in EVAL_POLICIES:
-        assert apply_overrides(ReppoConfig(), [f"run.eval_policy={policy}"]).run.eval_policy == policy
+        cfg = apply_overrides(ReppoConfig(), [f"run.eval_policy={policy}"])
+        assert cfg.run.eval_policy == policy
     assert "run.eval_policy=''" in err(RunConfig, eval_policy="")
 
 
