@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from spec.config import ConfigError, ReppoConfig, apply_overrides, override_pairs
+from spec.config import (EVAL_POLICIES, ConfigError, ReppoConfig, apply_overrides,
+                         override_pairs)
 from spec.presets import DEFAULT_PRESET, PRESETS, preset_config
 
 from reppo_common.checkpoints import RESUME_CHANGEABLE, latest_params_file
@@ -143,13 +144,16 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="disable the progress bar")
 
     e = sub.add_parser("eval", parents=[common], help="evaluate a saved run",
-                       description="Evaluate the deterministic policy of a run's checkpoint "
-                                   "and print the results (metrics.jsonl is not modified).")
+                       description="Evaluate the policy of a run's checkpoint and print the "
+                                   "results (metrics.jsonl is not modified).")
     e.add_argument("--run-dir", required=True)
     e.add_argument("--backend", default=None, help="default: the backend that trained the run")
     e.add_argument("--episodes", type=_int_episodes, default=None,
                    help=f"default: run.eval_episodes (1 .. {MAX_EVAL_EPISODES:,})")
     e.add_argument("--checkpoint", default=None, help="checkpoint path (default: latest)")
+    e.add_argument("--policy", choices=EVAL_POLICIES, default=None,
+                   help="mode: tanh(μ) / argmax π; sample: actions drawn from π (default: the "
+                        "run's run.eval_policy)")
     e.add_argument("--video", metavar="OUT.mp4", default=None,
                    help="also write an MP4 of one deterministic-policy episode (dmc/ tasks; "
                         "renders on CPU with MUJOCO_GL=egl)")
@@ -567,6 +571,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg = run.load_config()
     name = args.backend or run.load_meta().get("backend") or "jax"
     episodes = args.episodes or cfg.run.eval_episodes
+    if args.policy is not None:
+        cfg = apply_overrides(cfg, {"run.eval_policy": args.policy})
     ckpt = Path(args.checkpoint) if args.checkpoint else None
     if ckpt is not None and not ckpt.exists():
         raise UserError(f"checkpoint {str(ckpt)!r} does not exist")
@@ -591,7 +597,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         results = backend.evaluate(cfg, run.path, episodes, ckpt)
     except FileNotFoundError as e:
         raise UserError(f"cannot evaluate {run.path}: {e}") from None
-    print(f"eval {cfg.env.name} ({name}, {episodes} episodes) from {run.path}")
+    print(f"eval {cfg.env.name} ({name}, {episodes} episodes) from {run.path}, policy "
+          f"{cfg.run.eval_policy}")
     for k, v in results.items():
         print(f"  {k:<24} {v:.4g}" if isinstance(v, float) else f"  {k:<24} {v}")
     if args.video:

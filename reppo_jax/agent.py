@@ -28,6 +28,7 @@ from reppo_jax.losses import actor_loss, critic_loss, multiplier_loss, q_value
 from reppo_jax.networks import Actor, Critic, Value
 from reppo_jax.normalization import RunningStats, normalize, running_stats_update
 from reppo_jax.targets import soft_rewards, soft_td_lambda
+from spec.config import EVAL_POLICIES
 from spec.hyper import Hyper  # noqa: F401  (A.Hyper: resolved hyperparameters, shared by every port)
 
 
@@ -365,14 +366,35 @@ def make_iteration(nets: Nets, h: Hyper, env,
     return iteration
 
 
-def first_episode_returns(env, act, env_state, obs, num_steps: int):
-    """Run ``act(obs) -> action`` for ``num_steps`` from ``(env_state, obs)``; each env's first
-    episode return and length (steps after its first termination/truncation are not counted).
-    The evaluation loop of the continuous and the discrete agent."""
+EVAL_ACTION_STREAM = 0x5A3C_96E1
+"""An evaluation's action noise comes from ``fold_in(its key, this)``, a stream apart from the
+env reset's, which uses the key itself: ``fold_in(key, d)`` is ``split(key, n)[d]`` for n > d,
+and no reset splits its key into ~1.5e9 parts."""
 
-    def step(c, _):
+
+def eval_action_keys(key, num_steps: int) -> jax.Array:
+    """One key per step for the actions of the evaluation with key ``key`` (see
+    :data:`EVAL_ACTION_STREAM`)."""
+    return jax.random.split(jax.random.fold_in(key, EVAL_ACTION_STREAM), num_steps)
+
+
+def check_eval_policy(eval_policy: str) -> str:
+    """``eval_policy`` if it is one of ``spec.config.EVAL_POLICIES``, else ValueError."""
+    if eval_policy not in EVAL_POLICIES:
+        raise ValueError(f"unknown eval policy {eval_policy!r}: expected one of {EVAL_POLICIES}")
+    return eval_policy
+
+
+def first_episode_returns(env, act, env_state, obs, num_steps: int, key=None):
+    """Run ``act(obs, k) -> action`` for ``num_steps`` from ``(env_state, obs)``, ``k`` the step's
+    key from :func:`eval_action_keys` of the evaluation key ``key`` (None for a deterministic
+    policy: ``k`` is then None); each env's first episode return and length (steps after its
+    first termination/truncation are not counted). The evaluation loop of the continuous and the
+    discrete agent."""
+
+    def step(c, k):
         env_state, obs, ret, length, alive = c
-        env_state, out = env.step(env_state, act(obs))
+        env_state, out = env.step(env_state, act(obs, k))
         ret = ret + alive * out.reward
         length = length + alive
         done = jnp.logical_or(out.terminated, out.truncated)
@@ -381,22 +403,28 @@ def first_episode_returns(env, act, env_state, obs, num_steps: int):
 
     zeros = jnp.zeros((env.num_envs,), jnp.float32)
     (_, _, ret, length, _), _ = jax.lax.scan(
-        step, (env_state, obs, zeros, zeros, jnp.ones_like(zeros)), None, length=num_steps)
+        step, (env_state, obs, zeros, zeros, jnp.ones_like(zeros)),
+        None if key is None else eval_action_keys(key, num_steps), length=num_steps)
     return ret, length
 
 
-def make_evaluate(nets: Nets, h: Hyper, env, num_steps: int):
-    """Deterministic policy tanh(μ) on fresh episodes; returns each env's first episode return.
-
-    Observation statistics are frozen (passed in, never updated)."""
+def make_evaluate(nets: Nets, h: Hyper, env, num_steps: int, *, eval_policy: str):
+    """``run.eval_policy`` on fresh episodes: 'mode' plays tanh(μ), 'sample' tanh(μ + σ·ξ) with
+    fresh ξ each step (drawn from the evaluation key, see :func:`eval_action_keys`); returns each
+    env's first episode return and length. The env reset uses ``key`` itself, so both policies
+    start from the same states. Observation statistics are frozen (passed in, never updated)."""
+    sample = check_eval_policy(eval_policy) == "sample"
 
     def evaluate(actor_params, stats: RunningStats, key):
         env_state, obs = env.reset(key)
 
-        def act(obs):
-            mean, _ = policy(nets, h, actor_params, _norm(h, stats, obs))
+        def act(obs, k):
+            mean, std = policy(nets, h, actor_params, _norm(h, stats, obs))
+            if sample:
+                return D.tanh_gaussian_sample(mean, std, jax.random.normal(k, mean.shape))[0]
             return D.deterministic_action(mean)
 
-        return first_episode_returns(env, act, env_state, obs, num_steps)
+        return first_episode_returns(env, act, env_state, obs, num_steps,
+                                     key if sample else None)
 
     return evaluate

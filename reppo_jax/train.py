@@ -138,7 +138,7 @@ class Trainer:
         """Set ``parallel`` (the device layout of ``run.devices``), the jitted ``iteration`` and
         ``guarded_iteration`` (built by ``make_iteration(nets, h, env, shard_minibatches)``) and
         the jitted single-device ``_evaluate`` (``make_evaluate(nets, h, eval_env,
-        num_steps)``): the agent modules' common interface, shared by every trainer."""
+        num_steps, eval_policy=run.eval_policy)``): the agent modules' common interface, shared by every trainer."""
         r = self.config.rollout
         self.parallel = data_parallel(self.config.run.devices, self.env.num_envs, r.num_steps,
                                       r.num_minibatches)
@@ -149,7 +149,8 @@ class Trainer:
         self.guarded_iteration = self._jit(
             guard_iteration(make_iteration(self.nets, self.h, self.env, shard)))
         self._evaluate = jax.jit(make_evaluate(self.nets, self.h, self.eval_env,
-                                               self.eval_env.max_episode_steps))
+                                               self.eval_env.max_episode_steps,
+                                               eval_policy=self.config.run.eval_policy))
 
     def _jit(self, iteration: Callable) -> Callable:
         """jit a ``carry -> (carry, info)`` function, donating the carry; with several devices
@@ -286,7 +287,7 @@ def train(config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks | None = 
 
 def evaluate_run(config: ReppoConfig, run_dir: Path, episodes: int,
                  checkpoint: Path | None = None) -> dict[str, float]:
-    """Evaluate a saved run's deterministic policy on ``episodes`` fresh episodes."""
+    """Evaluate a saved run's policy (``run.eval_policy``) on ``episodes`` fresh episodes."""
     from dataclasses import replace
 
     cfg = replace(config, run=replace(config.run, eval_episodes=episodes, devices=1))

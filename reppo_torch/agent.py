@@ -33,6 +33,7 @@ from reppo_torch.losses import actor_loss, critic_loss, multiplier_loss, q_value
 from reppo_torch.networks import Actor, Critic, Value
 from reppo_torch.normalization import RunningStats, normalize
 from reppo_torch.targets import soft_rewards, soft_td_lambda
+from spec.config import EVAL_POLICIES
 from spec.hyper import Hyper  # noqa: F401  (A.Hyper: resolved hyperparameters, shared by every port)
 
 ADAM_BETAS = (0.9, 0.999)
@@ -467,10 +468,25 @@ def make_iteration(h: Hyper, env):
     return iteration
 
 
-def make_evaluate(h: Hyper, env, num_steps: int):
-    """Deterministic policy tanh(μ) on fresh episodes; returns each env's first episode return,
-    length and success flag (None where the suite has no success signal). Observation
-    statistics are frozen (passed in, never updated)."""
+EVAL_ACTION_STREAM = "torch/eval_action"
+"""An evaluation with seed ``s`` draws its action noise from a generator seeded with
+``stream_int(s, this)``: a stream apart from the env reset's (which uses ``s`` itself)."""
+
+
+def check_eval_policy(eval_policy: str) -> str:
+    """``eval_policy`` if it is one of ``spec.config.EVAL_POLICIES``, else ValueError."""
+    if eval_policy not in EVAL_POLICIES:
+        raise ValueError(f"unknown eval policy {eval_policy!r}: expected one of {EVAL_POLICIES}")
+    return eval_policy
+
+
+def make_evaluate(h: Hyper, env, num_steps: int, *, eval_policy: str):
+    """``run.eval_policy`` on fresh episodes: 'mode' plays tanh(μ), 'sample' tanh(μ + σ·ξ) with
+    fresh ξ each step (see :data:`EVAL_ACTION_STREAM`; the reset uses the seed itself, so both
+    policies start from the same states); returns each env's first episode return, length and
+    success flag (None where the suite has no success signal). Observation statistics are
+    frozen (passed in, never updated)."""
+    sample = check_eval_policy(eval_policy) == "sample"
 
     @torch.no_grad()
     def evaluate(actor: Actor, stats: RunningStats, seed: int
@@ -480,9 +496,18 @@ def make_evaluate(h: Hyper, env, num_steps: int):
         length = torch.zeros_like(ret)
         alive = torch.ones_like(ret)
         success = None
+        if sample:
+            gen = torch.Generator(device=obs.device)
+            gen.manual_seed(stream_int(seed, EVAL_ACTION_STREAM, 63))
         for _ in range(num_steps):
-            mean, _ = policy(h, actor, _norm(h, stats, obs))
-            out = env.step(D.deterministic_action(mean))
+            mean, std = policy(h, actor, _norm(h, stats, obs))
+            if sample:
+                noise = torch.randn(mean.shape, generator=gen, device=mean.device,
+                                    dtype=mean.dtype)
+                action = D.tanh_gaussian_sample(mean, std, noise)[0]
+            else:
+                action = D.deterministic_action(mean)
+            out = env.step(action)
             ret = ret + alive * out.reward
             length = length + alive
             ended = alive * (out.terminated | out.truncated).to(alive.dtype)

@@ -166,7 +166,8 @@ class Trainer:
                                      device=self.device)
         self.h = replace(hyper.resolve(cfg, self.env), num_envs=num_envs)
         self.iteration = A.make_iteration(self.h, self.env)
-        self._evaluate = (A.make_evaluate(self.h, self.eval_env, self.eval_env.max_episode_steps)
+        self._evaluate = (A.make_evaluate(self.h, self.eval_env, self.eval_env.max_episode_steps,
+                                          eval_policy=cfg.run.eval_policy)
                           if self.eval_env is not None else None)
         self.steps_per_iteration = derived.env_steps_per_iteration(
             cfg.rollout.num_envs, cfg.rollout.num_steps, cfg.env.action_repeat)
@@ -277,7 +278,7 @@ def train(config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks | None = 
 
 def evaluate_run(config: ReppoConfig, run_dir: Path, episodes: int,
                  checkpoint: Path | None = None) -> dict[str, float]:
-    """Evaluate a saved run's deterministic policy on ``episodes`` fresh episodes (any
+    """Evaluate a saved run's policy (``run.eval_policy``) on ``episodes`` fresh episodes (any
     backend's checkpoint: the file is the canonical layout). The episodes' initial states are
     drawn from seed ``run.seed + EVAL_RUN_SEED_OFFSET``, as in the JAX port, so on DMC both backends
     evaluate the same episodes."""

@@ -71,7 +71,7 @@ class Backend(Protocol):
     def evaluate(
         self, config: ReppoConfig, run_dir: Path, episodes: int, checkpoint: Path | None = None
     ) -> Mapping[str, float]:
-        """Evaluate the deterministic policy of a saved run (latest checkpoint by default)."""
+        """Evaluate ``run.eval_policy`` of a saved run (latest checkpoint by default)."""
 
     def export_params(self, state: Any) -> dict[str, Any]:
         """Backend state → canonical parameter layout (``spec.params``), numpy arrays."""
@@ -138,7 +138,7 @@ class PortBackend:
 
     def evaluate(self, config: ReppoConfig, run_dir: Path, episodes: int,
                  checkpoint: Path | None = None) -> Mapping[str, float]:
-        """Evaluate the deterministic policy of a saved run (latest checkpoint by default)."""
+        """Evaluate ``run.eval_policy`` of a saved run (latest checkpoint by default)."""
         return self._module("train").evaluate_run(config, Path(run_dir), episodes, checkpoint)
 
     def export_params(self, state: Any) -> dict[str, Any]:

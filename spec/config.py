@@ -45,6 +45,7 @@ __all__ = [
     "PHYSICS_IMPLS",
     "DEVICES",
     "LOG_SINKS",
+    "EVAL_POLICIES",
     "apply_overrides",
     "override_pairs",
     "field_names",
@@ -63,6 +64,9 @@ ACTOR_GRADIENTS = ("pathwise", "score", "ppo")
 PHYSICS_IMPLS = ("jax", "warp", "c", "cpp", "auto", "physx_cpu", "physx_cuda")
 DEVICES = ("auto", "cpu", "cuda", "gpu")
 LOG_SINKS = ("jsonl", "tensorboard", "wandb")
+EVAL_POLICIES = ("mode", "sample")
+"""``run.eval_policy``, the one declaration of the policies an evaluation can measure (validated
+here; the evaluations of both ports and ``reppo eval --policy`` switch on it)."""
 
 
 class ConfigError(ValueError):
@@ -370,9 +374,16 @@ class RunConfig(_Section):
     seed: int = _f(0, ge=0, le=2**31 - 1)
     """The one integer seed; every random stream derives from it (reppo_common.seeding)."""
     eval_interval: int = _f(100_000, ge=1)
-    """Evaluate the deterministic policy every this many env steps (and at the end)."""
+    """Evaluate the policy (``eval_policy``) every this many env steps (and at the end)."""
     eval_episodes: int = _f(16, ge=1, le=10_000)
     """Episodes per evaluation."""
+    eval_policy: str = _f("mode", choices=EVAL_POLICIES)
+    """The policy an evaluation plays: 'mode' (tanh(μ); D-REPPO argmax π) or 'sample' (actions
+    drawn from π: tanh(μ + σ·ξ), a categorical draw, fresh noise each step from the evaluation's
+    own random stream, never the training one). REPPO trains a stochastic policy under an entropy
+    target, so its mode is another policy than the one trained; on nearly deterministic games
+    (MinAtar Breakout has ~2 start states) 16 greedy episodes are in effect 2. 'sample' measures
+    the trained policy (the usual protocol for discrete actor-critics)."""
     checkpoint_interval: int = _f(1_000_000, ge=0)
     """Save a checkpoint every this many env steps (0 = only at the end)."""
     keep_checkpoints: int = _f(3, ge=1)

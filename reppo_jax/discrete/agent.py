@@ -231,17 +231,27 @@ def make_iteration(nets: Nets, h, env,
     return iteration
 
 
-def make_evaluate(nets: Nets, h, env, num_steps: int):
-    """Greedy policy argmax π on fresh episodes; each env's first episode return and length.
-    Observation statistics are frozen."""
+def eval_actions(sample: bool, logits, key):
+    """The evaluation action: a draw from Categorical(π) with ``key`` if ``sample``, else the
+    mode argmax π (``run.eval_policy``)."""
+    return Dd.sample_actions(key, logits) if sample else Dd.greedy_actions(logits)
+
+
+def make_evaluate(nets: Nets, h, env, num_steps: int, *, eval_policy: str):
+    """``run.eval_policy`` on fresh episodes — 'mode': argmax π, 'sample': a categorical draw
+    per step from the evaluation key (``reppo_jax.agent.eval_action_keys``; the reset uses the
+    key itself); each env's first episode return and length. Observation statistics are
+    frozen."""
+    sample = A.check_eval_policy(eval_policy) == "sample"
 
     def evaluate(actor_params, stats, key):
         env_state, obs = env.reset(key)
 
-        def act(obs):
-            return Dd.greedy_actions(logits_of(nets, actor_params, _norm(h, stats, obs)))
+        def act(obs, k):
+            return eval_actions(sample, logits_of(nets, actor_params, _norm(h, stats, obs)), k)
 
-        return A.first_episode_returns(env, act, env_state, obs, num_steps)
+        return A.first_episode_returns(env, act, env_state, obs, num_steps,
+                                       key if sample else None)
 
     return evaluate
 
@@ -303,21 +313,24 @@ def make_host_iteration(nets: Nets, h, env):
     return iteration
 
 
-def make_host_evaluate(nets: Nets, h, env, num_steps: int):
-    """Greedy evaluation on a host-side env: every env plays one full episode (up to
-    ``num_steps`` agent steps) with raw (unclipped) rewards."""
+def make_host_evaluate(nets: Nets, h, env, num_steps: int, *, eval_policy: str):
+    """:func:`make_evaluate` on a host-side env: every env plays one full episode (up to
+    ``num_steps`` agent steps) with raw (unclipped) rewards; 'sample' draws step t's actions
+    with ``reppo_jax.agent.eval_action_keys(key, num_steps)[t]``, as the jitted loop does."""
+    sample = A.check_eval_policy(eval_policy) == "sample"
 
     @jax.jit
-    def greedy(actor, stats, obs):
-        return Dd.greedy_actions(logits_of(nets, actor, _norm(h, stats, obs)))
+    def act(actor, stats, obs, k):
+        return eval_actions(sample, logits_of(nets, actor, _norm(h, stats, obs)), k)
 
     def evaluate(actor_params, stats, key):
         _, obs = env.reset(key)
+        keys = A.eval_action_keys(key, num_steps) if sample else [None] * num_steps
         ret = np.zeros(env.num_envs, np.float32)
         length = np.zeros(env.num_envs, np.float32)
         alive = np.ones(env.num_envs, bool)
-        for _ in range(num_steps):
-            _, out = env.step(None, np.asarray(greedy(actor_params, stats, obs)))
+        for t in range(num_steps):
+            _, out = env.step(None, np.asarray(act(actor_params, stats, obs, keys[t])))
             finished = alive & out.info["episode_done"]
             ret = np.where(finished, out.info["episode_return"], ret)
             length = np.where(finished, out.info["episode_length"], length)

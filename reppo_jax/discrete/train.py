@@ -49,7 +49,8 @@ class DiscreteTrainer(Trainer):
             self.iteration = DA.make_host_iteration(self.nets, self.h, self.env)
             self.guarded_iteration = guard_iteration(self.iteration)
             self._evaluate = DA.make_host_evaluate(self.nets, self.h, self.eval_env,
-                                                   self.eval_env.max_episode_steps)
+                                                   self.eval_env.max_episode_steps,
+                                                   eval_policy=cfg.run.eval_policy)
         else:
             self._build_programs(DA.make_iteration, DA.make_evaluate)
         self.steps_per_iteration = derived.env_steps_per_iteration(

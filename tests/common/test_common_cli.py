@@ -96,6 +96,7 @@ class FakeBackend:
 
     def evaluate(self, config, run_dir, episodes, checkpoint=None):
         self.calls.append(("eval", episodes))
+        self.eval_policy = config.run.eval_policy
         return {"eval/return_mean": 3.0, "eval/episodes": episodes}
 
 
@@ -131,6 +132,14 @@ def test_train_writes_run_dir(tmp_path, fake, capsys):
 
     assert cli.main(["eval", "--run-dir", str(run_dir), "--episodes", "3"]) == 0
     assert "eval/return_mean" in capsys.readouterr().out and fake.calls[-1] == ("eval", 3)
+    assert fake.eval_policy == "mode"  # the run's run.eval_policy
+    # --policy overrides the run's run.eval_policy for this evaluation only
+    assert cli.main(["eval", "--run-dir", str(run_dir), "--policy", "sample"]) == 0
+    assert "policy sample" in capsys.readouterr().out and fake.eval_policy == "sample"
+    assert json.loads((run_dir / "config.json").read_text())["run"]["eval_policy"] == "mode"
+    assert cli.main(["eval", "--run-dir", str(run_dir), "--policy", "greedy"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--policy" in err and "'greedy'" in err and "sample" in err
 
 
 def test_load_backend_messages(monkeypatch):

@@ -3,8 +3,9 @@ import json
 
 import pytest
 
-from spec.config import (ConfigError, EnvConfig, LossConfig, ReppoConfig, RolloutConfig,
-                         RunConfig, SECTIONS, apply_overrides, field_names, parse_override)
+from spec.config import (EVAL_POLICIES, ConfigError, EnvConfig, LossConfig, ReppoConfig,
+                         RolloutConfig, RunConfig, SECTIONS, apply_overrides, field_names,
+                         parse_override)
 
 
 def err(fn, *a, **k) -> str:
@@ -57,6 +58,8 @@ def test_every_field_is_documented():
     (lambda: apply_overrides(ReppoConfig(), ["env.physics_impl=x"]), ["env.physics_impl", "'warp'"]),
     (lambda: apply_overrides(ReppoConfig(), ["run.device=tpu"]), ["run.device='tpu'", "'cuda'"]),
     (lambda: apply_overrides(ReppoConfig(), ["run.log=jsonl,csv"]), ["run.log", "'tensorboard'"]),
+    (lambda: apply_overrides(ReppoConfig(), ["run.eval_policy=greedy"]),
+     ["run.eval_policy='greedy'", "one of 'mode', 'sample'"]),
     (lambda: apply_overrides(ReppoConfig(), ["env.gamma=1"]), ["env.gamma=1.0", "[0, 1)"]),
     (lambda: apply_overrides(ReppoConfig(), ["env.name=CartpoleBalance"]), ["env.name", "suite/Name"]),
 ])
@@ -64,6 +67,18 @@ def test_validation_messages_name_field_value_range(make, needles):
     msg = err(make)
     for n in needles:
         assert n in msg, msg
+
+
+def test_eval_policy_choices_and_default():
+    """``run.eval_policy`` takes its choices from EVAL_POLICIES; the default is the mode (the
+    evaluation of every run before the field existed: an old config.json reads as 'mode')."""
+    assert EVAL_POLICIES == ("mode", "sample")
+    assert ReppoConfig().run.eval_policy == "mode"
+    assert ReppoConfig.from_dict({"run": {"seed": 3}}).run.eval_policy == "mode"
+    for policy in EVAL_POLICIES:
+        cfg = apply_overrides(ReppoConfig(), [f"run.eval_policy={policy}"])
+        assert cfg.run.eval_policy == policy
+    assert "run.eval_policy=''" in err(RunConfig, eval_policy="")
 
 
 def test_minibatch_divisibility_names_batch_and_suggests():

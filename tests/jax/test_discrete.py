@@ -18,7 +18,10 @@ from reppo_jax.discrete.losses import discrete_soft_value  # noqa: E402
 from reppo_jax.discrete.train import DiscreteTrainer  # noqa: E402
 from reppo_jax.envs.toy_discrete import DiscreteBanditEnv  # noqa: E402
 from reppo_jax.networks import flatten  # noqa: E402
-from reppo_jax.train import make_trainer, train  # noqa: E402
+from reppo_jax.discrete.networks import canonical_init  # noqa: E402
+from reppo_jax.train import make_trainer, state_from_canonical, train  # noqa: E402
+from reppo_common.driver import TIMING_KEYS  # noqa: E402
+from spec.backend import TrainHooks  # noqa: E402
 from spec import params as P  # noqa: E402
 from spec.config import apply_overrides  # noqa: E402
 from spec.presets import preset_config  # noqa: E402
@@ -130,6 +133,91 @@ def test_discrete_bandit_learns_best_action_and_q_gap():
                                atol=0.15)
     # the entropy target is honoured: the entropy stays near 0.5·log 3 rather than collapsing
     assert 0.2 < float(info["train/entropy"]) < 0.9, float(info["train/entropy"])
+
+
+# ---------------------------------------------------------------------------- evaluation policy
+
+
+class _HostBandit:
+    """The discrete bandit stepped from Python with numpy outputs, as a host env (``env.host``,
+    e.g. Atari via envpool) is: for :func:`reppo_jax.discrete.agent.make_host_evaluate`."""
+
+    host = True
+
+    def __init__(self, env: DiscreteBanditEnv) -> None:
+        self.num_envs, self._reset, self._step = env.num_envs, jax.jit(env.reset), jax.jit(env.step)
+
+    def reset(self, key):
+        self.state, obs = self._reset(key)
+        return None, np.asarray(obs)
+
+    def step(self, _, action):
+        self.state, out = self._step(self.state, jnp.asarray(action))
+        info = {"episode_done": np.asarray(out.terminated | out.truncated),
+                "episode_return": np.asarray(out.info["episode_return"]),
+                "episode_length": np.asarray(out.info["episode_length"])}
+        return None, out._replace(obs=np.asarray(out.obs), info=info)
+
+
+def test_eval_policy_sample_draws_from_pi_in_jitted_and_host_loops():
+    """With the actor's logits fixed at (0.5, 0, 0) in every context (4 contexts, a* = c mod 3):
+    'mode' always plays action 0, right in contexts 0 and 3, so it earns 1/2 per step; 'sample'
+    earns E_c π(a*(c)) = (2·π_0 + π_1 + π_2) / 4 ≈ 0.36. The host-env loop plays exactly the
+    jitted loop's actions for the same key, and a sampled evaluation is a function of its key."""
+    episodes, logits = 256, np.array([0.5, 0.0, 0.0], np.float32)
+    cfg = _bandit_config(**{"run.eval_episodes": episodes})
+    env = DiscreteBanditEnv(episodes, num_contexts=4, num_actions=3)
+    trainer = make_trainer(cfg, DiscreteBanditEnv(16, num_contexts=4, num_actions=3), env)
+    flat = dict(canonical_init(cfg, trainer.h, 0))
+    last = max(int(k.split("/")[2]) for k in flat if k.startswith("actor/layers/"))
+    flat[f"actor/layers/{last}/kernel"] = np.zeros_like(flat[f"actor/layers/{last}/kernel"])
+    flat[f"actor/layers/{last}/bias"] = logits
+    state = state_from_canonical(trainer.h, flat)
+    pi = np.exp(logits) / np.exp(logits).sum()
+    expected = {"mode": 0.5, "sample": (2 * pi[0] + pi[1] + pi[2]) / 4}
+    steps = env.max_episode_steps
+    for policy in ("mode", "sample"):
+        jitted = jax.jit(DA.make_evaluate(trainer.nets, trainer.h, env, steps,
+                                          eval_policy=policy))
+        host = DA.make_host_evaluate(trainer.nets, trainer.h, _HostBandit(env), steps,
+                                     eval_policy=policy)
+        key = jax.random.PRNGKey(5)
+        ret, length = (np.asarray(x) for x in jitted(state.actor, state.obs_stats, key))
+        # 256 episodes x 20 steps: the standard error of the mean reward is < 0.01
+        assert ret.mean() / steps == pytest.approx(expected[policy], abs=0.04), policy
+        assert np.all(length == steps)
+        host_ret, host_length = host(state.actor, state.obs_stats, key)
+        np.testing.assert_array_equal(host_ret, ret)
+        np.testing.assert_array_equal(host_length, length)
+        again = np.asarray(jitted(state.actor, state.obs_stats, key)[0])
+        np.testing.assert_array_equal(again, ret)
+        if policy == "sample":
+            other = np.asarray(jitted(state.actor, state.obs_stats, jax.random.PRNGKey(6))[0])
+            assert not np.array_equal(other, ret)
+
+
+def test_eval_policy_changes_the_eval_lines_only():
+    """D-REPPO's training metrics are identical whichever policy its evaluations (here after
+    every iteration) play; the eval lines differ."""
+    per_iter = 16 * 16
+    runs = {}
+    for policy in ("mode", "sample"):
+        cfg = _bandit_config(**{"rollout.total_env_steps": 3 * per_iter,
+                                "run.eval_interval": per_iter, "run.eval_policy": policy})
+        seen: list[dict] = []
+        train(cfg, None, TrainHooks(on_train_metrics=seen.append, on_eval_metrics=seen.append),
+              env=DiscreteBanditEnv(16, num_contexts=4, num_actions=3),
+              eval_env=DiscreteBanditEnv(8, num_contexts=4, num_actions=3))
+        runs[policy] = [{k: v for k, v in m.items() if k not in TIMING_KEYS} for m in seen]
+
+    def kind(lines, prefix):
+        return [m for m in lines if any(k.startswith(prefix) for k in m)]
+
+    assert kind(runs["mode"], "train/") == kind(runs["sample"], "train/")
+    assert len(kind(runs["mode"], "train/")) == 3
+    ev_mode, ev_sample = kind(runs["mode"], "eval/"), kind(runs["sample"], "eval/")
+    assert [m["env_steps"] for m in ev_mode] == [m["env_steps"] for m in ev_sample]
+    assert len(ev_mode) == 3 and ev_mode != ev_sample
 
 
 # ---------------------------------------------------------------------------- MinAtar

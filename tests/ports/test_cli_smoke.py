@@ -20,7 +20,8 @@ BACKENDS = ("jax", "torch")
 def test_cli_smoke_run_on_cartpole(backend, tmp_path):
     """`reppo train --backend <b>` on dmc/CartpoleBalance for a few tiny iterations writes the
     run directory with finite metrics, evaluations and checkpoints at the intervals, and
-    `reppo eval` reads it back."""
+    `reppo eval` reads it back (with sampled actions: ``--policy sample``; the mode is what the
+    run's own evaluations played)."""
     pytest.importorskip(backend)
     pytest.importorskip("jax")  # DMC is mujoco_playground (JAX) in both ports
     run_dir = tmp_path / "run"
@@ -44,7 +45,7 @@ def test_cli_smoke_run_on_cartpole(backend, tmp_path):
     assert sorted(p.name for p in (run_dir / "checkpoints").glob("params_*.npz")) == [
         "params_000000000256.npz", "params_000000000512.npz"]
     proc = subprocess.run([sys.executable, "-m", "reppo_common.cli", "eval", "--run-dir",
-                           str(run_dir), "--episodes", "2"],
+                           str(run_dir), "--episodes", "2", "--policy", "sample"],
                           cwd=ROOT, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "return" in proc.stdout
+    assert "return" in proc.stdout and "policy sample" in proc.stdout

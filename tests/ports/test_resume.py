@@ -137,6 +137,11 @@ def toy_config(backend: str, iters: int = 12, **extra):
     return apply_overrides(preset_config("tiny"), over)
 
 
+SAMPLED = {"run.eval_policy": "sample"}
+"""The full run's evaluations draw their actions from π: resuming it exactly then also shows
+that a sampled evaluation's randomness is restored with the checkpoint (the eval key/counter)."""
+
+
 def _strip(m: dict) -> dict:
     return {k: v for k, v in m.items() if k not in TIMING}
 
@@ -159,7 +164,7 @@ def full_run(backend, port, tmp_path_factory):
     """An uninterrupted 12-iteration run with every checkpoint kept, plus its metrics."""
     run_dir = tmp_path_factory.mktemp(f"{backend}_full")
     seen: list[dict] = []
-    result = port.train(toy_config(backend), run_dir,
+    result = port.train(toy_config(backend, **SAMPLED), run_dir,
                         TrainHooks(on_train_metrics=seen.append, on_eval_metrics=seen.append))
     return run_dir, seen, result
 
@@ -171,7 +176,7 @@ def test_resume_from_intermediate_checkpoint_is_exact(backend, port, full_run, t
     for p in (run_dir / "checkpoints").glob(f"*_{steps:012d}.*"):
         shutil.copy(p, tmp_path / "checkpoints" / p.name)
     resumed: list[dict] = []
-    r2 = port.train(toy_config(backend), tmp_path,
+    r2 = port.train(toy_config(backend, **SAMPLED), tmp_path,
                     TrainHooks(on_train_metrics=resumed.append, on_eval_metrics=resumed.append),
                     resume=True)
     assert [_strip(m) for m in resumed] == [_strip(m) for m in seen if m["env_steps"] > steps]
