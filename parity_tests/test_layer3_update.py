@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from parity_tests import strategies as S
@@ -61,7 +61,8 @@ def _require_both():
             pytest.skip(BACKENDS[name].skip_reason())
 
 
-def make_hyper(kind: str, kl_mode: str, gradient: str = "pathwise") -> Hyper:
+def make_hyper(kind: str, kl_mode: str, gradient: str = "pathwise",
+               log_beta_min: float = -math.inf) -> Hyper:
     return Hyper(obs_dim=OBS, action_dim=ACT, num_envs=BATCH, num_steps=1, num_minibatches=1,
                  num_epochs=1, gamma=0.99, lam=0.95, v_min=V_MIN, v_max=V_MAX,
                  num_bins=BINS if kind == "hlgauss" else 1, sigma=SIGMA, value_kind=kind,
@@ -69,7 +70,7 @@ def make_hyper(kind: str, kl_mode: str, gradient: str = "pathwise") -> Hyper:
                  entropy_target=-0.5 * ACT, normalize_obs=True, actor_lr=ACTOR_LR,
                  critic_lr=CRITIC_LR, multiplier_lr=MULT_LR, max_grad_norm=MAX_GRAD_NORM,
                  multiplier_max_grad_norm=MULT_MAX_GRAD_NORM, actor_gradient=gradient,
-                 score_samples=K_SCORE, ppo_clip=PPO_CLIP)
+                 score_samples=K_SCORE, ppo_clip=PPO_CLIP, log_beta_min=log_beta_min)
 
 
 def make_params(seed: int, kind: str, dtype, behaviour_scale: float, log_alpha: float,
@@ -141,13 +142,14 @@ def _reference_ratio(actor_params, behaviour, obs, pre_action):
 # ---- JAX ---------------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=None)
-def _jax_step(kind: str, kl_mode: str, gradient: str = "pathwise"):
+def _jax_step(kind: str, kl_mode: str, gradient: str = "pathwise",
+              log_beta_min: float = -math.inf):
     import jax
 
     from reppo_jax import agent as A
     from reppo_jax.networks import Actor, Critic, Value
 
-    h = make_hyper(kind, kl_mode, gradient)
+    h = make_hyper(kind, kl_mode, gradient, log_beta_min)
     nets = A.Nets(Actor(ACT, HIDDEN, 3, NORM), Critic(HIDDEN, 2, 2, 2, h.num_bins, NORM),
                   Value(HIDDEN, VALUE_LAYERS, NORM) if gradient == "ppo" else None)
     opts = A.optimizers(h)
@@ -165,7 +167,8 @@ def _jax_adam(opt_state):
     return found[0]
 
 
-def run_jax(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient="pathwise"):
+def run_jax(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient="pathwise",
+            log_beta_min=-math.inf):
     """Two minibatch steps; per step: (canonical params, logs, {name: (m, v)}, metrics)."""
     import jax.numpy as jnp
 
@@ -173,7 +176,7 @@ def run_jax(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient="pa
     from reppo_jax.networks import flatten, nest
     from reppo_jax.normalization import RunningStats
 
-    h, (a_opt, c_opt, m_opt, *v_opt), step = _jax_step(kind, kl_mode, gradient)
+    h, (a_opt, c_opt, m_opt, *v_opt), step = _jax_step(kind, kl_mode, gradient, log_beta_min)
     jp = {k: jnp.asarray(v) for k, v in params.items()}
     actor, critic = nest(jp, "actor"), nest(jp, "critic")
     value = nest(jp, "value") if v_opt else None
@@ -206,7 +209,8 @@ def run_jax(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient="pa
 
 # ---- torch -------------------------------------------------------------------------------------
 
-def run_torch(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient="pathwise"):
+def run_torch(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient="pathwise",
+              log_beta_min=-math.inf):
     import torch
 
     from reppo_torch import agent as A
@@ -215,7 +219,7 @@ def run_torch(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient="
     )
     from reppo_torch.normalization import running_stats_init
 
-    h = make_hyper(kind, kl_mode, gradient)
+    h = make_hyper(kind, kl_mode, gradient, log_beta_min)
     tdt = torch.float32 if np.dtype(dtype) == np.float32 else torch.float64
     actor = Actor.from_canonical(params, NORM, dtype=tdt)
     critic = Critic.from_canonical(params, NORM, OBS, dtype=tdt)
@@ -435,3 +439,44 @@ def test_estimators_two_minibatch_steps_agree(dtype, gradient, kl_mode, seed, da
     torch_out = run_torch(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient)
     lrs = {"actor": ACTOR_LR, "critic": CRITIC_LR, "multipliers": MULT_LR, "value": CRITIC_LR}
     check_step_sequence(jax_out, torch_out, params, logs, np.dtype(dtype), lrs)
+
+
+LOG_BETA_MIN = math.log(0.05)
+"""The β floor of :func:`test_beta_floor_binds` (one value: the jitted step closes over it)."""
+
+
+# an example costs seconds: report a failing one as drawn, without shrinking it (minutes)
+@settings(max_examples=max(1, settings.default.max_examples // 25),  # ci: 1, thorough: 20
+          phases=(Phase.explicit, Phase.reuse, Phase.generate))
+@given(seed=st.integers(0, 2**31 - 1), data=st.data(), log_alpha=S.log_multipliers(1e-4, 10.0),
+       offset=st.sampled_from((0.0,)) | st.floats(0.0, MULT_LR / 3))
+def test_beta_floor_binds(dtype, seed, data, log_alpha, offset):
+    """``loss.beta_min`` (``Hyper.log_beta_min``): log β starts at most lr/3 above the floor and
+    the behaviour policy is the actor (KL̂ = 0 < ε_KL at the first step, tiny at the second), so
+    Adam's first step (≈ lr) would take log β below the floor: both ports agree as in the
+    unbounded test, and log β ends each step exactly on the floor (the bound cast to the
+    dtype)."""
+    _require_both()
+    floor = dtype.type(LOG_BETA_MIN)
+    log_beta = float(np.asarray(LOG_BETA_MIN + offset, dtype))
+    assume(log_beta >= floor)
+    params, behaviour = make_params(seed, "hlgauss", dtype, 0.0, log_alpha, log_beta)
+    batches = [_minibatch(data, dtype) for _ in range(2)]
+    logs = np.asarray([log_alpha, log_beta], dtype)
+    with BACKENDS["jax"].precision(dtype):
+        jax_out = run_jax("hlgauss", "clipped", params, behaviour, logs, batches, dtype,
+                          log_beta_min=LOG_BETA_MIN)
+    torch_out = run_torch("hlgauss", "clipped", params, behaviour, logs, batches, dtype,
+                          log_beta_min=LOG_BETA_MIN)
+    check_step_sequence(jax_out, torch_out, params, logs, np.dtype(dtype),
+                        {"actor": ACTOR_LR, "critic": CRITIC_LR, "multipliers": MULT_LR})
+    for port, out in (("jax", jax_out), ("torch", torch_out)):
+        for t, (_, step_logs, _, info) in enumerate(out, 1):
+            assert info["train/kl"] < KL_TARGET, f"{port} step {t}: KL {info['train/kl']}"
+            assert step_logs[1] == floor, (
+                f"{port} step {t}: log beta {step_logs[1]!r}, expected the floor {floor!r}")
+    # without the projection the first step would have left the floor: Adam's first step
+    # lr·m̂/(√v̂ + ε) (bias-corrected, t = 1) exceeds the start's distance to it
+    m, v = (float(np.asarray(x, np.float64)[1]) for x in jax_out[0][2]["multipliers"])
+    step = MULT_LR * (m / (1 - B1)) / (math.sqrt(v / (1 - B2)) + ADAM_EPS)
+    assert log_beta - step < LOG_BETA_MIN - MULT_LR / 2, "the bound did not bind"

@@ -24,7 +24,9 @@ import optax
 
 from reppo_jax import distributions as D
 from reppo_jax import estimators as E
-from reppo_jax.losses import actor_loss, critic_loss, multiplier_loss, q_value
+from reppo_jax.losses import (
+    actor_loss, critic_loss, multiplier_loss, project_log_beta, q_value,
+)
 from reppo_jax.networks import Actor, Critic, Value
 from reppo_jax.normalization import RunningStats, normalize, running_stats_update
 from reppo_jax.targets import soft_rewards, soft_td_lambda
@@ -132,8 +134,10 @@ def actor_noise(h: Hyper, key, batch: int) -> tuple[jax.Array, jax.Array]:
 
 def multiplier_step(h: Hyper, mult_opt, state: AgentState, entropy, kl) -> AgentState:
     """One Adam step on [log α, log β] from the (stop-gradient) entropy and KL estimates of the
-    actor step; β is frozen when the KL term is off (``kl_mode='none'``, see ``multiplier_loss``).
-    Shared by the continuous and the discrete agent."""
+    actor step, then log β projected onto [``h.log_beta_min``, ∞) (``loss.beta_min``; −inf: no
+    bound); β is frozen when the KL term is off (``kl_mode='none'``, see ``multiplier_loss``;
+    the bound is ≤ beta_init, so the projection leaves it there). Shared by the continuous and
+    the discrete agent."""
 
     def mult_loss(logs):
         return multiplier_loss(logs, entropy, kl, h.entropy_target, h.kl_target, h.kl_mode)
@@ -142,7 +146,8 @@ def multiplier_step(h: Hyper, mult_opt, state: AgentState, entropy, kl) -> Agent
     mgrads = jax.grad(mult_loss)(logs)
     mupdates, mult_opt_state = mult_opt.update(mgrads, state.mult_opt, logs)
     logs = optax.apply_updates(logs, mupdates)
-    return state._replace(log_alpha=logs[0], log_beta=logs[1], mult_opt=mult_opt_state)
+    return state._replace(log_alpha=logs[0], log_beta=project_log_beta(logs[1], h.log_beta_min),
+                          mult_opt=mult_opt_state)
 
 
 def _actor_objective(nets: Nets, h: Hyper, state: AgentState, mean, std, obs, noise, kl,

@@ -132,6 +132,12 @@ def beta_loss(log_beta, kl, kl_target: float):
     return -jnp.exp(log_beta) * jax.lax.stop_gradient(jnp.mean(kl) - kl_target)
 
 
+def project_log_beta(log_beta, log_beta_min: float):
+    """``loss.beta_min``: log β ← max(log β, log β_min) after each multiplier step (projected
+    gradient descent on the KL multiplier); −inf is the identity, a NaN stays NaN."""
+    return jnp.maximum(log_beta, jnp.asarray(log_beta_min, jnp.result_type(log_beta)))
+
+
 def multiplier_loss(logs, entropy, kl, entropy_target: float, kl_target: float, kl_mode: str):
     """Eq. 11 + eq. 12 on ``logs`` = [log α, log β]. With ``kl_mode='none'`` the actor loss has
     no KL term, so β is frozen: its loss is 0·log β, a zero gradient that Adam turns into a zero

@@ -357,12 +357,26 @@ class LossConfig(_Section):
     """Initial entropy multiplier α, "α start" (0.01)."""
     beta_init: float = _f(0.01, gt=0.0)
     """Initial KL multiplier β, "β start" (0.01)."""
+    beta_min: float = _f(0.0, ge=0.0)
+    """Lower bound on the KL multiplier β (0 = unbounded, the paper's rule). After each multiplier
+    step log β is projected onto [log beta_min, ∞) (projected gradient descent on the Lagrange
+    multiplier, ``spec.reference.losses.project_log_beta``). Why: while the KL stays below
+    ε_KL, β shrinks at the multiplier's learning rate for the whole run (to 1e-4…1e-5 after a
+    few million steps), so a later KL spike meets no restoring force until β has grown back;
+    a floor keeps the trust region active. If > 0 it must be <= beta_init."""
     entropy_target_mult: float = _f(0.5)
     """Entropy target ε_H = −mult · |A| ("ε_H = 0.5 × dim A"); discrete: fraction of log|A|."""
     multiplier_lr: float | None = _f(None, gt=0.0)
     """Learning rate of log α and log β; None = the actor's learning rate."""
     multiplier_max_grad_norm: float | None = _f(None, gt=0.0)
     """Gradient-norm clip of the α/β optimiser; None = rollout.max_grad_norm."""
+
+    def _check(self) -> None:
+        if self.beta_min > self.beta_init:
+            raise ConfigError(
+                f"loss.beta_min={self.beta_min!r} is invalid: must be <= loss.beta_init="
+                f"{self.beta_init!r} (β starts at beta_init); lower loss.beta_min or raise "
+                f"loss.beta_init")
 
 
 @dataclass(frozen=True)

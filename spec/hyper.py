@@ -84,6 +84,9 @@ class Hyper:
     """``loss.score_samples``: actions per state of the score-function estimator."""
     ppo_clip: float = 0.2
     """``loss.ppo_clip``: ε of PPO's clipped ratio."""
+    log_beta_min: float = -math.inf
+    """log of ``loss.beta_min``: the floor log β is projected onto after each multiplier step
+    (−inf for beta_min = 0: no bound, the paper's rule)."""
 
 
 def require_value_support(config: ReppoConfig, reward_range: tuple[float, float] | None,
@@ -112,7 +115,8 @@ def resolve(config: ReppoConfig, env: EnvFacts) -> Hyper:
     - observation normalisation: ``env.normalize_obs``, off for pixel observations;
     - learning rates: ``actor.lr``/``critic.lr`` default to ``rollout.lr``; the multipliers'
       to the actor's; their clip norm to ``rollout.max_grad_norm``; the state-value network of
-      ``actor.gradient=ppo`` uses the critic's.
+      ``actor.gradient=ppo`` uses the critic's;
+    - the floor of log β: log(``loss.beta_min``), −inf when it is 0 (unbounded).
 
     Raises :class:`~spec.config.ConfigError` (one line) when the config cannot be resolved
     for this env.
@@ -168,4 +172,5 @@ def resolve(config: ReppoConfig, env: EnvFacts) -> Hyper:
         multiplier_max_grad_norm=(l.multiplier_max_grad_norm
                                   if l.multiplier_max_grad_norm is not None else r.max_grad_norm),
         actor_gradient=a.gradient, score_samples=l.score_samples, ppo_clip=l.ppo_clip,
+        log_beta_min=math.log(l.beta_min) if l.beta_min > 0 else -math.inf,
     )

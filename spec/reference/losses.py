@@ -304,3 +304,15 @@ def beta_loss(log_beta: float | np.ndarray, kl: np.ndarray, kl_target: float) ->
     dt = float_dtype(log_beta, kl)
     k = as_float(kl, dt)
     return (-np.exp(as_float(log_beta, dt)) * np.mean(k - dt.type(kl_target))).astype(dt)
+
+
+def project_log_beta(log_beta: float | np.ndarray, log_beta_min: float) -> np.ndarray:
+    """The projection after each multiplier step (``loss.beta_min``): log β ← max(log β,
+    log β_min), i.e. projected gradient descent on the KL multiplier over β ≥ β_min.
+
+    ``log_beta_min`` = −inf (β_min = 0) is the identity (the paper's unbounded rule); the bound
+    is cast to log β's dtype, so the floor of a float32 run is float32(log β_min). A NaN log β
+    stays NaN (so the run's non-finite guard still sees it). Adam's moments are not touched:
+    only the parameter is projected."""
+    dt = float_dtype(log_beta)
+    return np.maximum(as_float(log_beta, dt), dt.type(log_beta_min)).astype(dt)

@@ -160,5 +160,18 @@ def test_overrides_mapping_and_immutability():
 def test_field_names_cover_readme():
     names = set(field_names())
     for n in ["env.physics_impl", "env.action_repeat", "critic.logit_prior_scale",
-              "loss.multiplier_max_grad_norm", "run.keep_checkpoints", "actor.gradient"]:
+              "loss.multiplier_max_grad_norm", "loss.beta_min", "run.keep_checkpoints",
+              "actor.gradient"]:
         assert n in names
+
+
+def test_beta_min_is_an_optional_floor_at_most_beta_init():
+    assert LossConfig().beta_min == 0.0  # unbounded: the paper's rule
+    assert LossConfig(beta_min=0.01, beta_init=0.01).beta_min == 0.01
+    assert apply_overrides(ReppoConfig(), ["loss.beta_min=1e-3"]).loss.beta_min == 1e-3
+    assert err(LossConfig, beta_min=-1e-3).startswith("loss.beta_min=-0.001 is invalid: must be")
+    assert "(finite)" in err(LossConfig, beta_min=float("inf"))
+    assert "(finite)" in err(LossConfig, beta_min=float("nan"))
+    msg = err(apply_overrides, ReppoConfig(), ["loss.beta_min=0.1"])
+    assert msg.startswith("loss.beta_min=0.1 is invalid: must be <= loss.beta_init=0.01")
+    assert "lower loss.beta_min or raise loss.beta_init" in msg

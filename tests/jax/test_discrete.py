@@ -285,7 +285,9 @@ def test_cli_smoke_minatar_breakout(tmp_path, capsys):
     """``reppo train --backend jax --env minatar/Breakout`` end to end on the tiny preset:
     run directory, metrics with train and eval records, a loadable checkpoint, ``reppo eval``;
     ``--resume`` from the intermediate checkpoint writes the uninterrupted run's metrics and a
-    bit-identical final checkpoint; ``reppo plot`` and ``reppo aggregate`` read the run dirs."""
+    bit-identical final checkpoint; ``reppo plot`` and ``reppo aggregate`` read the run dirs;
+    with ``loss.beta_min`` = ``loss.beta_init`` β never drops below the floor (D-REPPO shares the
+    continuous agent's multiplier step and its projection)."""
     import shutil
 
     pytest.importorskip("gymnax")
@@ -296,12 +298,14 @@ def test_cli_smoke_minatar_breakout(tmp_path, capsys):
     run_dir = tmp_path / "run"
     rc = main(["train", "--backend", "jax", "--env", "minatar/Breakout", "--preset", "tiny",
                "--steps", "1024", "--no-progress", "--run-dir", str(run_dir),
-               "--loss.lam=0.65", "--run.checkpoint_interval=512"])
+               "--loss.lam=0.65", "--run.checkpoint_interval=512", "--loss.beta_min=0.01"])
     assert rc == 0
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     recs = [json.loads(line) for line in lines]
     kinds = {r["kind"] for r in recs}
     assert {"train", "eval"} <= kinds
+    betas = [r["train/beta"] for r in recs if r["kind"] == "train"]
+    assert min(betas) == pytest.approx(0.01, rel=1e-6), betas  # float32 exp(log 0.01)
     ev = [r for r in recs if r["kind"] == "eval"][-1]
     assert np.isfinite(ev["eval/return_mean"])
     assert json.loads((run_dir / "config.json").read_text())["env"]["name"] == "minatar/Breakout"

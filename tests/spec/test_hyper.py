@@ -34,6 +34,7 @@ def test_defaults_derive_from_env_facts():
     assert (h.actor_lr, h.critic_lr, h.multiplier_lr) == (3e-4, 3e-4, 3e-4)
     assert (h.max_grad_norm, h.multiplier_max_grad_norm) == (0.5, 0.5)
     assert h.normalize_obs is True and h.kl_mode == "clipped"
+    assert h.log_beta_min == -math.inf  # loss.beta_min = 0: no floor on β
 
 
 def test_episode_length_sets_gamma_and_explicit_gamma_wins():
@@ -87,3 +88,22 @@ def test_discrete_action_space():
     assert "[0, 1]" in one_line_error(cfg("loss.entropy_target_mult=2"), BREAKOUT)
     # the continuous rule has no such bound
     assert hyper.resolve(cfg("loss.entropy_target_mult=2"), CARTPOLE).entropy_target == -2.0
+
+
+def test_beta_floor_resolves_to_its_log_and_never_moves_a_frozen_beta():
+    import numpy as np
+
+    from spec.params import init_params_from_config
+    from spec.reference.losses import project_log_beta
+
+    assert hyper.resolve(cfg("loss.beta_min=1e-3"), CARTPOLE).log_beta_min == math.log(1e-3)
+    # kl_mode=none freezes β at beta_init; the floor (<= beta_init) must leave it there in the
+    # ports' float32, also when it equals beta_init
+    for beta_init, beta_min in ((0.01, 0.01), (0.3, 0.3 * (1 - 1e-9)), (1e-5, 1e-6)):
+        c = cfg("loss.kl_mode=none", f"loss.beta_init={beta_init!r}",
+                f"loss.beta_min={beta_min!r}", "critic.hidden_dim=4", "actor.hidden_dim=4")
+        h = hyper.resolve(c, CARTPOLE)
+        start = init_params_from_config(np.random.default_rng(0), c, 5, 1, v_min=h.v_min,
+                                        v_max=h.v_max)["multipliers/log_beta"]
+        assert start.dtype == np.float32
+        assert project_log_beta(start, h.log_beta_min) == start, (beta_init, beta_min)
