@@ -363,7 +363,10 @@ class LossConfig(_Section):
     multiplier, ``spec.reference.losses.project_log_beta``). Why: while the KL stays below
     ε_KL, β shrinks at the multiplier's learning rate for the whole run (to 1e-4…1e-5 after a
     few million steps), so a later KL spike meets no restoring force until β has grown back;
-    a floor keeps the trust region active. If > 0 it must be <= beta_init."""
+    a floor keeps the trust region active. β starts at beta_init: a floor above it lifts β
+    onto the floor at the first multiplier step (the first actor step, where the policy still
+    equals the behaviour policy and the KL is 0, sees beta_init). With kl_mode='none' β is
+    frozen and unused, so there the floor must be <= beta_init."""
     entropy_target_mult: float = _f(0.5)
     """Entropy target ε_H = −mult · |A| ("ε_H = 0.5 × dim A"); discrete: fraction of log|A|."""
     multiplier_lr: float | None = _f(None, gt=0.0)
@@ -372,11 +375,11 @@ class LossConfig(_Section):
     """Gradient-norm clip of the α/β optimiser; None = rollout.max_grad_norm."""
 
     def _check(self) -> None:
-        if self.beta_min > self.beta_init:
+        if self.kl_mode == "none" and self.beta_min > self.beta_init:
             raise ConfigError(
-                f"loss.beta_min={self.beta_min!r} is invalid: must be <= loss.beta_init="
-                f"{self.beta_init!r} (β starts at beta_init); lower loss.beta_min or raise "
-                f"loss.beta_init")
+                f"loss.beta_min={self.beta_min!r} is invalid with loss.kl_mode='none': β is "
+                f"frozen at loss.beta_init={self.beta_init!r} there; lower loss.beta_min or "
+                f"raise loss.beta_init")
 
 
 @dataclass(frozen=True)

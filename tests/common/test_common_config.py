@@ -165,13 +165,16 @@ def test_field_names_cover_readme():
         assert n in names
 
 
-def test_beta_min_is_an_optional_floor_at_most_beta_init():
+def test_beta_min_is_an_optional_floor():
     assert LossConfig().beta_min == 0.0  # unbounded: the paper's rule
     assert LossConfig(beta_min=0.01, beta_init=0.01).beta_min == 0.01
     assert apply_overrides(ReppoConfig(), ["loss.beta_min=1e-3"]).loss.beta_min == 1e-3
     assert err(LossConfig, beta_min=-1e-3).startswith("loss.beta_min=-0.001 is invalid: must be")
     assert "(finite)" in err(LossConfig, beta_min=float("inf"))
     assert "(finite)" in err(LossConfig, beta_min=float("nan"))
-    msg = err(apply_overrides, ReppoConfig(), ["loss.beta_min=0.1"])
-    assert msg.startswith("loss.beta_min=0.1 is invalid: must be <= loss.beta_init=0.01")
+    # above beta_init: β is lifted onto the floor at the first multiplier step ...
+    assert apply_overrides(ReppoConfig(), ["loss.beta_min=0.1"]).loss.beta_min == 0.1
+    # ... except with kl_mode=none, where β is frozen at beta_init
+    msg = err(apply_overrides, ReppoConfig(), ["loss.kl_mode=none", "loss.beta_min=0.1"])
+    assert msg.startswith("loss.beta_min=0.1 is invalid with loss.kl_mode='none'")
     assert "lower loss.beta_min or raise loss.beta_init" in msg
