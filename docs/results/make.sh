@@ -30,3 +30,80 @@ for r in runs:
           f"{r.final:.1f} ({int(r.steps[-1]):,}) |")
 PYEOF
 cat "$D/summary.md" "$D/aggregate.txt"
+
+# D-REPPO on minatar/Breakout, seed 0, with and without the floor on β (docs/dreppo.md):
+# per-iteration β / KL statistics (stats.md) and the figure docs/dreppo_breakout_kl.png.
+"$PY" - docs/results/dreppo_breakout_kl > docs/results/dreppo_breakout_kl/stats.md <<'PYEOF'
+import csv, sys
+from pathlib import Path
+import numpy as np
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+d = Path(sys.argv[1])
+train = list(csv.DictReader(open(d / "train.csv")))
+evals = list(csv.DictReader(open(d / "eval.csv")))
+runs = ["no_floor", "beta_min_0.1"]
+print("| run | iterations | median KL | 99th pct KL | max KL | iterations with KL > 0.2 | min β | evals | evals below half the running best |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+fig, ax = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
+for run in runs:
+    t = [r for r in train if r["run"] == run]
+    x = np.array([float(r["env_steps"]) for r in t]) / 1e6
+    kl = np.array([float(r["kl"]) for r in t])
+    beta = np.array([float(r["beta"]) for r in t])
+    e = [r for r in evals if r["run"] == run]
+    ex = np.array([float(r["env_steps"]) for r in e]) / 1e6
+    ey = np.array([float(r["return_mean"]) for r in e])
+    best = np.maximum.accumulate(ey)
+    drops = int(np.sum(ey < 0.5 * best))
+    print(f"| {run} | {len(t)} | {np.median(kl):.3f} | {np.percentile(kl, 99):.3f} | {kl.max():.3f} | "
+          f"{int(np.sum(kl > 0.2))} | {beta.min():.2g} | {len(e)} | {drops} |")
+    ax[0].semilogy(x, beta, lw=0.8, label=run)
+    ax[1].semilogy(x, kl, lw=0.6, label=run)
+    ax[2].plot(ex, ey, marker="o", ms=3, label=run)
+ax[1].axhline(0.1, color="k", ls="--", lw=0.8, label="KL target")
+ax[0].set_ylabel("β")
+ax[1].set_ylabel("mean KL of the iteration")
+ax[2].set_ylabel("eval return (greedy)")
+ax[2].set_xlabel("env steps (M)")
+for a in ax:
+    a.legend(fontsize=8)
+fig.suptitle("D-REPPO, minatar/Breakout seed 0 (16 minibatches): β floor off vs loss.beta_min=0.1")
+fig.tight_layout()
+fig.savefig("docs/dreppo_breakout_kl.png", dpi=90)
+PYEOF
+cat docs/results/dreppo_breakout_kl/stats.md
+
+# dmc/CartpoleBalance seeds 1 and 3 evaluated every 16,384 env steps (docs/stability.md):
+# the dips and the β / KL around seed 1's dip.
+"$PY" - docs/results/cartpole_fine_eval > docs/results/cartpole_fine_eval/stats.md <<'PYEOF'
+import csv, sys
+from pathlib import Path
+import numpy as np
+
+d = Path(sys.argv[1])
+ev = list(csv.DictReader(open(d / "eval.csv")))
+print("| seed | evals | first eval ≥ 900 | evals < 900 after it | lowest of those (env steps) | all evals ≥ 900 in the last third |")
+print("| --- | --- | --- | --- | --- | --- |")
+for seed in sorted({r["seed"] for r in ev}):
+    e = [r for r in ev if r["seed"] == seed]
+    x = np.array([int(r["env_steps"]) for r in e])
+    y = np.array([float(r["return_mean"]) for r in e])
+    first = int(np.argmax(y >= 900))
+    after = y[first + 1:] < 900
+    low = (f"{y[first + 1:][after].min():.1f} ({x[first + 1:][after][np.argmin(y[first + 1:][after])]:,})"
+           if after.any() else "–")
+    last = y[x >= x[-1] * 2 / 3]
+    print(f"| {seed} | {len(e)} | {x[first]:,} | {int(after.sum())} | {low} | {bool((last >= 900).all())} |")
+tr = [r for r in csv.DictReader(open(d / "train.csv"))]
+print()
+print("| seed 1, env steps | β | mean KL | violation fraction | entropy |")
+print("| --- | --- | --- | --- | --- |")
+for r in tr:
+    if 917_000 <= int(r["env_steps"]) <= 936_000:
+        print(f"| {int(r['env_steps']):,} | {float(r['beta']):.2g} | {float(r['kl']):.3f} | "
+              f"{float(r['kl_violation_frac']):.3f} | {float(r['entropy']):.3f} |")
+PYEOF
+cat docs/results/cartpole_fine_eval/stats.md
