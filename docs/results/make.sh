@@ -107,3 +107,54 @@ for r in tr:
               f"{float(r['kl_violation_frac']):.3f} | {float(r['entropy']):.3f} |")
 PYEOF
 cat docs/results/cartpole_fine_eval/stats.md
+
+# D-REPPO minatar/Breakout, preset cpu-discrete, seeds 0-2 of docs/benchmarks/minatar_5m:
+# why seed 1 never learned (docs/dreppo.md).
+"$PY" - docs/results/dreppo_breakout_seeds/train.csv > docs/results/dreppo_breakout_seeds/stats.md <<'PYEOF'
+import csv, statistics, sys
+
+rows = list(csv.DictReader(open(sys.argv[1])))
+print("| seed | lowest entropy in iterations 1–100 (env steps) | median after 1M env steps: actor grad norm | α | entropy | training episode return |")
+print("| --- | --- | --- | --- | --- | --- |")
+for seed in ("0", "1", "2"):
+    r = [x for x in rows if x["seed"] == seed]
+    early = min(r[:100], key=lambda x: float(x["entropy"]))
+    late = [x for x in r if int(x["env_steps"]) >= 1_000_000]
+    med = lambda k: statistics.median(float(x[k]) for x in late)
+    print(f"| {seed} | {float(early['entropy']):.3f} ({int(early['env_steps']):,}) | "
+          f"{med('actor_grad_norm'):.4f} | {med('alpha'):.4f} | {med('entropy'):.3f} | "
+          f"{med('rollout_episode_return'):.1f} |")
+PYEOF
+cat docs/results/dreppo_breakout_seeds/stats.md
+
+# D-REPPO vs PQN on MinAtar (docs/benchmarks/minatar_5m, docs/dreppo.md): the benchmark table,
+# then per game the level PQN reaches at 1M env steps (mean over seeds), when each run first
+# reaches it, and how many later evaluations fall below half of that run's running best.
+"$PY" -m benchmarks.suite report docs/benchmarks/minatar_5m > /dev/null
+"$PY" - docs/benchmarks/minatar_5m > docs/benchmarks/minatar_5m/collapses.md <<'PYEOF'
+import csv, sys
+from pathlib import Path
+
+d = Path(sys.argv[1]) / "curves"
+def curve(algo, game, seed):
+    return [(int(r["env_steps"]), float(r["wall_s"]), float(r["return"]))
+            for r in csv.DictReader(open(d / algo / f"minatar_{game}" / f"seed{seed}.csv"))]
+print("| game | PQN @ 1M (level) | algo | seed | first eval ≥ level: env steps (wall s) | later evals < ½ running best |")
+print("| --- | --- | --- | --- | --- | --- |")
+for game in ("Breakout", "Asterix", "Freeway", "SpaceInvaders"):
+    at1m = [[y for s, _, y in curve("pqn", game, k) if s <= 1_000_000][-1] for k in (0, 1, 2)]
+    level = sum(at1m) / 3
+    for algo in ("reppo", "pqn"):
+        for k in (0, 1, 2):
+            c = curve(algo, game, k)
+            hit = next((i for i, (_, _, y) in enumerate(c) if y >= level), None)
+            if hit is None:
+                print(f"| {game} | {level:.1f} | {algo} | {k} | never | – |")
+                continue
+            best, drops = c[hit][2], 0
+            for _, _, y in c[hit + 1:]:
+                best = max(best, y)
+                drops += y < 0.5 * best
+            print(f"| {game} | {level:.1f} | {algo} | {k} | {c[hit][0]:,} ({c[hit][1]:.0f}) | {drops} |")
+PYEOF
+cat docs/benchmarks/minatar_5m/collapses.md
