@@ -158,3 +158,28 @@ for game in ("Breakout", "Asterix", "Freeway", "SpaceInvaders"):
             print(f"| {game} | {level:.1f} | {algo} | {k} | {c[hit][0]:,} ({c[hit][1]:.0f}) | {drops} |")
 PYEOF
 cat docs/benchmarks/minatar_5m/collapses.md
+
+# dmc/CartpoleBalance (preset cpu), seeds 0-2, without and with loss.beta_min=0.01 (= beta_init:
+# β never below its start) — docs/stability.md.
+"$PY" - docs/results/cartpole_balance_cpu docs/results/cartpole_balance_beta_min \
+    > docs/results/cartpole_balance_beta_min/compare.md <<'PYEOF'
+import sys
+import numpy as np
+from reppo_common.curves import load_runs
+
+print("| runs | seed | first eval ≥ 900 | evals < 900 after it | lowest of those | all evals ≥ 900 in the last third | final |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+for d, name in zip(sys.argv[1:], ("no floor", "beta_min 0.01")):
+    for r in sorted(load_runs([d]), key=lambda r: r.seed):
+        y, x = np.asarray(r.values), np.asarray(r.steps)
+        if not (y >= 900).any():
+            print(f"| {name} | {r.seed} | never | – | – | False | {y[-1]:.1f} |")
+            continue
+        i = int(np.argmax(y >= 900))
+        after = y[i + 1:][y[i + 1:] < 900]
+        last = y[x >= x[-1] * 2 / 3]
+        print(f"| {name} | {r.seed} | {int(x[i]):,} | {after.size} | "
+              f"{(f'{after.min():.1f}' if after.size else '–')} | {bool((last >= 900).all())} | "
+              f"{y[-1]:.1f} |")
+PYEOF
+cat docs/results/cartpole_balance_beta_min/compare.md
