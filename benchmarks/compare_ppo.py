@@ -307,10 +307,11 @@ def run_reppo(a, seed: int):
 # ----------------------------------------------------------------------------------------------
 
 def first_reach(points, level):
-    for p in points:
-        if p["return"] >= level:
-            return p["env_steps"]
-    return None
+    """Env steps of the first point whose return is >= ``level`` (None: never)."""
+    from reppo_common.stats import first_reach as first_index
+
+    i = first_index([p["return"] for p in points], level)
+    return None if i is None else points[i]["env_steps"]
 
 
 def _median(xs):

@@ -357,10 +357,10 @@ def reliable_success(y: Sequence[float] | np.ndarray, tau: float,
     (no data) counts as below tau.
     """
     v = np.asarray(y, dtype=float)
-    above = np.where(np.isfinite(v), v >= tau, False)
-    if not above.any():
+    f = first_reach(v, tau)
+    if f is None:
         return np.zeros(v.shape, dtype=bool)
-    f = int(np.argmax(above))
+    above = np.where(np.isfinite(v), v >= tau, False)
     t = np.arange(v.size)
     if mode == "prefix":
         # cumulative AND of `above` from f onwards

@@ -30,7 +30,7 @@ from reppo_jax.losses import (
 from reppo_jax.networks import Actor, Critic, Value
 from reppo_jax.normalization import RunningStats, normalize, running_stats_update
 from reppo_jax.targets import soft_rewards, soft_td_lambda
-from spec.config import EVAL_POLICIES
+from spec.config import is_sampled_eval
 from spec.hyper import Hyper  # noqa: F401  (A.Hyper: resolved hyperparameters, shared by every port)
 
 
@@ -136,7 +136,7 @@ def multiplier_step(h: Hyper, mult_opt, state: AgentState, entropy, kl) -> Agent
     """One Adam step on [log α, log β] from the (stop-gradient) entropy and KL estimates of the
     actor step, then log β projected onto [``h.log_beta_min``, ∞) (``loss.beta_min``; −inf: no
     bound); β is frozen when the KL term is off (``kl_mode='none'``, see ``multiplier_loss``;
-    the bound is ≤ beta_init, so the projection leaves it there). Shared by the continuous and
+    the config keeps the bound ≤ beta_init in that mode, so the projection leaves it there). Shared by the continuous and
     the discrete agent."""
 
     def mult_loss(logs):
@@ -383,13 +383,6 @@ def eval_action_keys(key, num_steps: int) -> jax.Array:
     return jax.random.split(jax.random.fold_in(key, EVAL_ACTION_STREAM), num_steps)
 
 
-def check_eval_policy(eval_policy: str) -> str:
-    """``eval_policy`` if it is one of ``spec.config.EVAL_POLICIES``, else ValueError."""
-    if eval_policy not in EVAL_POLICIES:
-        raise ValueError(f"unknown eval policy {eval_policy!r}: expected one of {EVAL_POLICIES}")
-    return eval_policy
-
-
 def first_episode_returns(env, act, env_state, obs, num_steps: int, key=None):
     """Run ``act(obs, k) -> action`` for ``num_steps`` from ``(env_state, obs)``, ``k`` the step's
     key from :func:`eval_action_keys` of the evaluation key ``key`` (None for a deterministic
@@ -418,7 +411,7 @@ def make_evaluate(nets: Nets, h: Hyper, env, num_steps: int, *, eval_policy: str
     fresh ξ each step (drawn from the evaluation key, see :func:`eval_action_keys`); returns each
     env's first episode return and length. The env reset uses ``key`` itself, so both policies
     start from the same states. Observation statistics are frozen (passed in, never updated)."""
-    sample = check_eval_policy(eval_policy) == "sample"
+    sample = is_sampled_eval(eval_policy)
 
     def evaluate(actor_params, stats: RunningStats, key):
         env_state, obs = env.reset(key)

@@ -137,8 +137,9 @@ class Trainer:
     def _build_programs(self, make_iteration: Callable, make_evaluate: Callable) -> None:
         """Set ``parallel`` (the device layout of ``run.devices``), the jitted ``iteration`` and
         ``guarded_iteration`` (built by ``make_iteration(nets, h, env, shard_minibatches)``) and
-        the jitted single-device ``_evaluate`` (``make_evaluate(nets, h, eval_env,
-        num_steps, eval_policy=run.eval_policy)``): the agent modules' common interface, shared by every trainer."""
+        the jitted single-device ``_evaluate`` (``make_evaluate(nets, h, eval_env, num_steps,
+        eval_policy=run.eval_policy)``): the agent modules' common interface, shared by every
+        trainer."""
         r = self.config.rollout
         self.parallel = data_parallel(self.config.run.devices, self.env.num_envs, r.num_steps,
                                       r.num_minibatches)

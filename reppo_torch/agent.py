@@ -35,7 +35,7 @@ from reppo_torch.losses import (
 from reppo_torch.networks import Actor, Critic, Value
 from reppo_torch.normalization import RunningStats, normalize
 from reppo_torch.targets import soft_rewards, soft_td_lambda
-from spec.config import EVAL_POLICIES
+from spec.config import is_sampled_eval
 from spec.hyper import Hyper  # noqa: F401  (A.Hyper: resolved hyperparameters, shared by every port)
 
 ADAM_BETAS = (0.9, 0.999)
@@ -478,20 +478,13 @@ EVAL_ACTION_STREAM = "torch/eval_action"
 ``stream_int(s, this)``: a stream apart from the env reset's (which uses ``s`` itself)."""
 
 
-def check_eval_policy(eval_policy: str) -> str:
-    """``eval_policy`` if it is one of ``spec.config.EVAL_POLICIES``, else ValueError."""
-    if eval_policy not in EVAL_POLICIES:
-        raise ValueError(f"unknown eval policy {eval_policy!r}: expected one of {EVAL_POLICIES}")
-    return eval_policy
-
-
 def make_evaluate(h: Hyper, env, num_steps: int, *, eval_policy: str):
     """``run.eval_policy`` on fresh episodes: 'mode' plays tanh(μ), 'sample' tanh(μ + σ·ξ) with
     fresh ξ each step (see :data:`EVAL_ACTION_STREAM`; the reset uses the seed itself, so both
     policies start from the same states); returns each env's first episode return, length and
     success flag (None where the suite has no success signal). Observation statistics are
     frozen (passed in, never updated)."""
-    sample = check_eval_policy(eval_policy) == "sample"
+    sample = is_sampled_eval(eval_policy)
 
     @torch.no_grad()
     def evaluate(actor: Actor, stats: RunningStats, seed: int

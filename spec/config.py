@@ -69,6 +69,14 @@ EVAL_POLICIES = ("mode", "sample")
 here; the evaluations of both ports and ``reppo eval --policy`` switch on it)."""
 
 
+def is_sampled_eval(eval_policy: str) -> bool:
+    """True for 'sample', False for 'mode' (``EVAL_POLICIES``); ValueError for anything else —
+    the ports' evaluation builders take the policy as a string, also outside a validated config."""
+    if eval_policy not in EVAL_POLICIES:
+        raise ValueError(f"unknown eval policy {eval_policy!r}: expected one of {EVAL_POLICIES}")
+    return eval_policy == "sample"
+
+
 class ConfigError(ValueError):
     """An invalid configuration value, override or serialised config (one-line message)."""
 

@@ -41,6 +41,7 @@ from reppo_jax.discrete.networks import DiscreteCritic, Nets
 from reppo_jax.losses import critic_loss, q_value
 from reppo_jax.normalization import normalize, running_stats_update
 from reppo_jax.targets import soft_rewards, soft_td_lambda
+from spec.config import is_sampled_eval
 
 
 def logits_of(nets: Nets, actor_params, obs) -> jax.Array:
@@ -242,7 +243,7 @@ def make_evaluate(nets: Nets, h, env, num_steps: int, *, eval_policy: str):
     per step from the evaluation key (``reppo_jax.agent.eval_action_keys``; the reset uses the
     key itself); each env's first episode return and length. Observation statistics are
     frozen."""
-    sample = A.check_eval_policy(eval_policy) == "sample"
+    sample = is_sampled_eval(eval_policy)
 
     def evaluate(actor_params, stats, key):
         env_state, obs = env.reset(key)
@@ -317,7 +318,7 @@ def make_host_evaluate(nets: Nets, h, env, num_steps: int, *, eval_policy: str):
     """:func:`make_evaluate` on a host-side env: every env plays one full episode (up to
     ``num_steps`` agent steps) with raw (unclipped) rewards; 'sample' draws step t's actions
     with ``reppo_jax.agent.eval_action_keys(key, num_steps)[t]``, as the jitted loop does."""
-    sample = A.check_eval_policy(eval_policy) == "sample"
+    sample = is_sampled_eval(eval_policy)
 
     @jax.jit
     def act(actor, stats, obs, k):
