@@ -31,6 +31,7 @@ from reppo_common.seeding import stream_int
 from reppo_torch import distributions as D
 from reppo_torch import estimators as E
 from reppo_torch.distributed import SINGLE, Shard, average_gradients_
+from reppo_torch.hlgauss import hlgauss_target
 from reppo_torch.losses import (
     actor_loss, critic_loss, multiplier_loss, project_log_beta, q_value,
 )
@@ -223,7 +224,8 @@ def critic_update(h: Hyper, state: AgentState, mb: dict) -> tuple[AgentState, di
     pred_z, pred_r = critic.predict(z)
     loss, info = critic_loss(out, mb["target"], pred_z, mb["next_emb"], pred_r, mb["reward"],
                              kind=h.value_kind, v_min=h.v_min, v_max=h.v_max,
-                             num_bins=h.num_bins, sigma=h.sigma, aux_mult=h.aux_mult)
+                             num_bins=h.num_bins, sigma=h.sigma, aux_mult=h.aux_mult,
+                             target_probs=mb.get("target_probs"))
     grad_norm = _clip_and_step(loss, state.critic_params, state.critic_opt, h.max_grad_norm)
     info = {"train/critic_loss": loss.detach(), "train/value_loss": info["value_loss"].detach(),
             "train/aux_loss": info["aux_loss"].detach(), "train/critic_grad_norm": grad_norm}
@@ -331,7 +333,8 @@ def minibatch_step(h: Hyper, state: AgentState, behaviour: Actor, mb: dict,
     """One minibatch of Algorithm 1: critic step, then actor and α/β step on the updated critic.
 
     ``mb`` holds ``obs`` (normalised), ``action``, ``reward``, ``target``, ``next_emb``,
-    optionally ``old_mean``/``old_std`` (π_θ' at ``obs``; else ``behaviour`` is run) and, for
+    optionally ``target_probs`` (the HL-Gauss histogram of ``target``; else the critic loss
+    builds it), ``old_mean``/``old_std`` (π_θ' at ``obs``; else ``behaviour`` is run) and, for
     ``actor.gradient=ppo``, ``pre_action``, ``advantage``, ``value_target`` (the state-value
     network then steps between critic and actor); the actor noise is explicit (see
     :func:`actor_noise`). This is the unit the parity suite's layer 3 runs in every port.
@@ -443,6 +446,8 @@ def update(h: Hyper, agent: AgentState, behaviour: Actor, batch: Transition,
     n = h.num_envs * h.num_steps
     data = {"obs": batch.obs, "action": batch.action, "reward": batch.reward,
             "target": targets, "next_emb": batch.next_emb, **(extras or {})}
+    if h.value_kind == "hlgauss":  # hist(G) of the fixed targets: once, not once per minibatch
+        data["target_probs"] = hlgauss_target(targets, h.v_min, h.v_max, h.num_bins, h.sigma)
     if batch.old_mean is not None:
         data.update(old_mean=batch.old_mean, old_std=batch.old_std)
     data = {k: shard.flatten(v) for k, v in data.items()}
@@ -464,12 +469,13 @@ def update(h: Hyper, agent: AgentState, behaviour: Actor, batch: Transition,
             else:
                 eps, kl_eps = noise["actor"][e, i], noise["kl"][e, i]
             agent, info = minibatch_step(h, agent, behaviour, mb, eps, kl_eps)
-            vec = torch.stack([v.to(torch.float32) for v in info.values()])
+            values = [v if v.dtype == torch.float32 else v.to(torch.float32)
+                      for v in info.values()]
             if total is None:
-                names, total = list(info), vec
-            else:
-                total = total + vec
-    mean = total / float(h.num_epochs * h.num_minibatches)
+                names, total = list(info), [v.clone() for v in values]
+            else:  # one in-place kernel for all metrics, the same float32 sums
+                torch._foreach_add_(total, values)
+    mean = torch.stack(total) / float(h.num_epochs * h.num_minibatches)
     return agent, dict(zip(names, mean.unbind()))
 
 
