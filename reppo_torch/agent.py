@@ -25,7 +25,6 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from torch.optim.adam import adam as _adam  # the functional Adam behind torch.optim.Adam
 
 from reppo_common.seeding import stream_int
 from reppo_torch import distributions as D
@@ -150,12 +149,15 @@ def optimizers(h: Hyper, actor: nn.Module, critic: nn.Module, logs: nn.Parameter
 def adam_step_(opt: torch.optim.Adam, params: list[nn.Parameter],
                grads: list[torch.Tensor]) -> None:
     """One step of the fused Adam ``opt`` (built by :func:`optimizers`: one parameter group,
-    ``fused=True``) on ``params`` with the gradients ``grads`` — the same kernel and state as
-    ``opt.step()`` with ``p.grad = g``, without ``.grad``, ``zero_grad`` and ``step()``'s
-    per-call bookkeeping (hooks, profiler ranges, state-group scans), ~30% of a step at width
-    128. The state lives in ``opt.state`` (checkpoints read and restore it there) and is
-    created on a parameter's first step as ``Adam`` creates it (float32 step count on the
-    parameter's device, zero moments)."""
+    ``fused=True``, every parameter on one device with one dtype) on ``params`` with the
+    gradients ``grads``: the step-count increment and the fused kernel that ``opt.step()``
+    runs (``torch.optim.adam._fused_adam``), on the same state, without ``.grad``,
+    ``zero_grad`` and ``step()``'s per-call bookkeeping (hooks, profiler ranges, the state and
+    device/dtype group scans: ~70 µs of a ~140 µs critic step at width 128 on one CPU thread).
+    ``tests/torch/test_torch_train.py`` checks it against ``opt.step()`` bit for bit. The
+    state lives in ``opt.state`` (checkpoints read and restore it there) and is created on a
+    parameter's first step as ``Adam`` creates it for ``fused=True`` (float32 step count on
+    the parameter's device, zero moments)."""
     group = opt.param_groups[0]
     state = opt.state
     steps, exp_avgs, exp_avg_sqs = [], [], []
@@ -169,9 +171,11 @@ def adam_step_(opt: torch.optim.Adam, params: list[nn.Parameter],
         exp_avgs.append(s["exp_avg"])
         exp_avg_sqs.append(s["exp_avg_sq"])
     beta1, beta2 = group["betas"]
-    _adam(params, grads, exp_avgs, exp_avg_sqs, [], steps, fused=True,
-                          amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"],
-                          weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
+    torch._foreach_add_(steps, 1)
+    torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False,
+                       lr=group["lr"], beta1=beta1, beta2=beta2,
+                       weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
+                       grad_scale=None, found_inf=None)
 
 
 def policy(h: Hyper, actor: Actor, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
