@@ -32,7 +32,7 @@ from reppo_torch import estimators as E
 from reppo_torch.distributed import SINGLE, Shard, average_gradients_
 from reppo_torch.hlgauss import hlgauss_target
 from reppo_torch.losses import (
-    actor_loss, critic_loss, multiplier_loss, project_log_beta, q_value,
+    actor_loss, critic_loss, multiplier_grad, project_log_beta, q_value,
 )
 from reppo_torch.networks import Actor, Critic, Value
 from reppo_torch.normalization import RunningStats, normalize
@@ -204,22 +204,27 @@ def clip_by_global_norm_(grads: list[torch.Tensor], max_norm: float) -> torch.Te
     return norm
 
 
-def _clip_and_step(loss: torch.Tensor, params: list[nn.Parameter], opt: torch.optim.Adam,
-                   max_norm: float) -> torch.Tensor:
-    """Gradients of ``loss`` with respect to ``params`` (``torch.autograd.grad``: nothing is
-    accumulated in ``.grad``; a parameter the loss does not reach is not stepped, as
-    ``opt.step()`` skips a ``None`` gradient), averaged over the torchrun ranks (a no-op in one process),
+def _step(params: list[nn.Parameter], grads: list[torch.Tensor], opt: torch.optim.Adam,
+          max_norm: float) -> torch.Tensor:
+    """``grads`` (of ``params``) averaged over the torchrun ranks (a no-op in one process),
     global-norm clip, then the Adam step; returns the pre-clip norm of the averaged gradient
     (a device tensor)."""
-    grads = torch.autograd.grad(loss, params, allow_unused=True)
-    if any(g is None for g in grads):  # a parameter the loss does not use: Adam skips it
-        params, grads = [p for p, g in zip(params, grads) if g is not None], \
-            [g for g in grads if g is not None]
-    grads = list(grads)
     average_gradients_(grads)
     norm = clip_by_global_norm_(grads, max_norm)
     adam_step_(opt, params, grads)
     return norm
+
+
+def _clip_and_step(loss: torch.Tensor, params: list[nn.Parameter], opt: torch.optim.Adam,
+                   max_norm: float) -> torch.Tensor:
+    """:func:`_step` with the gradients of ``loss`` with respect to ``params``
+    (``torch.autograd.grad``: nothing is accumulated in ``.grad``; a parameter the loss does
+    not reach is not stepped, as ``opt.step()`` skips a ``None`` gradient)."""
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    if any(g is None for g in grads):  # a parameter the loss does not use: Adam skips it
+        params, grads = [p for p, g in zip(params, grads) if g is not None], \
+            [g for g in grads if g is not None]
+    return _step(params, list(grads), opt, max_norm)
 
 
 def critic_update(h: Hyper, state: AgentState, mb: dict) -> tuple[AgentState, dict]:
@@ -316,8 +321,10 @@ def actor_update(h: Hyper, state: AgentState, behaviour: Actor, obs: torch.Tenso
 
     entropy = D.entropy_estimate(log_prob.detach())
     kl = kl.detach()
-    m_loss = multiplier_loss(logs, entropy, kl, h.entropy_target, h.kl_target, h.kl_mode)
-    _clip_and_step(m_loss, [logs], state.mult_opt, h.multiplier_max_grad_norm)
+    # ∂ multiplier_loss in closed form (bit for bit autograd's; see multiplier_grad)
+    m_grad = multiplier_grad(alpha, beta, entropy, kl, h.entropy_target, h.kl_target,
+                             h.kl_mode)
+    _step([logs], [m_grad], state.mult_opt, h.multiplier_max_grad_norm)
     with torch.no_grad():  # the projection of loss.beta_min (a no-op for the default −inf)
         logs[1] = project_log_beta(logs[1], h.log_beta_min)
 

@@ -210,3 +210,29 @@ def test_adam_step_equals_torch_optim_adam_step_bit_for_bit():
             for f in ("step", "exp_avg", "exp_avg_sq"):
                 assert torch.equal(opt_ref.state[p][f], opt_ours.state[q][f]), f
     assert all(p.grad is None for p in ours)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kl_mode", ["clipped", "full", "none"])
+def test_multiplier_grad_is_autograds_gradient_bit_for_bit(dtype, kl_mode):
+    """``losses.multiplier_grad`` (the update's closed-form ∂/∂[log α, log β]) = autograd's
+    gradient of ``losses.multiplier_loss``, compared as raw bits (the sign of a zero too), over
+    random magnitudes and the signed-zero corner (Ĥ = −0 with ε_H = 0)."""
+    from reppo_torch.losses import multiplier_grad, multiplier_loss
+
+    int_view = torch.int32 if dtype == torch.float32 else torch.int64
+    gen = torch.Generator().manual_seed(1)
+    cases = [(torch.randn(2, generator=gen, dtype=dtype) * 3,
+              torch.randn(64, generator=gen, dtype=dtype) * 10.0 ** k,
+              torch.rand(64, generator=gen, dtype=dtype) * 10.0 ** k, -0.7, 0.05)
+             for k in range(-3, 4)]
+    cases.append((torch.zeros(2, dtype=dtype), torch.full((8,), -0.0, dtype=dtype),
+                  torch.full((8,), -0.0, dtype=dtype), 0.0, 0.0))
+    for logs0, entropy, kl, entropy_target, kl_target in cases:
+        logs = logs0.clone().requires_grad_(True)
+        (expected,) = torch.autograd.grad(
+            multiplier_loss(logs, entropy, kl, entropy_target, kl_target, kl_mode), logs)
+        got = multiplier_grad(torch.exp(logs.detach()[0]), torch.exp(logs.detach()[1]),
+                              entropy, kl, entropy_target, kl_target, kl_mode)
+        assert got.dtype == expected.dtype
+        assert torch.equal(got.view(int_view), expected.view(int_view)), (got, expected)
