@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import weakref
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -145,6 +146,12 @@ def optimizers(h: Hyper, actor: nn.Module, critic: nn.Module, logs: nn.Parameter
     return opts
 
 
+_ADAM_LISTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+"""Per optimiser: its state's tensors listed in parameter order, valid while ``opt.state`` is
+the same object (``load_state_dict`` replaces it) for the same parameters; the kernel updates
+the tensors in place, so the lists stay current."""
+
+
 @torch.no_grad()
 def adam_step_(opt: torch.optim.Adam, params: list[nn.Parameter],
                grads: list[torch.Tensor]) -> None:
@@ -160,16 +167,22 @@ def adam_step_(opt: torch.optim.Adam, params: list[nn.Parameter],
     the parameter's device, zero moments)."""
     group = opt.param_groups[0]
     state = opt.state
-    steps, exp_avgs, exp_avg_sqs = [], [], []
-    for p in params:
-        s = state[p]
-        if not s:
-            s["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
-            s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        steps.append(s["step"])
-        exp_avgs.append(s["exp_avg"])
-        exp_avg_sqs.append(s["exp_avg_sq"])
+    key = (state, tuple(map(id, params)))
+    cached = _ADAM_LISTS.get(opt)
+    if cached is not None and cached[0][0] is state and cached[0][1] == key[1]:
+        steps, exp_avgs, exp_avg_sqs = cached[1]
+    else:  # first step, other parameters, or a new state (load_state_dict replaces it)
+        steps, exp_avgs, exp_avg_sqs = [], [], []
+        for p in params:
+            s = state[p]
+            if not s:
+                s["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+                s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            steps.append(s["step"])
+            exp_avgs.append(s["exp_avg"])
+            exp_avg_sqs.append(s["exp_avg_sq"])
+        _ADAM_LISTS[opt] = (key, (steps, exp_avgs, exp_avg_sqs))
     beta1, beta2 = group["betas"]
     torch._foreach_add_(steps, 1)
     torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False,
@@ -469,9 +482,10 @@ def update(h: Hyper, agent: AgentState, behaviour: Actor, batch: Transition,
     for e in range(h.num_epochs):
         perm = shard.permutation(n, h.num_minibatches, streams.shuffle, device) \
             if noise is None else noise["perm"][e]
-        shuffled = {k: torch.index_select(v, 0, perm) for k, v in data.items()}
+        # the epoch's minibatches as views of the shuffled batch (one split per key)
+        blocks = {k: torch.index_select(v, 0, perm).split(size) for k, v in data.items()}
         for i in range(h.num_minibatches):
-            mb = {k: v[i * size:(i + 1) * size] for k, v in shuffled.items()}
+            mb = {k: v[i] for k, v in blocks.items()}
             if noise is None:
                 eps, kl_eps = actor_noise(h, streams.actor, shard.global_count(size), streams.kl,
                                           device)

@@ -88,7 +88,7 @@ class _RmsBlock(torch.autograd.Function):
         need_x, need_w, need_b, need_s = ctx.needs_input_grad[:4]
         # in-place ops on this function's own temporaries: the same kernels and values as the
         # out-of-place expressions (gy = (gn − n·mean(gn·n)) / d), fewer 64 KB buffers
-        gu = torch.ops.aten.silu_backward(g, u)
+        gu = torch.ops.aten.silu_backward.default(g, u)
         tmp = gs = None
         if need_s:
             tmp = gu * n
@@ -114,11 +114,12 @@ class Layer(nn.Linear):
             self.norm = Norm(norm, d_out, dtype=dtype, device=device)
         else:
             self.norm = None
+        self._rms_block = block and norm == "rms"  # a plain attribute: read on every call
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.block and self.norm is not None and self.norm.kind == "rms" \
-                and torch.is_grad_enabled():
-            return _RmsBlock.apply(x, self.weight, self.bias, self.norm.scale, self.norm.eps)
+        if self._rms_block and torch.is_grad_enabled():
+            norm = self.norm
+            return _RmsBlock.apply(x, self.weight, self.bias, norm.scale, norm.eps)
         y = F.linear(x, self.weight, self.bias)
         if not self.block:
             return y
