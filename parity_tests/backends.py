@@ -208,7 +208,7 @@ _SAME_NAME = {
     "hlgauss": ("hlgauss_target", "hlgauss_loss", "hlgauss_decode"),
     "targets": ("soft_rewards", "soft_td_lambda", "gae_advantages"),
     "losses": ("mse_value_loss", "value_loss", "q_value", "aux_loss", "critic_loss",
-               "kl_switch", "actor_loss", "score_actor_loss", "ppo_actor_loss", "alpha_loss",
+               "kl_switch", "kl_stats", "actor_loss", "score_actor_loss", "ppo_actor_loss", "alpha_loss",
                "beta_loss", "project_log_beta"),
     "normalization": ("running_stats_init", "running_stats_update", "normalize"),
     "discrete": ("categorical_log_probs", "categorical_entropy", "categorical_kl",
