@@ -2,10 +2,10 @@
 
 For every environment one row with two panels: the metric (default ``eval/return_mean``; a
 ``train/*`` or ``rollout/*`` key such as ``train/kl_max`` is read from the per-iteration train
-lines) against env steps and against wall-clock time. Runs are grouped by a label (default: backend;
-``--group-by loss.kl_target`` or ``--group-by backend,rollout.num_envs`` for sweeps) and each
-group is drawn as the mean over its runs (seeds) with a 95% confidence band (Student t by
-default, ``--ci bootstrap`` for a percentile bootstrap of the mean).
+lines) against env steps and against wall-clock time. Runs are grouped by a label (default:
+backend; ``--group-by loss.kl_target`` or ``--group-by backend,rollout.num_envs`` for sweeps)
+and each group is drawn as the mean over its runs (seeds) with a 95% confidence band (Student t
+by default, ``--ci bootstrap`` for a percentile bootstrap of the mean).
 
 Seeds rarely evaluate at identical steps or times (different eval intervals, resumed or killed
 runs, and wall-clock always differs), so each run is linearly interpolated onto a common grid:

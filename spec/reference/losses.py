@@ -286,8 +286,8 @@ def ppo_actor_loss(
       term of eq. 13, unchanged, as are α, β and the KL switch.
     - ``clip_eps``: ε (``loss.ppo_clip``, 0.2).
 
-    Info: kl_violation_frac, kl_mean, kl_max, entropy_mean (= −mean elogπ), clip_frac (fraction of
-    states with |ρ − 1| > ε) and ratio_mean.
+    Info: kl_violation_frac, kl_mean, kl_max, entropy_mean (= −mean elogπ), clip_frac
+    (fraction of states with |ρ − 1| > ε) and ratio_mean.
     """
     dt = float_dtype(log_probs, old_log_probs, advantages, entropy_log_probs, kl)
     lp, old, adv, elp, k = (as_float(v, dt) for v in
