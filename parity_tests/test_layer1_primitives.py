@@ -18,7 +18,7 @@ from parity_tests.backends import (
     BACKENDS, PENDING, REFERENCE_MODULES, REGISTRY, MissingCounterpart, counterpart,
     pending_target, resolve_target,
 )
-from parity_tests.harness import check_grads, check_values
+from parity_tests.harness import available_backends, check_grads, check_values
 from parity_tests.tolerance import flush_scale
 
 LOG2 = math.log(2.0)
@@ -322,7 +322,9 @@ def test_actor_loss(dtype, data):
     q, lp, kl, alpha, beta, kl_target, mode = data.draw(S.actor_inputs(dtype))
     args = (q, lp, kl, alpha, beta, kl_target, mode)
     scale = float(np.max(np.abs(q)) + alpha * np.max(np.abs(lp)) + beta * np.max(np.abs(kl)))
-    check_values("losses.actor_loss", args, dtype=dtype, scale=scale)
+    # the info dict (KL statistics of test_kl_stats included) is compared key by key
+    _, info = check_values("losses.actor_loss", args, dtype=dtype, scale=scale)
+    assert info["kl_max"] == np.max(kl.astype(dtype))
     # FD is skipped when some kl lies within a step of the switch (the loss jumps there)
     smooth = mode != "clipped" or np.min(np.abs(kl - kl_target)) > 1e-4 * max(1.0, kl_target)
     check_grads("losses.actor_loss", args, dtype=dtype, wrt=(0, 1, 2),
@@ -339,6 +341,25 @@ def test_kl_switch(dtype, data):
     scale = float(np.max(np.abs(objective)) + beta * np.max(np.abs(kl)))
     check_values("losses.kl_switch", args, dtype=dtype, scale=scale)
     check_grads("losses.kl_switch", args, dtype=dtype, wrt=(0, 1), scale=1.0 + beta, fd=False)
+
+
+@given(data=st.data(), spike=st.booleans())
+def test_kl_stats(dtype, data, spike):
+    """The KL statistics every actor loss reports (kl_violation_frac, kl_mean, kl_max), with one
+    state far beyond the rest in some examples (the tail kl_max is there to show). kl_max is an
+    element of kl: every port returns exactly the reference's value, in kl's dtype."""
+    _, _, kl, _, _, kl_target, _ = data.draw(S.actor_inputs(dtype))
+    kl = kl.astype(dtype)
+    if spike:
+        kl.flat[data.draw(st.integers(0, kl.size - 1))] = 50.0 * kl_target
+    violated = kl >= np.asarray(kl_target, dtype)
+    args = (kl, violated)
+    ref = check_values("losses.kl_stats", args, dtype=dtype, scale=float(np.max(np.abs(kl))))
+    assert ref["kl_max"] == np.max(kl) and ref["kl_max"].dtype == dtype
+    for be in available_backends():
+        with be.precision(dtype):
+            out = be.numpy(counterpart(be.name, "losses.kl_stats")(*be.array(args)))
+        assert out["kl_max"] == ref["kl_max"], (be.name, out["kl_max"], ref["kl_max"])
 
 
 @given(data=st.data(), k=st.sampled_from((1, 4)))

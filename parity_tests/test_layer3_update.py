@@ -9,7 +9,8 @@ fed to both ports), two consecutive ``minibatch_step`` calls in each port must g
 
 * the same Adam moments (first and second) of every canonical leaf and of [log α, log β],
 * the same parameters (every canonical leaf) and log α / log β,
-* the same logged metrics,
+* the same logged metrics (``train/kl_max``, the largest per-state KL̂, also against the
+  float64 reference),
 
 under the layer-3 tolerance of parity_tests/README.md: the gradient tolerance of layer 2,
 propagated through the Adam update exactly (see :func:`adam_ratio_bound`). Adam divides by
@@ -349,7 +350,8 @@ METRIC_SCALES = {
     # magnitudes of the terms each metric is computed from (HL-Gauss CE over ≤ 11 bins with
     # logits ~40, squared errors of O(10) values, |Q| ≤ v_max, log-densities of O(10))
     "train/critic_loss": 100.0, "train/value_loss": 100.0, "train/aux_loss": 100.0,
-    "train/actor_loss": V_MAX + 10.0, "train/kl": 10.0, "train/entropy": 10.0,
+    "train/actor_loss": V_MAX + 10.0, "train/kl": 10.0, "train/kl_max": 10.0,
+    "train/entropy": 10.0,
     "train/q": V_MAX, "train/alpha": 0.0, "train/beta": 0.0, "train/kl_violation_frac": 0.0,
     # ppo: squared errors against targets in [2 v_min, 2 v_max]; ratios of O(1) densities
     "train/v_loss": (4 * V_MAX) ** 2, "train/clip_frac": 0.0, "train/ratio": 10.0,
@@ -363,6 +365,21 @@ def check_metrics(jinfo, tinfo, dtype, t):
             ("network", METRIC_SCALES[k])
         assert_close(np.float64(tinfo[k]), np.float64(x), dtype, layer, scale,
                      f"step {t} metric {k}: torch vs jax", check_dtype=False)
+
+
+def check_kl_max(params, behaviour, batches, jax_out, torch_out, dtype):
+    """``train/kl_max`` of each step in both ports against the largest per-state KL̂ of the
+    float64 reference (the actor before the step against the behaviour policy θ', on the
+    step's minibatch and KL noise): the per-state tail agrees with the reference, not only
+    between the ports."""
+    actor = {k: v for k, v in params.items() if k.startswith("actor/")}
+    for t, (mb, _, kl_noise) in enumerate(batches):
+        want = float(np.max(_reference_kl(actor, behaviour, mb["obs"], kl_noise)))
+        for port, out in (("jax", jax_out), ("torch", torch_out)):
+            assert_close(np.float64(out[t][3]["train/kl_max"]), np.float64(want), dtype,
+                         "network", METRIC_SCALES["train/kl_max"],
+                         f"step {t + 1} {port} train/kl_max vs reference", check_dtype=False)
+        actor = {k: v for k, v in jax_out[t][0].items() if k.startswith("actor/")}
 
 
 # ---- the test ------------------------------------------------------------------------------------
@@ -393,6 +410,7 @@ def test_two_minibatch_steps_agree(dtype, kind, kl_mode, seed, data, behaviour_s
     torch_out = run_torch(kind, kl_mode, params, behaviour, logs, batches, dtype)
     lrs = {"actor": ACTOR_LR, "critic": CRITIC_LR, "multipliers": MULT_LR}
     check_step_sequence(jax_out, torch_out, params, logs, np.dtype(dtype), lrs)
+    check_kl_max(params, behaviour, batches, jax_out, torch_out, np.dtype(dtype))
     if kl_mode == "none":
         # no KL term: β is frozen in both ports (zero gradient, so Adam's step is exactly 0)
         for port, out in (("jax", jax_out), ("torch", torch_out)):

@@ -59,14 +59,21 @@ def kl_switch(objective, kl, beta, violated, mode: str):
     raise ValueError(f"unknown kl mode {mode!r}: expected one of {KL_MODES}")
 
 
+def kl_stats(kl, violated) -> dict[str, jax.Array]:
+    """The KL statistics every actor loss reports (``spec.reference.losses.kl_stats``):
+    kl_violation_frac, kl_mean and kl_max (the per-state tail the mean hides)."""
+    if violated.shape != kl.shape:
+        raise ValueError(f"violated {violated.shape} and kl {kl.shape} must have the same shape")
+    return {"kl_violation_frac": jnp.mean(violated.astype(kl.dtype)), "kl_mean": jnp.mean(kl),
+            "kl_max": jnp.max(kl)}
+
+
 def _switched(objective, kl, beta, kl_target: float, mode: str):
     """Eq. 13's KL treatment shared by every continuous actor loss: batch mean of the switched
     per-state objective, and the KL statistics."""
     violated = kl >= kl_target
     per_state = kl_switch(objective, kl, beta, violated, mode)
-    info = {"kl_violation_frac": jnp.mean(violated.astype(objective.dtype)),
-            "kl_mean": jnp.mean(kl)}
-    return jnp.mean(per_state), info
+    return jnp.mean(per_state), kl_stats(kl, violated)
 
 
 def actor_loss(q_values, log_probs, kl, alpha, beta, kl_target: float, mode: str):

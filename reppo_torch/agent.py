@@ -35,6 +35,7 @@ from reppo_torch.losses import (
 from reppo_torch.networks import Actor, Critic, Value
 from reppo_torch.normalization import RunningStats, normalize
 from reppo_torch.targets import soft_rewards, soft_td_lambda
+from spec.backend import ITERATION_MAX_METRICS
 from spec.config import is_sampled_eval
 from spec.hyper import Hyper  # noqa: F401  (A.Hyper: resolved hyperparameters, shared by every port)
 
@@ -272,7 +273,8 @@ def actor_update(h: Hyper, state: AgentState, behaviour: Actor, obs: torch.Tenso
         logs[1] = project_log_beta(logs[1], h.log_beta_min)
 
     out = {"train/actor_loss": loss.detach(), "train/actor_grad_norm": grad_norm,
-           "train/kl": info["kl_mean"], "train/kl_violation_frac": info["kl_violation_frac"],
+           "train/kl": info["kl_mean"], "train/kl_max": info["kl_max"],
+           "train/kl_violation_frac": info["kl_violation_frac"],
            "train/entropy": info["entropy_mean"]}
     if h.actor_gradient == "ppo":
         out.update({"train/clip_frac": info["clip_frac"], "train/ratio": info["ratio_mean"]})
@@ -389,9 +391,10 @@ def update(h: Hyper, agent: AgentState, behaviour: Actor, batch: Transition,
     """num_epochs × num_minibatches of (critic step, [value step,] actor step, multiplier step).
 
     ``extras``: further per-transition tensors (T, N, ...) for the minibatches (the ppo
-    estimator's ``reppo_torch.estimators.compute_advantages``). Returns the agent and metrics averaged over every
-    minibatch of the iteration (0-dim device tensors, summed on the device: no host sync
-    here). ``shard``: the part of the global batch this process holds — under torchrun each
+    estimator's ``reppo_torch.estimators.compute_advantages``). Returns the agent and metrics
+    averaged over every minibatch of the iteration, the maximum for
+    ``spec.backend.ITERATION_MAX_METRICS`` (0-dim device tensors, reduced on the device: no host
+    sync here). ``shard``: the part of the global batch this process holds — under torchrun each
     rank updates on its part of every minibatch with the matching slice of the global noise
     (``reppo_torch.distributed``); one process: unchanged. ``noise``: optional explicit draws
     instead of the streams' — ``perm`` (E, n), ``actor`` (E, M, …), ``kl`` (E, M, k, B, A);
@@ -423,10 +426,11 @@ def update(h: Hyper, agent: AgentState, behaviour: Actor, batch: Transition,
             vec = torch.stack([v.to(torch.float32) for v in info.values()])
             if total is None:
                 names, total = list(info), vec
+                is_max = torch.tensor([k in ITERATION_MAX_METRICS for k in names], device=device)
             else:
-                total = total + vec
-    mean = total / float(h.num_epochs * h.num_minibatches)
-    return agent, dict(zip(names, mean.unbind()))
+                total = torch.where(is_max, torch.maximum(total, vec), total + vec)
+    out = torch.where(is_max, total, total / float(h.num_epochs * h.num_minibatches))
+    return agent, dict(zip(names, out.unbind()))
 
 
 UPDATE_NOISE = ("perm", "actor", "kl")

@@ -120,16 +120,24 @@ def kl_switch(objective, kl, beta, violated, mode: str):
     raise ValueError(f"unknown kl mode {mode!r}: expected one of {KL_MODES}")
 
 
+def kl_stats(kl: torch.Tensor, violated: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The KL statistics every actor loss reports (``spec.reference.losses.kl_stats``), no
+    gradient: kl_violation_frac, kl_mean and kl_max (the per-state tail the mean hides)."""
+    if violated.shape != kl.shape:
+        raise ValueError(f"violated {tuple(violated.shape)} and kl {tuple(kl.shape)} must have "
+                         "the same shape")
+    with torch.no_grad():
+        return {"kl_violation_frac": torch.mean(violated.to(kl.dtype)),
+                "kl_mean": torch.mean(kl), "kl_max": torch.max(kl)}
+
+
 def _switched(objective: torch.Tensor, kl: torch.Tensor, beta: torch.Tensor | float,
               kl_target: float, mode: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Eq. 13's KL treatment shared by every continuous actor loss: batch mean of the switched
     per-state objective, and the KL statistics (no gradient)."""
     violated = kl >= kl_target  # the float scalar is compared in kl's dtype
     per_state = kl_switch(objective, kl, _const(beta), violated, mode)
-    with torch.no_grad():
-        info = {"kl_violation_frac": torch.mean(violated.to(kl.dtype)),
-                "kl_mean": torch.mean(kl)}
-    return torch.mean(per_state), info
+    return torch.mean(per_state), kl_stats(kl, violated)
 
 
 def actor_loss(

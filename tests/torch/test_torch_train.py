@@ -177,3 +177,31 @@ def test_beta_floor_holds_in_training():
         assert float(info["train/kl"]) < cfg.loss.kl_target, float(info["train/kl"])
         assert carry.agent.log_beta.item() == floor, (carry.agent.log_beta.item(), floor)
         assert float(info["train/beta"]) == pytest.approx(0.01, rel=1e-6)
+
+
+def test_iteration_reduces_kl_max_by_max_and_kl_by_mean(monkeypatch):
+    """An iteration's ``train/kl_max`` is the maximum of its updates' (epochs × minibatches)
+    per-minibatch maxima and ``train/kl`` the mean of their means (``spec.backend.
+    ITERATION_MAX_METRICS``), recorded around ``minibatch_step``. The first update's policy is
+    θ' itself (KL̂ = 0), so the maximum and the mean of the maxima differ: a mean would fail."""
+    cfg = _toy_config(**{"rollout.total_env_steps": 16 * 16 * 2})
+    trainer = Trainer(cfg, make_toy_env(16), make_toy_env(2))
+    seen: list[tuple[float, float]] = []
+    step = A.minibatch_step
+
+    def recording(*args, **kwargs):
+        state, info = step(*args, **kwargs)
+        seen.append((float(info["train/kl"]), float(info["train/kl_max"])))
+        return state, info
+
+    monkeypatch.setattr(A, "minibatch_step", recording)
+    carry = trainer.init(cfg.run.seed)
+    for _ in range(2):
+        del seen[:]
+        carry, info = trainer.iteration(carry)
+        assert len(seen) == cfg.rollout.num_epochs * cfg.rollout.num_minibatches, len(seen)
+        means, tops = np.array(seen, np.float32).T
+        assert all(t >= m for m, t in seen)
+        assert float(info["train/kl_max"]) == np.max(tops)
+        assert float(info["train/kl"]) == pytest.approx(float(np.mean(means)), rel=1e-5)
+        assert np.max(tops) > np.mean(tops) > 0.0
