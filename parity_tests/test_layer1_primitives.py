@@ -451,10 +451,11 @@ def test_multiplier_losses_fd(alpha, beta, target, kl_target, data):
 
 @given(data=st.data(), shape=st.sampled_from(((), (4,))),
        bound=st.sampled_from((-math.inf, math.log(0.1), 0.0)) | S.log_multipliers(1e-6, 1e4))
-def test_project_log_beta(dtype, data, shape, bound):
-    """``loss.beta_min``'s projection log β ← max(log β, log β_min), bit for bit in every port:
-    −inf is the identity, a log β below the bound lands exactly on the bound cast to the dtype,
-    one at or above it is unchanged, a NaN stays NaN (for the non-finite guard)."""
+def test_project_log_multiplier(dtype, data, shape, bound):
+    """The projection of ``loss.alpha_min`` and ``loss.beta_min``, log m ← max(log m, log m_min)
+    (one function for log α and log β), bit for bit in every port: −inf is the identity, a log
+    below the bound lands exactly on the bound cast to the dtype, one at or above it is
+    unchanged, a NaN stays NaN (for the non-finite guard)."""
     from parity_tests.backends import reference
     from parity_tests.harness import available_backends
 
@@ -462,23 +463,24 @@ def test_project_log_beta(dtype, data, shape, bound):
     edges = (-math.inf,) if bound == -math.inf else (
         float(floor), float(np.nextafter(floor, dtype.type(-np.inf))),
         float(np.nextafter(floor, dtype.type(np.inf))))
-    log_beta = data.draw(S.arrays(shape, -30.0, 30.0, edges=edges)).astype(dtype)
+    log_value = data.draw(S.arrays(shape, -30.0, 30.0, edges=edges)).astype(dtype)
     if data.draw(st.booleans()):
-        log_beta.flat[0] = np.nan
-    ref = np.asarray(reference("losses.project_log_beta")(log_beta, bound))
-    assert ref.dtype == dtype and ref.shape == log_beta.shape
-    nan = np.isnan(log_beta)
+        log_value.flat[0] = np.nan
+    ref = np.asarray(reference("losses.project_log_multiplier")(log_value, bound))
+    assert ref.dtype == dtype and ref.shape == log_value.shape
+    nan = np.isnan(log_value)
     assert np.array_equal(np.isnan(ref), nan), "the projection must keep NaN (and only NaN)"
-    keep = ~nan & (log_beta >= floor)
-    assert np.array_equal(ref[keep], log_beta[keep]), "a log beta at/above the bound moved"
-    assert np.all(ref[~nan & ~keep] == floor), "a log beta below the bound is not on the bound"
+    keep = ~nan & (log_value >= floor)
+    assert np.array_equal(ref[keep], log_value[keep]), "a log at/above the bound moved"
+    assert np.all(ref[~nan & ~keep] == floor), "a log below the bound is not on the bound"
     for be in available_backends():
         with be.precision(dtype):
-            got = be.numpy(counterpart(be.name, "losses.project_log_beta")(
-                be.array(log_beta), bound))
-        assert got.dtype == dtype, f"{be.name} project_log_beta: dtype {got.dtype}"
+            got = be.numpy(counterpart(be.name, "losses.project_log_multiplier")(
+                be.array(log_value), bound))
+        assert got.dtype == dtype, f"{be.name} project_log_multiplier: dtype {got.dtype}"
         assert np.array_equal(got, ref, equal_nan=True), (
-            f"{be.name} project_log_beta({log_beta!r}, {bound!r}) = {got!r}, reference {ref!r}")
+            f"{be.name} project_log_multiplier({log_value!r}, {bound!r}) = {got!r}, "
+            f"reference {ref!r}")
 
 
 # ---- normalization ---------------------------------------------------------------------------

@@ -63,15 +63,17 @@ def _require_both():
 
 
 def make_hyper(kind: str, kl_mode: str, gradient: str = "pathwise",
-               log_beta_min: float = -math.inf) -> Hyper:
+               log_beta_min: float = -math.inf, log_alpha_min: float = -math.inf,
+               entropy_target: float = -0.5 * ACT) -> Hyper:
     return Hyper(obs_dim=OBS, action_dim=ACT, num_envs=BATCH, num_steps=1, num_minibatches=1,
                  num_epochs=1, gamma=0.99, lam=0.95, v_min=V_MIN, v_max=V_MAX,
                  num_bins=BINS if kind == "hlgauss" else 1, sigma=SIGMA, value_kind=kind,
                  aux_mult=1.0, min_std=0.1, kl_target=KL_TARGET, kl_mode=kl_mode, kl_samples=K,
-                 entropy_target=-0.5 * ACT, normalize_obs=True, actor_lr=ACTOR_LR,
+                 entropy_target=entropy_target, normalize_obs=True, actor_lr=ACTOR_LR,
                  critic_lr=CRITIC_LR, multiplier_lr=MULT_LR, max_grad_norm=MAX_GRAD_NORM,
                  multiplier_max_grad_norm=MULT_MAX_GRAD_NORM, actor_gradient=gradient,
-                 score_samples=K_SCORE, ppo_clip=PPO_CLIP, log_beta_min=log_beta_min)
+                 score_samples=K_SCORE, ppo_clip=PPO_CLIP, log_beta_min=log_beta_min,
+                 log_alpha_min=log_alpha_min)
 
 
 def make_params(seed: int, kind: str, dtype, behaviour_scale: float, log_alpha: float,
@@ -144,13 +146,14 @@ def _reference_ratio(actor_params, behaviour, obs, pre_action):
 
 @functools.lru_cache(maxsize=None)
 def _jax_step(kind: str, kl_mode: str, gradient: str = "pathwise",
-              log_beta_min: float = -math.inf):
+              log_beta_min: float = -math.inf, log_alpha_min: float = -math.inf,
+              entropy_target: float = -0.5 * ACT):
     import jax
 
     from reppo_jax import agent as A
     from reppo_jax.networks import Actor, Critic, Value
 
-    h = make_hyper(kind, kl_mode, gradient, log_beta_min)
+    h = make_hyper(kind, kl_mode, gradient, log_beta_min, log_alpha_min, entropy_target)
     nets = A.Nets(Actor(ACT, HIDDEN, 3, NORM), Critic(HIDDEN, 2, 2, 2, h.num_bins, NORM),
                   Value(HIDDEN, VALUE_LAYERS, NORM) if gradient == "ppo" else None)
     opts = A.optimizers(h)
@@ -169,7 +172,7 @@ def _jax_adam(opt_state):
 
 
 def run_jax(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient="pathwise",
-            log_beta_min=-math.inf):
+            log_beta_min=-math.inf, log_alpha_min=-math.inf, entropy_target=-0.5 * ACT):
     """Two minibatch steps; per step: (canonical params, logs, {name: (m, v)}, metrics)."""
     import jax.numpy as jnp
 
@@ -177,7 +180,8 @@ def run_jax(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient="pa
     from reppo_jax.networks import flatten, nest
     from reppo_jax.normalization import RunningStats
 
-    h, (a_opt, c_opt, m_opt, *v_opt), step = _jax_step(kind, kl_mode, gradient, log_beta_min)
+    h, (a_opt, c_opt, m_opt, *v_opt), step = _jax_step(kind, kl_mode, gradient, log_beta_min,
+                                                       log_alpha_min, entropy_target)
     jp = {k: jnp.asarray(v) for k, v in params.items()}
     actor, critic = nest(jp, "actor"), nest(jp, "critic")
     value = nest(jp, "value") if v_opt else None
@@ -211,7 +215,7 @@ def run_jax(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient="pa
 # ---- torch -------------------------------------------------------------------------------------
 
 def run_torch(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient="pathwise",
-              log_beta_min=-math.inf):
+              log_beta_min=-math.inf, log_alpha_min=-math.inf, entropy_target=-0.5 * ACT):
     import torch
 
     from reppo_torch import agent as A
@@ -220,7 +224,7 @@ def run_torch(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient="
     )
     from reppo_torch.normalization import running_stats_init
 
-    h = make_hyper(kind, kl_mode, gradient, log_beta_min)
+    h = make_hyper(kind, kl_mode, gradient, log_beta_min, log_alpha_min, entropy_target)
     tdt = torch.float32 if np.dtype(dtype) == np.float32 else torch.float64
     actor = Actor.from_canonical(params, NORM, dtype=tdt)
     critic = Critic.from_canonical(params, NORM, OBS, dtype=tdt)
@@ -281,9 +285,11 @@ def _grad_tolerance(g, scale, dtype):
     return U_GRAD * eps(dtype) * (np.abs(g) + scale)
 
 
-def check_step_sequence(jax_out, torch_out, params, logs, dtype, lrs, report=None):
+def check_step_sequence(jax_out, torch_out, params, logs, dtype, lrs, report=None,
+                        entropy_scale=ACT + 10.0):
     """Compare moments, parameters and metrics step by step under the propagated tolerance;
-    ``report`` (a dict) collects the largest |diff| / tolerance per kind of quantity."""
+    ``report`` (a dict) collects the largest |diff| / tolerance per kind of quantity;
+    ``entropy_scale`` bounds |ε_H| plus the entropy's terms beside |Ĥ| (in dL/dlog α)."""
     report = {} if report is None else report
 
     def note(kind, err, tol):
@@ -306,7 +312,7 @@ def check_step_sequence(jax_out, torch_out, params, logs, dtype, lrs, report=Non
                 # dL/dlog α = α·(Ĥ − ε_H), dL/dlog β = −β·(KL̂ − ε_KL): scale of the terms
                 alpha, beta = math.exp(float(logs[0] if t == 1 else jax_out[t - 2][1][0])), \
                     math.exp(float(logs[1] if t == 1 else jax_out[t - 2][1][1]))
-                scale = np.array([alpha * (abs(jinfo["train/entropy"]) + ACT + 10.0),
+                scale = np.array([alpha * (abs(jinfo["train/entropy"]) + entropy_scale),
                                   beta * (abs(jinfo["train/kl"]) + KL_TARGET + 10.0)])
             else:
                 scale = float(np.max(np.abs(g)))
@@ -506,3 +512,48 @@ def test_beta_floor_binds(dtype, seed, data, log_alpha, offset):
     m, v = (float(np.asarray(x, np.float64)[1]) for x in jax_out[0][2]["multipliers"])
     step = MULT_LR * (m / (1 - B1)) / (math.sqrt(v / (1 - B2)) + ADAM_EPS)
     assert log_beta - step < LOG_BETA_MIN - MULT_LR / 2, "the bound did not bind"
+
+
+LOG_ALPHA_MIN = math.log(0.03)
+"""The α floor of :func:`test_alpha_floor_binds` (one value: the jitted step closes over it)."""
+LOW_ENTROPY_TARGET = -50.0
+"""ε_H of :func:`test_alpha_floor_binds`: far below the entropy any of its policies has (σ ≥
+min_std = 0.1 gives −log π ≥ −2.8 before the tanh correction), so dL/dlog α = α·(Ĥ − ε_H) > 0
+and every multiplier step pushes log α down."""
+
+
+@settings(max_examples=max(1, settings.default.max_examples // 25),  # ci: 1, thorough: 20
+          phases=(Phase.explicit, Phase.reuse, Phase.generate))
+@given(seed=st.integers(0, 2**31 - 1), data=st.data(), log_beta=S.log_multipliers(1e-4, 10.0),
+       offset=st.sampled_from((0.0,)) | st.floats(0.0, MULT_LR / 3))
+def test_alpha_floor_binds(dtype, seed, data, log_beta, offset):
+    """``loss.alpha_min`` (``Hyper.log_alpha_min``): log α starts at most lr/3 above the floor
+    and the entropy is far above its target, so Adam's first step (≈ lr) would take log α below
+    the floor: both ports agree as in the unbounded test, and log α ends each step exactly on
+    the floor (the bound cast to the dtype). The behaviour policy is the actor (KL̂ = 0 at the
+    first step, tiny at the second: clear of the clipped switch)."""
+    _require_both()
+    floor = dtype.type(LOG_ALPHA_MIN)
+    log_alpha = float(np.asarray(LOG_ALPHA_MIN + offset, dtype))
+    assume(log_alpha >= floor)
+    params, behaviour = make_params(seed, "hlgauss", dtype, 0.0, log_alpha, log_beta)
+    batches = [_minibatch(data, dtype) for _ in range(2)]
+    logs = np.asarray([log_alpha, log_beta], dtype)
+    floors = dict(log_alpha_min=LOG_ALPHA_MIN, entropy_target=LOW_ENTROPY_TARGET)
+    with BACKENDS["jax"].precision(dtype):
+        jax_out = run_jax("hlgauss", "clipped", params, behaviour, logs, batches, dtype, **floors)
+    torch_out = run_torch("hlgauss", "clipped", params, behaviour, logs, batches, dtype, **floors)
+    check_step_sequence(jax_out, torch_out, params, logs, np.dtype(dtype),
+                        {"actor": ACTOR_LR, "critic": CRITIC_LR, "multipliers": MULT_LR},
+                        entropy_scale=abs(LOW_ENTROPY_TARGET) + ACT + 10.0)
+    for port, out in (("jax", jax_out), ("torch", torch_out)):
+        for t, (_, step_logs, _, info) in enumerate(out, 1):
+            assert info["train/entropy"] > LOW_ENTROPY_TARGET, (
+                f"{port} step {t}: entropy {info['train/entropy']}")
+            assert step_logs[0] == floor, (
+                f"{port} step {t}: log alpha {step_logs[0]!r}, expected the floor {floor!r}")
+    # without the projection the first step would have left the floor: Adam's first step
+    # lr·m̂/(√v̂ + ε) (bias-corrected, t = 1) exceeds the start's distance to it
+    m, v = (float(np.asarray(x, np.float64)[0]) for x in jax_out[0][2]["multipliers"])
+    step = MULT_LR * (m / (1 - B1)) / (math.sqrt(v / (1 - B2)) + ADAM_EPS)
+    assert log_alpha - step < LOG_ALPHA_MIN - MULT_LR / 2, "the bound did not bind"

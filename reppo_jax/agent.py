@@ -25,7 +25,7 @@ import optax
 from reppo_jax import distributions as D
 from reppo_jax import estimators as E
 from reppo_jax.losses import (
-    actor_loss, critic_loss, multiplier_loss, project_log_beta, q_value,
+    actor_loss, critic_loss, multiplier_loss, project_log_multiplier, q_value,
 )
 from reppo_jax.networks import Actor, Critic, Value
 from reppo_jax.normalization import RunningStats, normalize, running_stats_update
@@ -135,9 +135,10 @@ def actor_noise(h: Hyper, key, batch: int) -> tuple[jax.Array, jax.Array]:
 
 def multiplier_step(h: Hyper, mult_opt, state: AgentState, entropy, kl) -> AgentState:
     """One Adam step on [log α, log β] from the (stop-gradient) entropy and KL estimates of the
-    actor step, then log β projected onto [``h.log_beta_min``, ∞) (``loss.beta_min``; −inf: no
-    bound); β is frozen when the KL term is off (``kl_mode='none'``, see ``multiplier_loss``;
-    the config keeps the bound ≤ beta_init in that mode, so the projection leaves it there). Shared by the continuous and
+    actor step, then log α projected onto [``h.log_alpha_min``, ∞) (``loss.alpha_min``) and
+    log β onto [``h.log_beta_min``, ∞) (``loss.beta_min``); −inf: no bound. β is frozen when
+    the KL term is off (``kl_mode='none'``, see ``multiplier_loss``; the config keeps its bound
+    ≤ beta_init in that mode, so the projection leaves it there). Shared by the continuous and
     the discrete agent."""
 
     def mult_loss(logs):
@@ -147,7 +148,8 @@ def multiplier_step(h: Hyper, mult_opt, state: AgentState, entropy, kl) -> Agent
     mgrads = jax.grad(mult_loss)(logs)
     mupdates, mult_opt_state = mult_opt.update(mgrads, state.mult_opt, logs)
     logs = optax.apply_updates(logs, mupdates)
-    return state._replace(log_alpha=logs[0], log_beta=project_log_beta(logs[1], h.log_beta_min),
+    return state._replace(log_alpha=project_log_multiplier(logs[0], h.log_alpha_min),
+                          log_beta=project_log_multiplier(logs[1], h.log_beta_min),
                           mult_opt=mult_opt_state)
 
 

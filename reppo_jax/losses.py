@@ -139,10 +139,11 @@ def beta_loss(log_beta, kl, kl_target: float):
     return -jnp.exp(log_beta) * jax.lax.stop_gradient(jnp.mean(kl) - kl_target)
 
 
-def project_log_beta(log_beta, log_beta_min: float):
-    """``loss.beta_min``: log β ← max(log β, log β_min) after each multiplier step (projected
-    gradient descent on the KL multiplier); −inf is the identity, a NaN stays NaN."""
-    return jnp.maximum(log_beta, jnp.asarray(log_beta_min, jnp.result_type(log_beta)))
+def project_log_multiplier(log_value, log_floor: float):
+    """``loss.alpha_min`` / ``loss.beta_min``: log m ← max(log m, log m_min) after each
+    multiplier step (projected gradient descent on the Lagrange multiplier); −inf is the
+    identity, a NaN stays NaN."""
+    return jnp.maximum(log_value, jnp.asarray(log_floor, jnp.result_type(log_value)))
 
 
 def multiplier_loss(logs, entropy, kl, entropy_target: float, kl_target: float, kl_mode: str):

@@ -30,7 +30,7 @@ from reppo_torch import distributions as D
 from reppo_torch import estimators as E
 from reppo_torch.distributed import SINGLE, Shard, average_gradients_
 from reppo_torch.losses import (
-    actor_loss, critic_loss, multiplier_loss, project_log_beta, q_value,
+    actor_loss, critic_loss, multiplier_loss, project_log_multiplier, q_value,
 )
 from reppo_torch.networks import Actor, Critic, Value
 from reppo_torch.normalization import RunningStats, normalize
@@ -233,13 +233,14 @@ def _actor_objective(h: Hyper, state: AgentState, mean: torch.Tensor, std: torch
 def actor_update(h: Hyper, state: AgentState, behaviour: Actor, obs: torch.Tensor,
                  noise: torch.Tensor, kl_noise: torch.Tensor,
                  mb: dict | None = None) -> tuple[AgentState, dict]:
-    """Actor step on the current critic, then the α/β step (log β then projected onto
-    [``h.log_beta_min``, ∞), ``loss.beta_min``). The noise is passed in (see
-    :func:`actor_noise`) so that the update is a deterministic function of its inputs — the
-    parity suite feeds the same noise to every port. ``mb`` (the minibatch) is read by the ppo
-    estimator (``pre_action``, ``advantage``) and for the behaviour policy's outputs at ``obs``
-    (``old_mean``, ``old_std``: the rollout's, see :class:`Transition`) where it holds them;
-    otherwise ``behaviour`` is evaluated here."""
+    """Actor step on the current critic, then the α/β step (log α and log β then projected onto
+    [``h.log_alpha_min``, ∞) and [``h.log_beta_min``, ∞): ``loss.alpha_min``,
+    ``loss.beta_min``). The noise is passed in (see :func:`actor_noise`) so that the update is
+    a deterministic function of its inputs — the parity suite feeds the same noise to every
+    port. ``mb`` (the minibatch) is read by the ppo estimator (``pre_action``, ``advantage``)
+    and for the behaviour policy's outputs at ``obs`` (``old_mean``, ``old_std``: the
+    rollout's, see :class:`Transition`) where it holds them; otherwise ``behaviour`` is
+    evaluated here."""
     logs = state.logs
     alpha = torch.exp(logs.detach()[0])
     beta = torch.exp(logs.detach()[1])
@@ -269,8 +270,9 @@ def actor_update(h: Hyper, state: AgentState, behaviour: Actor, obs: torch.Tenso
     m_loss = multiplier_loss(logs, entropy, kl, h.entropy_target, h.kl_target, h.kl_mode)
     m_loss.backward()
     _clip_and_step([logs], state.mult_opt, h.multiplier_max_grad_norm)
-    with torch.no_grad():  # the projection of loss.beta_min (a no-op for the default −inf)
-        logs[1] = project_log_beta(logs[1], h.log_beta_min)
+    with torch.no_grad():  # loss.alpha_min / loss.beta_min (no-ops for the default −inf)
+        logs[0] = project_log_multiplier(logs[0], h.log_alpha_min)
+        logs[1] = project_log_multiplier(logs[1], h.log_beta_min)
 
     out = {"train/actor_loss": loss.detach(), "train/actor_grad_norm": grad_norm,
            "train/kl": info["kl_mean"], "train/kl_max": info["kl_max"],

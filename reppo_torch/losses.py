@@ -248,10 +248,11 @@ def beta_loss(log_beta: torch.Tensor, kl: torch.Tensor, kl_target: float) -> tor
     return -torch.exp(log_beta) * torch.mean(kl.detach() - kl_target)
 
 
-def project_log_beta(log_beta: torch.Tensor, log_beta_min: float) -> torch.Tensor:
-    """``loss.beta_min``: log β ← max(log β, log β_min) after each multiplier step (projected
-    gradient descent on the KL multiplier); −inf is the identity, a NaN stays NaN."""
-    return torch.clamp(log_beta, min=log_beta_min)  # the bound as a kernel argument: no copy
+def project_log_multiplier(log_value: torch.Tensor, log_floor: float) -> torch.Tensor:
+    """``loss.alpha_min`` / ``loss.beta_min``: log m ← max(log m, log m_min) after each
+    multiplier step (projected gradient descent on the Lagrange multiplier); −inf is the
+    identity, a NaN stays NaN."""
+    return torch.clamp(log_value, min=log_floor)  # the bound as a kernel argument: no copy
 
 
 def multiplier_loss(logs: torch.Tensor, entropy: torch.Tensor, kl: torch.Tensor,

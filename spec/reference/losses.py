@@ -327,13 +327,14 @@ def beta_loss(log_beta: float | np.ndarray, kl: np.ndarray, kl_target: float) ->
     return (-np.exp(as_float(log_beta, dt)) * np.mean(k - dt.type(kl_target))).astype(dt)
 
 
-def project_log_beta(log_beta: float | np.ndarray, log_beta_min: float) -> np.ndarray:
-    """The projection after each multiplier step (``loss.beta_min``): log β ← max(log β,
-    log β_min), i.e. projected gradient descent on the KL multiplier over β ≥ β_min.
+def project_log_multiplier(log_value: float | np.ndarray, log_floor: float) -> np.ndarray:
+    """The projection after each multiplier step, applied to log α (``loss.alpha_min``) and
+    to log β (``loss.beta_min``) with each one's floor: log m ← max(log m, log m_min), i.e.
+    projected gradient descent on the Lagrange multiplier over m ≥ m_min.
 
-    ``log_beta_min`` = −inf (β_min = 0) is the identity (the paper's unbounded rule); the bound
-    is cast to log β's dtype, so the floor of a float32 run is float32(log β_min). A NaN log β
+    ``log_floor`` = −inf (m_min = 0) is the identity (the paper's unbounded rule); the bound
+    is cast to the log's dtype, so the floor of a float32 run is float32(log m_min). A NaN log
     stays NaN (so the run's non-finite guard still sees it). Adam's moments are not touched:
     only the parameter is projected."""
-    dt = float_dtype(log_beta)
-    return np.maximum(as_float(log_beta, dt), dt.type(log_beta_min)).astype(dt)
+    dt = float_dtype(log_value)
+    return np.maximum(as_float(log_value, dt), dt.type(log_floor)).astype(dt)

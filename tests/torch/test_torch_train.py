@@ -205,3 +205,21 @@ def test_iteration_reduces_kl_max_by_max_and_kl_by_mean(monkeypatch):
         assert float(info["train/kl_max"]) == np.max(tops)
         assert float(info["train/kl"]) == pytest.approx(float(np.mean(means)), rel=1e-5)
         assert np.max(tops) > np.mean(tops) > 0.0
+
+
+def test_alpha_floor_holds_in_training():
+    """``loss.alpha_min`` = ``loss.alpha_init`` with an entropy target far below the toy
+    policy's entropy (ε_H = −10): every multiplier step pushes log α down and the projection
+    puts it back on the floor, through the trainer's whole iteration (parity layer 3 holds the
+    step itself to JAX's)."""
+    cfg = _toy_config(**{"rollout.total_env_steps": 16 * 16 * 2, "loss.alpha_min": 0.01,
+                         "loss.entropy_target_mult": 10.0})
+    trainer = Trainer(cfg, make_toy_env(16), make_toy_env(2))
+    floor = np.float32(math.log(0.01))
+    assert trainer.h.log_alpha_min == math.log(0.01)
+    carry = trainer.init(cfg.run.seed)
+    for _ in range(2):
+        carry, info = trainer.iteration(carry)
+        assert float(info["train/entropy"]) > trainer.h.entropy_target
+        assert carry.agent.log_alpha.item() == floor, (carry.agent.log_alpha.item(), floor)
+        assert float(info["train/alpha"]) == pytest.approx(0.01, rel=1e-6)
