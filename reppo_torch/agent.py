@@ -19,16 +19,19 @@ metrics are summed on the device and read once per iteration by the trainer.
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import nn
+from torch.optim.adam import adam as _adam  # the functional Adam behind torch.optim.Adam
 
 from reppo_common.seeding import stream_int
 from reppo_torch import distributions as D
 from reppo_torch import estimators as E
 from reppo_torch.distributed import SINGLE, Shard, average_gradients_
+from reppo_torch.hlgauss import hlgauss_target
 from reppo_torch.losses import (
     actor_loss, critic_loss, multiplier_loss, project_log_multiplier, q_value,
 )
@@ -59,6 +62,17 @@ class AgentState:
     obs_stats: RunningStats
     value: Value | None = None
     value_opt: torch.optim.Adam | None = None
+
+    @functools.cached_property
+    def actor_params(self) -> list[nn.Parameter]:
+        """The actor's parameters, listed once (the modules are updated in place, never
+        replaced; listing walks the module tree, ~10 µs per call)."""
+        return list(self.actor.parameters())
+
+    @functools.cached_property
+    def critic_params(self) -> list[nn.Parameter]:
+        """The critic's parameters, listed once (see :attr:`actor_params`)."""
+        return list(self.critic.parameters())
 
     @property
     def log_alpha(self) -> torch.Tensor:
@@ -117,7 +131,7 @@ def optimizers(h: Hyper, actor: nn.Module, critic: nn.Module, logs: nn.Parameter
     """Plain Adam (no weight decay) for actor and critic, a separate one for [log α, log β], and
     for the state-value network (actor.gradient=ppo: pass ``value``; the critic's learning rate)
     a fourth: ``(actor, critic, mult[, value])``. The global-norm clips are applied in the update
-    functions.
+    functions, which step the optimisers with :func:`adam_step_`.
 
     ``fused=True``: one kernel per step over all of a network's parameters, with the step
     counts kept as tensors (the foreach implementation reads every step count on the host and
@@ -133,6 +147,34 @@ def optimizers(h: Hyper, actor: nn.Module, critic: nn.Module, logs: nn.Parameter
     return opts
 
 
+@torch.no_grad()
+def adam_step_(opt: torch.optim.Adam, params: list[nn.Parameter],
+               grads: list[torch.Tensor]) -> None:
+    """One step of the fused Adam ``opt`` (built by :func:`optimizers`: one parameter group,
+    ``fused=True``) on ``params`` with the gradients ``grads`` — the same kernel and state as
+    ``opt.step()`` with ``p.grad = g``, without ``.grad``, ``zero_grad`` and ``step()``'s
+    per-call bookkeeping (hooks, profiler ranges, state-group scans), ~30% of a step at width
+    128. The state lives in ``opt.state`` (checkpoints read and restore it there) and is
+    created on a parameter's first step as ``Adam`` creates it (float32 step count on the
+    parameter's device, zero moments)."""
+    group = opt.param_groups[0]
+    state = opt.state
+    steps, exp_avgs, exp_avg_sqs = [], [], []
+    for p in params:
+        s = state[p]
+        if not s:
+            s["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+            s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        steps.append(s["step"])
+        exp_avgs.append(s["exp_avg"])
+        exp_avg_sqs.append(s["exp_avg_sq"])
+    beta1, beta2 = group["betas"]
+    _adam(params, grads, exp_avgs, exp_avg_sqs, [], steps, fused=True,
+                          amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"],
+                          weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
+
+
 def policy(h: Hyper, actor: Actor, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     mean, raw = actor(obs)
     return mean, D.policy_std(raw, h.min_std)
@@ -144,41 +186,48 @@ def q_of(h: Hyper, critic: Critic, obs: torch.Tensor, action: torch.Tensor
     return q_value(out, h.value_kind, h.v_min, h.v_max, h.num_bins), z
 
 
-def clip_by_global_norm_(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
-    """Scale the gradients in place by min(1, max_norm / ‖g‖) with ‖g‖ the global L2 norm over
-    ``params``; returns ‖g‖ before clipping (a device tensor, no host sync).
+def clip_by_global_norm_(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Scale ``grads`` in place by min(1, max_norm / ‖g‖) with ‖g‖ their global L2 norm;
+    returns ‖g‖ before clipping (a device tensor, no host sync).
 
     The same rule as ``optax.clip_by_global_norm``. ``torch.nn.utils.clip_grad_norm_`` divides by
     ‖g‖ + 1e-6 instead: a relative change of up to 1e-6 / max_norm in every clipped gradient,
-    which the float64 layer-3 parity test resolves as a real difference between the ports."""
-    grads = [p.grad for p in params if p.grad is not None]
+    which the float64 layer-3 parity test resolves as a real difference between the ports.
+    ``clamp(max_norm / ‖g‖, max=1)`` equals ``where(‖g‖ < max_norm, 1, max_norm / ‖g‖)`` bit for
+    bit (a correctly rounded quotient of a larger by a smaller positive number is ≥ 1; 0, inf
+    and nan map alike) in one op instead of three."""
     norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    scale = torch.where(norm < max_norm, torch.ones_like(norm), max_norm / norm)
-    torch._foreach_mul_(grads, scale)
+    torch._foreach_mul_(grads, torch.clamp(max_norm / norm, max=1.0))
     return norm
 
 
-def _clip_and_step(params: list[nn.Parameter], opt: torch.optim.Optimizer,
+def _clip_and_step(loss: torch.Tensor, params: list[nn.Parameter], opt: torch.optim.Adam,
                    max_norm: float) -> torch.Tensor:
-    """Gradients averaged over the torchrun ranks (a no-op in one process), global-norm clip,
-    then the optimiser step; returns the pre-clip norm of the averaged gradient (a device
-    tensor)."""
-    average_gradients_(params)
-    norm = clip_by_global_norm_(params, max_norm)
-    opt.step()
+    """Gradients of ``loss`` with respect to ``params`` (``torch.autograd.grad``: nothing is
+    accumulated in ``.grad``; a parameter the loss does not reach is not stepped, as
+    ``opt.step()`` skips a ``None`` gradient), averaged over the torchrun ranks (a no-op in one process),
+    global-norm clip, then the Adam step; returns the pre-clip norm of the averaged gradient
+    (a device tensor)."""
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    if any(g is None for g in grads):  # a parameter the loss does not use: Adam skips it
+        params, grads = [p for p, g in zip(params, grads) if g is not None], \
+            [g for g in grads if g is not None]
+    grads = list(grads)
+    average_gradients_(grads)
+    norm = clip_by_global_norm_(grads, max_norm)
+    adam_step_(opt, params, grads)
     return norm
 
 
 def critic_update(h: Hyper, state: AgentState, mb: dict) -> tuple[AgentState, dict]:
     critic = state.critic
-    state.critic_opt.zero_grad(set_to_none=True)
     out, z = critic(mb["obs"], mb["action"])
     pred_z, pred_r = critic.predict(z)
     loss, info = critic_loss(out, mb["target"], pred_z, mb["next_emb"], pred_r, mb["reward"],
                              kind=h.value_kind, v_min=h.v_min, v_max=h.v_max,
-                             num_bins=h.num_bins, sigma=h.sigma, aux_mult=h.aux_mult)
-    loss.backward()
-    grad_norm = _clip_and_step(list(critic.parameters()), state.critic_opt, h.max_grad_norm)
+                             num_bins=h.num_bins, sigma=h.sigma, aux_mult=h.aux_mult,
+                             target_probs=mb.get("target_probs"))
+    grad_norm = _clip_and_step(loss, state.critic_params, state.critic_opt, h.max_grad_norm)
     info = {"train/critic_loss": loss.detach(), "train/value_loss": info["value_loss"].detach(),
             "train/aux_loss": info["aux_loss"].detach(), "train/critic_grad_norm": grad_norm}
     return state, info
@@ -250,26 +299,23 @@ def actor_update(h: Hyper, state: AgentState, behaviour: Actor, obs: torch.Tenso
         with torch.no_grad():
             old_mean, old_std = policy(h, behaviour, obs)
 
-    actor_params = list(state.actor.parameters())
-    state.actor_opt.zero_grad(set_to_none=True)
     mean, std = policy(h, state.actor, obs)
     kl = D.kl_estimate(old_mean, old_std, mean, std, kl_noise)
-    state.critic.requires_grad_(False)  # a fixed function here: no weight gradients recorded
+    critic_params = state.critic_params
+    for p in critic_params:  # a fixed function here: no weight gradients recorded
+        p.requires_grad_(False)
     try:
         loss, info, log_prob = _actor_objective(h, state, mean, std, obs, noise, kl, old_mean,
                                                 old_std, alpha, beta, mb)
     finally:
-        state.critic.requires_grad_(True)
-    # gradients for the actor only: the critic was frozen above (no .grad, no weight gradients)
-    loss.backward(inputs=actor_params)
-    grad_norm = _clip_and_step(actor_params, state.actor_opt, h.max_grad_norm)
+        for p in critic_params:
+            p.requires_grad_(True)
+    grad_norm = _clip_and_step(loss, state.actor_params, state.actor_opt, h.max_grad_norm)
 
     entropy = D.entropy_estimate(log_prob.detach())
     kl = kl.detach()
-    state.mult_opt.zero_grad(set_to_none=True)
     m_loss = multiplier_loss(logs, entropy, kl, h.entropy_target, h.kl_target, h.kl_mode)
-    m_loss.backward()
-    _clip_and_step([logs], state.mult_opt, h.multiplier_max_grad_norm)
+    _clip_and_step(m_loss, [logs], state.mult_opt, h.multiplier_max_grad_norm)
     with torch.no_grad():  # loss.alpha_min / loss.beta_min (no-ops for the default −inf)
         logs[0] = project_log_multiplier(logs[0], h.log_alpha_min)
         logs[1] = project_log_multiplier(logs[1], h.log_beta_min)
@@ -291,7 +337,8 @@ def minibatch_step(h: Hyper, state: AgentState, behaviour: Actor, mb: dict,
     """One minibatch of Algorithm 1: critic step, then actor and α/β step on the updated critic.
 
     ``mb`` holds ``obs`` (normalised), ``action``, ``reward``, ``target``, ``next_emb``,
-    optionally ``old_mean``/``old_std`` (π_θ' at ``obs``; else ``behaviour`` is run) and, for
+    optionally ``target_probs`` (the HL-Gauss histogram of ``target``; else the critic loss
+    builds it), ``old_mean``/``old_std`` (π_θ' at ``obs``; else ``behaviour`` is run) and, for
     ``actor.gradient=ppo``, ``pre_action``, ``advantage``, ``value_target`` (the state-value
     network then steps between critic and actor); the actor noise is explicit (see
     :func:`actor_noise`). This is the unit the parity suite's layer 3 runs in every port.
@@ -404,6 +451,8 @@ def update(h: Hyper, agent: AgentState, behaviour: Actor, batch: Transition,
     n = h.num_envs * h.num_steps
     data = {"obs": batch.obs, "action": batch.action, "reward": batch.reward,
             "target": targets, "next_emb": batch.next_emb, **(extras or {})}
+    if h.value_kind == "hlgauss":  # hist(G) of the fixed targets: once, not once per minibatch
+        data["target_probs"] = hlgauss_target(targets, h.v_min, h.v_max, h.num_bins, h.sigma)
     if batch.old_mean is not None:
         data.update(old_mean=batch.old_mean, old_std=batch.old_std)
     data = {k: shard.flatten(v) for k, v in data.items()}
@@ -425,14 +474,19 @@ def update(h: Hyper, agent: AgentState, behaviour: Actor, batch: Transition,
             else:
                 eps, kl_eps = noise["actor"][e, i], noise["kl"][e, i]
             agent, info = minibatch_step(h, agent, behaviour, mb, eps, kl_eps)
-            vec = torch.stack([v.to(torch.float32) for v in info.values()])
+            values = [v if v.dtype == torch.float32 else v.to(torch.float32)
+                      for v in info.values()]
             if total is None:
-                names, total = list(info), vec
-                is_max = torch.tensor([k in ITERATION_MAX_METRICS for k in names], device=device)
-            else:
-                total = torch.where(is_max, torch.maximum(total, vec), total + vec)
-    out = torch.where(is_max, total, total / float(h.num_epochs * h.num_minibatches))
-    return agent, dict(zip(names, out.unbind()))
+                names, total = list(info), [v.clone() for v in values]
+                maxed = [i for i, k in enumerate(names) if k in ITERATION_MAX_METRICS]
+                summed = [i for i in range(len(names)) if i not in maxed]
+            else:  # one in-place kernel for the summed metrics (the same float32 sums)
+                torch._foreach_add_([total[i] for i in summed], [values[i] for i in summed])
+                for i in maxed:  # spec.backend.ITERATION_MAX_METRICS: the iteration's maximum
+                    torch.maximum(total[i], values[i], out=total[i])
+    n = float(h.num_epochs * h.num_minibatches)
+    out = [t if i in maxed else t / n for i, t in enumerate(total)]
+    return agent, dict(zip(names, out))
 
 
 UPDATE_NOISE = ("perm", "actor", "kl")

@@ -106,14 +106,11 @@ def rank_stream(name: str, rank: int) -> str:
     return name if rank == 0 else f"{name}/rank{rank}"
 
 
-def average_gradients_(params: Sequence[torch.nn.Parameter]) -> None:
-    """Replace every ``.grad`` by its mean over the ranks (one all-reduce of the flattened
-    gradients); a no-op in a single process. Every rank must call it with the same parameters
-    (they run the same update code)."""
-    if not is_active():
-        return
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
+def average_gradients_(grads: Sequence[torch.Tensor]) -> None:
+    """Replace every gradient in ``grads`` (in place) by its mean over the ranks (one
+    all-reduce of the flattened gradients); a no-op in a single process. Every rank must call
+    it with the same parameters' gradients (they run the same update code)."""
+    if not is_active() or not grads:
         return
     flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)

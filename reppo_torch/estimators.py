@@ -59,10 +59,8 @@ def value_update(h: Hyper, state: Any, mb: dict) -> tuple[Any, dict]:
     from reppo_torch.agent import _clip_and_step
 
     value = state.value
-    state.value_opt.zero_grad(set_to_none=True)
     loss = torch.mean(mse_value_loss(v_of(value, mb["obs"]), mb["value_target"]))
-    loss.backward()
-    grad_norm = _clip_and_step(list(value.parameters()), state.value_opt, h.max_grad_norm)
+    grad_norm = _clip_and_step(loss, list(value.parameters()), state.value_opt, h.max_grad_norm)
     return state, {"train/v_loss": loss.detach(), "train/v_grad_norm": grad_norm}
 
 

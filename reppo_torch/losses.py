@@ -39,15 +39,21 @@ def value_loss(
     v_max: float,
     num_bins: int,
     sigma: float,
+    target_probs: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-sample value loss of eq. 7: "hlgauss" → CE(q_out, hist(G)); "mse" → (q_out[..., 0] − G)².
-    The targets are computed without gradient by the caller (as in every backend)."""
+    The targets are computed without gradient by the caller (as in every backend).
+    ``target_probs``: hist(G) already computed (the trainer builds it once per iteration for
+    the whole batch, the targets being fixed for the iteration; elementwise, so the same
+    numbers); None computes it here."""
     _check_kind(kind)
     if kind == "hlgauss":
         if tuple(q_out.shape) != tuple(targets.shape) + (num_bins,):
             raise ValueError(f"hlgauss q_out must have shape targets.shape + ({num_bins},), "
                              f"got {tuple(q_out.shape)}")
-        return hlgauss_loss(q_out, hlgauss_target(targets, v_min, v_max, num_bins, sigma))
+        if target_probs is None:
+            target_probs = hlgauss_target(targets, v_min, v_max, num_bins, sigma)
+        return hlgauss_loss(q_out, target_probs)
     if tuple(q_out.shape) != tuple(targets.shape) + (1,):
         raise ValueError(f"mse q_out must have shape targets.shape + (1,), got {tuple(q_out.shape)}")
     return mse_value_loss(q_out[..., 0], targets)
@@ -95,9 +101,11 @@ def critic_loss(
     num_bins: int,
     sigma: float,
     aux_mult: float,
+    target_probs: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Eq. 7: mean value loss + aux_mult · mean aux loss; info has both unweighted means."""
-    vl = value_loss(q_out, targets, kind, v_min, v_max, num_bins, sigma)
+    """Eq. 7: mean value loss + aux_mult · mean aux loss; info has both unweighted means.
+    ``target_probs``: see :func:`value_loss`."""
+    vl = value_loss(q_out, targets, kind, v_min, v_max, num_bins, sigma, target_probs)
     al = aux_loss(pred_next_emb, next_emb, pred_reward, rewards)
     if vl.shape != al.shape:
         raise ValueError(f"value loss batch {tuple(vl.shape)} and aux loss batch "
