@@ -6,8 +6,9 @@
 
 In one process it builds the JAX ``Trainer`` for the config and reports, side by side:
 
-* ``compile``: trace + XLA compile of the jitted training iteration (``lower().compile()``),
-  and the first execution separately; likewise for the simulation scan;
+* ``compile``: trace + XLA compile of the jitted training iteration as training runs it (with
+  the in-jit NaN/inf guard), ``lower().compile()``, as wall and as process CPU seconds, and the
+  first execution separately; likewise for the simulation scan (wall);
 * ``train``: steady-state training env-steps/s, the median over ``--repeats`` repeats of
   ``--iterations`` timed iterations (each repeat blocks on its result);
 * ``sim``: env-steps/s of a jitted ``lax.scan`` of the *same* VecEnv's ``step`` (same
@@ -49,6 +50,8 @@ import statistics
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 
 AUTHORS_CONFIG = {
@@ -125,13 +128,19 @@ def _block(x):
 
 
 def bench_training(trainer, seed, iterations, repeats):
-    """Compile (trace+compile, first run) and steady-state seconds per repeat of the iteration."""
+    """Compile (trace+compile, first run) and steady-state seconds per repeat of the iteration
+    that training runs: ``trainer.guarded_iteration`` (the iteration plus its in-jit NaN/inf
+    flags, ``reppo_jax.checkpoint.guard_iteration``). Also sets ``bench_training.compile_cpu_s``
+    (process CPU seconds of the trace + compile: robust to other load, unlike the wall time)."""
     import jax
 
+    from reppo_jax.checkpoint import GUARD_KEY
+
     carry = trainer.init(seed)
-    t0 = time.perf_counter()
-    compiled = trainer.iteration.lower(carry).compile()
+    t0, c0 = time.perf_counter(), time.process_time()
+    compiled = trainer.guarded_iteration.lower(carry).compile()
     compile_s = time.perf_counter() - t0
+    bench_training.compile_cpu_s = time.process_time() - c0
     t0 = time.perf_counter()
     carry, info = _block(compiled(carry))
     first_s = time.perf_counter() - t0
@@ -144,7 +153,9 @@ def bench_training(trainer, seed, iterations, repeats):
         _block((carry, info))
         times.append(time.perf_counter() - t0)
     bench_training.cpu_s_per_iteration = (time.process_time() - c0) / (repeats * iterations)
-    finite = all(bool(jax.numpy.isfinite(v)) for v in jax.device_get(dict(info)).values())
+    info = jax.device_get(dict(info))
+    finite = bool(np.all(info.pop(GUARD_KEY))) and all(bool(np.isfinite(v))
+                                                       for v in info.values())
     return compile_s, first_s, times, finite
 
 
@@ -327,7 +338,8 @@ def main(argv=None):
         "num_epochs": r.num_epochs, "actor_hidden_dim": cfg.actor.hidden_dim,
         "critic_hidden_dim": cfg.critic.hidden_dim, "iterations": args.iterations,
         "repeats": args.repeats, "env_steps_per_repeat": steps_per_repeat,
-        "build_s": build_s, "train_compile_s": t_compile, "train_first_call_s": t_first,
+        "build_s": build_s, "train_compile_s": t_compile,
+        "train_compile_cpu_s": bench_training.compile_cpu_s, "train_first_call_s": t_first,
         "train_repeat_s": t_times, "train_sps": train_sps, "train_metrics_finite": finite,
         "compilation_cache": bool(args.use_cache),
     }
@@ -383,6 +395,8 @@ def main(argv=None):
     print(f"{'':6s} {'compile s':>10s} {'1st call s':>10s} {'repeat s':>9s} {'env-steps/s':>12s}")
     for name, c, f, m, sps in rows:
         print(f"{name:6s} {c:10.2f} {f:10.2f} {m:9.3f} {sps:12.0f}")
+    print(f"train compile: {bench_training.compile_cpu_s:.2f} process CPU seconds "
+          f"({'warm' if args.use_cache else 'cold'} persistent compilation cache)")
     if "sim_sps" in res:
         print(f"train/sim time per env step = {res['train_over_sim_time_per_step']:.2f}x "
               f"(learning costs {res['train_over_sim_time_per_step'] - 1:.2f}x the simulation)")

@@ -97,7 +97,10 @@ def test_discrete_actor_loss(dtype, data):
     q, logits, old, alpha, beta, kl_target, mode = data.draw(actor_case(dtype))
     args = (q, logits, old, alpha, beta, kl_target, mode)
     scale = _actor_scale(q, logits, old, alpha, beta)
-    check_values("discrete.discrete_actor_loss", args, dtype=dtype, scale=scale)
+    # the info dict (kl_max, the largest per-state KL, included) is compared key by key
+    _, info = check_values("discrete.discrete_actor_loss", args, dtype=dtype, scale=scale)
+    kl = R.categorical_kl(old.astype(dtype), logits.astype(dtype))
+    assert info["kl_max"] == np.max(kl) and info["kl_mean"] == np.mean(kl)
     # gradients wrt the new and old logits (vs FD in float64); Q is a constant: exactly zero
     check_grads("discrete.discrete_actor_loss", args, dtype=dtype, wrt=(1, 2), scale=2 * scale)
     grads = check_grads("discrete.discrete_actor_loss", args, dtype=dtype, wrt=(0, 1),

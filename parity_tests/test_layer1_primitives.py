@@ -18,7 +18,7 @@ from parity_tests.backends import (
     BACKENDS, PENDING, REFERENCE_MODULES, REGISTRY, MissingCounterpart, counterpart,
     pending_target, resolve_target,
 )
-from parity_tests.harness import check_grads, check_values
+from parity_tests.harness import available_backends, check_grads, check_values
 from parity_tests.tolerance import flush_scale
 
 LOG2 = math.log(2.0)
@@ -322,7 +322,9 @@ def test_actor_loss(dtype, data):
     q, lp, kl, alpha, beta, kl_target, mode = data.draw(S.actor_inputs(dtype))
     args = (q, lp, kl, alpha, beta, kl_target, mode)
     scale = float(np.max(np.abs(q)) + alpha * np.max(np.abs(lp)) + beta * np.max(np.abs(kl)))
-    check_values("losses.actor_loss", args, dtype=dtype, scale=scale)
+    # the info dict (KL statistics of test_kl_stats included) is compared key by key
+    _, info = check_values("losses.actor_loss", args, dtype=dtype, scale=scale)
+    assert info["kl_max"] == np.max(kl.astype(dtype))
     # FD is skipped when some kl lies within a step of the switch (the loss jumps there)
     smooth = mode != "clipped" or np.min(np.abs(kl - kl_target)) > 1e-4 * max(1.0, kl_target)
     check_grads("losses.actor_loss", args, dtype=dtype, wrt=(0, 1, 2),
@@ -339,6 +341,25 @@ def test_kl_switch(dtype, data):
     scale = float(np.max(np.abs(objective)) + beta * np.max(np.abs(kl)))
     check_values("losses.kl_switch", args, dtype=dtype, scale=scale)
     check_grads("losses.kl_switch", args, dtype=dtype, wrt=(0, 1), scale=1.0 + beta, fd=False)
+
+
+@given(data=st.data(), spike=st.booleans())
+def test_kl_stats(dtype, data, spike):
+    """The KL statistics every actor loss reports (kl_violation_frac, kl_mean, kl_max), with one
+    state far beyond the rest in some examples (the tail kl_max is there to show). kl_max is an
+    element of kl: every port returns exactly the reference's value, in kl's dtype."""
+    _, _, kl, _, _, kl_target, _ = data.draw(S.actor_inputs(dtype))
+    kl = kl.astype(dtype)
+    if spike:
+        kl.flat[data.draw(st.integers(0, kl.size - 1))] = 50.0 * kl_target
+    violated = kl >= np.asarray(kl_target, dtype)
+    args = (kl, violated)
+    ref = check_values("losses.kl_stats", args, dtype=dtype, scale=float(np.max(np.abs(kl))))
+    assert ref["kl_max"] == np.max(kl) and ref["kl_max"].dtype == dtype
+    for be in available_backends():
+        with be.precision(dtype):
+            out = be.numpy(counterpart(be.name, "losses.kl_stats")(*be.array(args)))
+        assert out["kl_max"] == ref["kl_max"], (be.name, out["kl_max"], ref["kl_max"])
 
 
 @given(data=st.data(), k=st.sampled_from((1, 4)))
@@ -430,10 +451,11 @@ def test_multiplier_losses_fd(alpha, beta, target, kl_target, data):
 
 @given(data=st.data(), shape=st.sampled_from(((), (4,))),
        bound=st.sampled_from((-math.inf, math.log(0.1), 0.0)) | S.log_multipliers(1e-6, 1e4))
-def test_project_log_beta(dtype, data, shape, bound):
-    """``loss.beta_min``'s projection log β ← max(log β, log β_min), bit for bit in every port:
-    −inf is the identity, a log β below the bound lands exactly on the bound cast to the dtype,
-    one at or above it is unchanged, a NaN stays NaN (for the non-finite guard)."""
+def test_project_log_multiplier(dtype, data, shape, bound):
+    """The projection of ``loss.alpha_min`` and ``loss.beta_min``, log m ← max(log m, log m_min)
+    (one function for log α and log β), bit for bit in every port: −inf is the identity, a log
+    below the bound lands exactly on the bound cast to the dtype, one at or above it is
+    unchanged, a NaN stays NaN (for the non-finite guard)."""
     from parity_tests.backends import reference
     from parity_tests.harness import available_backends
 
@@ -441,23 +463,24 @@ def test_project_log_beta(dtype, data, shape, bound):
     edges = (-math.inf,) if bound == -math.inf else (
         float(floor), float(np.nextafter(floor, dtype.type(-np.inf))),
         float(np.nextafter(floor, dtype.type(np.inf))))
-    log_beta = data.draw(S.arrays(shape, -30.0, 30.0, edges=edges)).astype(dtype)
+    log_value = data.draw(S.arrays(shape, -30.0, 30.0, edges=edges)).astype(dtype)
     if data.draw(st.booleans()):
-        log_beta.flat[0] = np.nan
-    ref = np.asarray(reference("losses.project_log_beta")(log_beta, bound))
-    assert ref.dtype == dtype and ref.shape == log_beta.shape
-    nan = np.isnan(log_beta)
+        log_value.flat[0] = np.nan
+    ref = np.asarray(reference("losses.project_log_multiplier")(log_value, bound))
+    assert ref.dtype == dtype and ref.shape == log_value.shape
+    nan = np.isnan(log_value)
     assert np.array_equal(np.isnan(ref), nan), "the projection must keep NaN (and only NaN)"
-    keep = ~nan & (log_beta >= floor)
-    assert np.array_equal(ref[keep], log_beta[keep]), "a log beta at/above the bound moved"
-    assert np.all(ref[~nan & ~keep] == floor), "a log beta below the bound is not on the bound"
+    keep = ~nan & (log_value >= floor)
+    assert np.array_equal(ref[keep], log_value[keep]), "a log at/above the bound moved"
+    assert np.all(ref[~nan & ~keep] == floor), "a log below the bound is not on the bound"
     for be in available_backends():
         with be.precision(dtype):
-            got = be.numpy(counterpart(be.name, "losses.project_log_beta")(
-                be.array(log_beta), bound))
-        assert got.dtype == dtype, f"{be.name} project_log_beta: dtype {got.dtype}"
+            got = be.numpy(counterpart(be.name, "losses.project_log_multiplier")(
+                be.array(log_value), bound))
+        assert got.dtype == dtype, f"{be.name} project_log_multiplier: dtype {got.dtype}"
         assert np.array_equal(got, ref, equal_nan=True), (
-            f"{be.name} project_log_beta({log_beta!r}, {bound!r}) = {got!r}, reference {ref!r}")
+            f"{be.name} project_log_multiplier({log_value!r}, {bound!r}) = {got!r}, "
+            f"reference {ref!r}")
 
 
 # ---- normalization ---------------------------------------------------------------------------

@@ -9,7 +9,8 @@ fed to both ports), two consecutive ``minibatch_step`` calls in each port must g
 
 * the same Adam moments (first and second) of every canonical leaf and of [log α, log β],
 * the same parameters (every canonical leaf) and log α / log β,
-* the same logged metrics,
+* the same logged metrics (``train/kl_max``, the largest per-state KL̂, also against the
+  float64 reference),
 
 under the layer-3 tolerance of parity_tests/README.md: the gradient tolerance of layer 2,
 propagated through the Adam update exactly (see :func:`adam_ratio_bound`). Adam divides by
@@ -62,15 +63,17 @@ def _require_both():
 
 
 def make_hyper(kind: str, kl_mode: str, gradient: str = "pathwise",
-               log_beta_min: float = -math.inf) -> Hyper:
+               log_beta_min: float = -math.inf, log_alpha_min: float = -math.inf,
+               entropy_target: float = -0.5 * ACT) -> Hyper:
     return Hyper(obs_dim=OBS, action_dim=ACT, num_envs=BATCH, num_steps=1, num_minibatches=1,
                  num_epochs=1, gamma=0.99, lam=0.95, v_min=V_MIN, v_max=V_MAX,
                  num_bins=BINS if kind == "hlgauss" else 1, sigma=SIGMA, value_kind=kind,
                  aux_mult=1.0, min_std=0.1, kl_target=KL_TARGET, kl_mode=kl_mode, kl_samples=K,
-                 entropy_target=-0.5 * ACT, normalize_obs=True, actor_lr=ACTOR_LR,
+                 entropy_target=entropy_target, normalize_obs=True, actor_lr=ACTOR_LR,
                  critic_lr=CRITIC_LR, multiplier_lr=MULT_LR, max_grad_norm=MAX_GRAD_NORM,
                  multiplier_max_grad_norm=MULT_MAX_GRAD_NORM, actor_gradient=gradient,
-                 score_samples=K_SCORE, ppo_clip=PPO_CLIP, log_beta_min=log_beta_min)
+                 score_samples=K_SCORE, ppo_clip=PPO_CLIP, log_beta_min=log_beta_min,
+                 log_alpha_min=log_alpha_min)
 
 
 def make_params(seed: int, kind: str, dtype, behaviour_scale: float, log_alpha: float,
@@ -143,13 +146,14 @@ def _reference_ratio(actor_params, behaviour, obs, pre_action):
 
 @functools.lru_cache(maxsize=None)
 def _jax_step(kind: str, kl_mode: str, gradient: str = "pathwise",
-              log_beta_min: float = -math.inf):
+              log_beta_min: float = -math.inf, log_alpha_min: float = -math.inf,
+              entropy_target: float = -0.5 * ACT):
     import jax
 
     from reppo_jax import agent as A
     from reppo_jax.networks import Actor, Critic, Value
 
-    h = make_hyper(kind, kl_mode, gradient, log_beta_min)
+    h = make_hyper(kind, kl_mode, gradient, log_beta_min, log_alpha_min, entropy_target)
     nets = A.Nets(Actor(ACT, HIDDEN, 3, NORM), Critic(HIDDEN, 2, 2, 2, h.num_bins, NORM),
                   Value(HIDDEN, VALUE_LAYERS, NORM) if gradient == "ppo" else None)
     opts = A.optimizers(h)
@@ -168,7 +172,7 @@ def _jax_adam(opt_state):
 
 
 def run_jax(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient="pathwise",
-            log_beta_min=-math.inf):
+            log_beta_min=-math.inf, log_alpha_min=-math.inf, entropy_target=-0.5 * ACT):
     """Two minibatch steps; per step: (canonical params, logs, {name: (m, v)}, metrics)."""
     import jax.numpy as jnp
 
@@ -176,7 +180,8 @@ def run_jax(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient="pa
     from reppo_jax.networks import flatten, nest
     from reppo_jax.normalization import RunningStats
 
-    h, (a_opt, c_opt, m_opt, *v_opt), step = _jax_step(kind, kl_mode, gradient, log_beta_min)
+    h, (a_opt, c_opt, m_opt, *v_opt), step = _jax_step(kind, kl_mode, gradient, log_beta_min,
+                                                       log_alpha_min, entropy_target)
     jp = {k: jnp.asarray(v) for k, v in params.items()}
     actor, critic = nest(jp, "actor"), nest(jp, "critic")
     value = nest(jp, "value") if v_opt else None
@@ -210,7 +215,7 @@ def run_jax(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient="pa
 # ---- torch -------------------------------------------------------------------------------------
 
 def run_torch(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient="pathwise",
-              log_beta_min=-math.inf):
+              log_beta_min=-math.inf, log_alpha_min=-math.inf, entropy_target=-0.5 * ACT):
     import torch
 
     from reppo_torch import agent as A
@@ -219,7 +224,7 @@ def run_torch(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient="
     )
     from reppo_torch.normalization import running_stats_init
 
-    h = make_hyper(kind, kl_mode, gradient, log_beta_min)
+    h = make_hyper(kind, kl_mode, gradient, log_beta_min, log_alpha_min, entropy_target)
     tdt = torch.float32 if np.dtype(dtype) == np.float32 else torch.float64
     actor = Actor.from_canonical(params, NORM, dtype=tdt)
     critic = Critic.from_canonical(params, NORM, OBS, dtype=tdt)
@@ -280,9 +285,11 @@ def _grad_tolerance(g, scale, dtype):
     return U_GRAD * eps(dtype) * (np.abs(g) + scale)
 
 
-def check_step_sequence(jax_out, torch_out, params, logs, dtype, lrs, report=None):
+def check_step_sequence(jax_out, torch_out, params, logs, dtype, lrs, report=None,
+                        entropy_scale=ACT + 10.0):
     """Compare moments, parameters and metrics step by step under the propagated tolerance;
-    ``report`` (a dict) collects the largest |diff| / tolerance per kind of quantity."""
+    ``report`` (a dict) collects the largest |diff| / tolerance per kind of quantity;
+    ``entropy_scale`` bounds |ε_H| plus the entropy's terms beside |Ĥ| (in dL/dlog α)."""
     report = {} if report is None else report
 
     def note(kind, err, tol):
@@ -305,7 +312,7 @@ def check_step_sequence(jax_out, torch_out, params, logs, dtype, lrs, report=Non
                 # dL/dlog α = α·(Ĥ − ε_H), dL/dlog β = −β·(KL̂ − ε_KL): scale of the terms
                 alpha, beta = math.exp(float(logs[0] if t == 1 else jax_out[t - 2][1][0])), \
                     math.exp(float(logs[1] if t == 1 else jax_out[t - 2][1][1]))
-                scale = np.array([alpha * (abs(jinfo["train/entropy"]) + ACT + 10.0),
+                scale = np.array([alpha * (abs(jinfo["train/entropy"]) + entropy_scale),
                                   beta * (abs(jinfo["train/kl"]) + KL_TARGET + 10.0)])
             else:
                 scale = float(np.max(np.abs(g)))
@@ -349,7 +356,8 @@ METRIC_SCALES = {
     # magnitudes of the terms each metric is computed from (HL-Gauss CE over ≤ 11 bins with
     # logits ~40, squared errors of O(10) values, |Q| ≤ v_max, log-densities of O(10))
     "train/critic_loss": 100.0, "train/value_loss": 100.0, "train/aux_loss": 100.0,
-    "train/actor_loss": V_MAX + 10.0, "train/kl": 10.0, "train/entropy": 10.0,
+    "train/actor_loss": V_MAX + 10.0, "train/kl": 10.0, "train/kl_max": 10.0,
+    "train/entropy": 10.0,
     "train/q": V_MAX, "train/alpha": 0.0, "train/beta": 0.0, "train/kl_violation_frac": 0.0,
     # ppo: squared errors against targets in [2 v_min, 2 v_max]; ratios of O(1) densities
     "train/v_loss": (4 * V_MAX) ** 2, "train/clip_frac": 0.0, "train/ratio": 10.0,
@@ -363,6 +371,21 @@ def check_metrics(jinfo, tinfo, dtype, t):
             ("network", METRIC_SCALES[k])
         assert_close(np.float64(tinfo[k]), np.float64(x), dtype, layer, scale,
                      f"step {t} metric {k}: torch vs jax", check_dtype=False)
+
+
+def check_kl_max(params, behaviour, batches, jax_out, torch_out, dtype):
+    """``train/kl_max`` of each step in both ports against the largest per-state KL̂ of the
+    float64 reference (the actor before the step against the behaviour policy θ', on the
+    step's minibatch and KL noise): the per-state tail agrees with the reference, not only
+    between the ports."""
+    actor = {k: v for k, v in params.items() if k.startswith("actor/")}
+    for t, (mb, _, kl_noise) in enumerate(batches):
+        want = float(np.max(_reference_kl(actor, behaviour, mb["obs"], kl_noise)))
+        for port, out in (("jax", jax_out), ("torch", torch_out)):
+            assert_close(np.float64(out[t][3]["train/kl_max"]), np.float64(want), dtype,
+                         "network", METRIC_SCALES["train/kl_max"],
+                         f"step {t + 1} {port} train/kl_max vs reference", check_dtype=False)
+        actor = {k: v for k, v in jax_out[t][0].items() if k.startswith("actor/")}
 
 
 # ---- the test ------------------------------------------------------------------------------------
@@ -393,6 +416,7 @@ def test_two_minibatch_steps_agree(dtype, kind, kl_mode, seed, data, behaviour_s
     torch_out = run_torch(kind, kl_mode, params, behaviour, logs, batches, dtype)
     lrs = {"actor": ACTOR_LR, "critic": CRITIC_LR, "multipliers": MULT_LR}
     check_step_sequence(jax_out, torch_out, params, logs, np.dtype(dtype), lrs)
+    check_kl_max(params, behaviour, batches, jax_out, torch_out, np.dtype(dtype))
     if kl_mode == "none":
         # no KL term: β is frozen in both ports (zero gradient, so Adam's step is exactly 0)
         for port, out in (("jax", jax_out), ("torch", torch_out)):
@@ -426,6 +450,14 @@ def test_estimators_two_minibatch_steps_agree(dtype, gradient, kl_mode, seed, da
     logs = np.asarray([log_alpha, log_beta], dtype)
     with BACKENDS["jax"].precision(dtype):
         jax_out = run_jax(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient)
+    if gradient == "ppo":
+        # the importance ratio exp(log π − log π') multiplies the rounding error of the
+        # log-ratio (a difference of log-densities that can be ~1e4 for small drawn stds) by the
+        # ratio itself: a step that moved the policy by tens of nats (a mean ratio of 1e75 was
+        # drawn) makes the loss ill-conditioned far beyond METRIC_SCALES' "ratios of O(1)";
+        # keep the mean ratio of both steps below 1e6 (log-ratio ≲ 14 nats), which PPO's clip
+        # keeps real updates far inside
+        assume(all(float(info["train/ratio"]) < 1e6 for *_, info in jax_out))
     actors = [{k: v for k, v in params.items() if k.startswith("actor/")},
               {k: v for k, v in jax_out[0][0].items() if k.startswith("actor/")}]
     for actor, (mb, _, kl_noise) in zip(actors, batches):
@@ -480,3 +512,48 @@ def test_beta_floor_binds(dtype, seed, data, log_alpha, offset):
     m, v = (float(np.asarray(x, np.float64)[1]) for x in jax_out[0][2]["multipliers"])
     step = MULT_LR * (m / (1 - B1)) / (math.sqrt(v / (1 - B2)) + ADAM_EPS)
     assert log_beta - step < LOG_BETA_MIN - MULT_LR / 2, "the bound did not bind"
+
+
+LOG_ALPHA_MIN = math.log(0.03)
+"""The α floor of :func:`test_alpha_floor_binds` (one value: the jitted step closes over it)."""
+LOW_ENTROPY_TARGET = -50.0
+"""ε_H of :func:`test_alpha_floor_binds`: far below the entropy any of its policies has (σ ≥
+min_std = 0.1 gives −log π ≥ −2.8 before the tanh correction), so dL/dlog α = α·(Ĥ − ε_H) > 0
+and every multiplier step pushes log α down."""
+
+
+@settings(max_examples=max(1, settings.default.max_examples // 25),  # ci: 1, thorough: 20
+          phases=(Phase.explicit, Phase.reuse, Phase.generate))
+@given(seed=st.integers(0, 2**31 - 1), data=st.data(), log_beta=S.log_multipliers(1e-4, 10.0),
+       offset=st.sampled_from((0.0,)) | st.floats(0.0, MULT_LR / 3))
+def test_alpha_floor_binds(dtype, seed, data, log_beta, offset):
+    """``loss.alpha_min`` (``Hyper.log_alpha_min``): log α starts at most lr/3 above the floor
+    and the entropy is far above its target, so Adam's first step (≈ lr) would take log α below
+    the floor: both ports agree as in the unbounded test, and log α ends each step exactly on
+    the floor (the bound cast to the dtype). The behaviour policy is the actor (KL̂ = 0 at the
+    first step, tiny at the second: clear of the clipped switch)."""
+    _require_both()
+    floor = dtype.type(LOG_ALPHA_MIN)
+    log_alpha = float(np.asarray(LOG_ALPHA_MIN + offset, dtype))
+    assume(log_alpha >= floor)
+    params, behaviour = make_params(seed, "hlgauss", dtype, 0.0, log_alpha, log_beta)
+    batches = [_minibatch(data, dtype) for _ in range(2)]
+    logs = np.asarray([log_alpha, log_beta], dtype)
+    floors = dict(log_alpha_min=LOG_ALPHA_MIN, entropy_target=LOW_ENTROPY_TARGET)
+    with BACKENDS["jax"].precision(dtype):
+        jax_out = run_jax("hlgauss", "clipped", params, behaviour, logs, batches, dtype, **floors)
+    torch_out = run_torch("hlgauss", "clipped", params, behaviour, logs, batches, dtype, **floors)
+    check_step_sequence(jax_out, torch_out, params, logs, np.dtype(dtype),
+                        {"actor": ACTOR_LR, "critic": CRITIC_LR, "multipliers": MULT_LR},
+                        entropy_scale=abs(LOW_ENTROPY_TARGET) + ACT + 10.0)
+    for port, out in (("jax", jax_out), ("torch", torch_out)):
+        for t, (_, step_logs, _, info) in enumerate(out, 1):
+            assert info["train/entropy"] > LOW_ENTROPY_TARGET, (
+                f"{port} step {t}: entropy {info['train/entropy']}")
+            assert step_logs[0] == floor, (
+                f"{port} step {t}: log alpha {step_logs[0]!r}, expected the floor {floor!r}")
+    # without the projection the first step would have left the floor: Adam's first step
+    # lr·m̂/(√v̂ + ε) (bias-corrected, t = 1) exceeds the start's distance to it
+    m, v = (float(np.asarray(x, np.float64)[0]) for x in jax_out[0][2]["multipliers"])
+    step = MULT_LR * (m / (1 - B1)) / (math.sqrt(v / (1 - B2)) + ADAM_EPS)
+    assert log_alpha - step < LOG_ALPHA_MIN - MULT_LR / 2, "the bound did not bind"

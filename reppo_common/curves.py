@@ -2,7 +2,9 @@
 reppo aggregate).
 
 A run directory (see :mod:`reppo_common.runs`) holds ``config.json``, ``meta.json`` and
-``metrics.jsonl``; this module turns the eval lines of ``metrics.jsonl`` into arrays and groups
+``metrics.jsonl``; this module turns the lines of ``metrics.jsonl`` that carry a metric (the eval
+lines for ``eval/*``, the per-iteration train lines for ``train/*`` and ``rollout/*``, see
+:func:`record_kind`) into arrays and groups
 runs by environment and by any label (backend, seed or a config field such as
 ``loss.kl_target``). Every problem with the input is a one-line :class:`UserError`.
 """
@@ -20,15 +22,23 @@ import numpy as np
 from reppo_common.errors import UserError
 from reppo_common.runs import CONFIG_FILE, META_FILE, METRICS_FILE, read_metrics
 
-__all__ = ["RunCurve", "expand_run_dirs", "load_run", "load_runs", "run_label", "group_runs", "DEFAULT_METRIC"]
+__all__ = ["RunCurve", "expand_run_dirs", "load_run", "load_runs", "record_kind", "run_label",
+           "group_runs", "DEFAULT_METRIC"]
 
 DEFAULT_METRIC = "eval/return_mean"
 """The metric the tools read by default (mean deterministic-policy episode return)."""
 
 
+def record_kind(metric: str) -> str:
+    """The ``kind`` of the metrics.jsonl lines that carry ``metric``: "eval" for ``eval/*``,
+    "train" for every other key (``train/*``, ``rollout/*``: one line per iteration)."""
+    return "eval" if metric.startswith("eval/") else "train"
+
+
 @dataclass
 class RunCurve:
-    """One run's evaluation curve plus the facts used to group it."""
+    """One run's curve of one metric (eval lines, or train lines for a train metric, see
+    :func:`record_kind`) plus the facts used to group it."""
 
     path: Path
     env: str
@@ -36,11 +46,11 @@ class RunCurve:
     seed: int | None
     metric: str
     steps: np.ndarray
-    """Env steps of the eval lines (sorted, float)."""
+    """Env steps of the lines (sorted, float)."""
     wall_s: np.ndarray
-    """Wall-clock seconds since the run started at each eval line (NaN where missing)."""
+    """Wall-clock seconds since the run started at each line (NaN where missing)."""
     values: np.ndarray
-    """The metric at each eval line (NaN where it was written as null)."""
+    """The metric at each line (NaN where it was written as null)."""
     config: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -63,24 +73,27 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _check_order(evals: Sequence[dict[str, Any]], path: Path) -> None:
-    """Eval lines must come in strictly increasing ``env_steps``: a repeated or earlier step
-    means the file was edited, concatenated or written by two processes at once, and a curve
-    (or a "max" score) built from it would be wrong. UserError naming the first offender."""
-    for prev, cur in zip(evals, evals[1:]):
+def _check_order(lines: Sequence[dict[str, Any]], path: Path, kind: str) -> None:
+    """The lines of one kind must come in strictly increasing ``env_steps`` (a resumed run
+    rewinds the file to its checkpoint first): a repeated or earlier step means the file was
+    edited, concatenated or written by two processes at once, and a curve (or a "max" score)
+    built from it would be wrong. UserError naming the first offender."""
+    what_one = "evaluation" if kind == "eval" else "iteration"
+    for prev, cur in zip(lines, lines[1:]):
         a, b = prev["env_steps"], cur["env_steps"]
         if b <= a:
-            what = "a duplicate eval line" if b == a else "an out-of-order eval line"
+            what = f"a duplicate {kind} line" if b == a else f"an out-of-order {kind} line"
             raise UserError(f"{path} has {what} (env_steps {b:,} after {a:,}); each "
-                            f"evaluation must appear once, in order: remove the extra lines")
+                            f"{what_one} must appear once, in order: remove the extra lines")
 
 
 def load_run(path: str | Path, metric: str = DEFAULT_METRIC) -> RunCurve:
-    """Read one run directory's eval curve for ``metric``.
+    """Read one run directory's curve for ``metric`` from the lines of its
+    :func:`record_kind` (e.g. ``train/kl_max`` from the train lines, one per iteration).
 
-    Raises UserError if the directory or its metrics.jsonl is missing, has no eval line
-    carrying ``metric``, or has duplicate or out-of-order eval lines. config.json and meta.json are optional (env/backend then come from
-    whichever exists; 'unknown' otherwise).
+    Raises UserError if the directory or its metrics.jsonl is missing, has no line of that kind
+    carrying ``metric``, or has duplicate or out-of-order lines of that kind. config.json and
+    meta.json are optional (env/backend then come from whichever exists; 'unknown' otherwise).
     """
     p = Path(path)
     if not p.exists():
@@ -93,18 +106,21 @@ def load_run(path: str | Path, metric: str = DEFAULT_METRIC) -> RunCurve:
     config = _read_json(p / CONFIG_FILE) if (p / CONFIG_FILE).is_file() else {}
     meta = _read_json(p / META_FILE) if (p / META_FILE).is_file() else {}
     records = read_metrics(mpath)
-    evals = [r for r in records if r.get("kind") == "eval" and metric in r
+    kind = record_kind(metric)
+    lines = [r for r in records if r.get("kind") == kind and metric in r
              and isinstance(r.get("env_steps"), (int, float))]
-    if not evals:
+    if not lines:
         kinds = sorted({str(r.get("kind")) for r in records})
         what = f"lines of kind {', '.join(kinds)}" if records else "no lines"
-        raise UserError(f"{mpath} has no eval lines with {metric!r} ({what}); evaluation runs "
-                        f"every run.eval_interval env steps")
-    _check_order(evals, mpath)
+        hint = ("evaluation runs every run.eval_interval env steps" if kind == "eval" else
+                "train lines carry the train/* and rollout/* keys of docs/metrics.md; an older "
+                "run may lack a newer key")
+        raise UserError(f"{mpath} has no {kind} lines with {metric!r} ({what}); {hint}")
+    _check_order(lines, mpath, kind)
 
     def col(key: str) -> np.ndarray:
         return np.array([float(r[key]) if isinstance(r.get(key), (int, float)) else np.nan
-                         for r in evals])
+                         for r in lines])
 
     env = meta.get("env") or config.get("env", {}).get("name") or "unknown"
     seed = config.get("run", {}).get("seed")

@@ -1,18 +1,20 @@
 """Learning curves from reppo run directories to a PNG.
 
-For every environment one row with two panels: the eval metric (default ``eval/return_mean``)
-against env steps and against wall-clock time. Runs are grouped by a label (default: backend;
-``--group-by loss.kl_target`` or ``--group-by backend,rollout.num_envs`` for sweeps) and each
-group is drawn as the mean over its runs (seeds) with a 95% confidence band (Student t by
-default, ``--ci bootstrap`` for a percentile bootstrap of the mean).
+For every environment one row with two panels: the metric (default ``eval/return_mean``; a
+``train/*`` or ``rollout/*`` key such as ``train/kl_max`` is read from the per-iteration train
+lines) against env steps and against wall-clock time. Runs are grouped by a label (default:
+backend; ``--group-by loss.kl_target`` or ``--group-by backend,rollout.num_envs`` for sweeps)
+and each group is drawn as the mean over its runs (seeds) with a 95% confidence band (Student t
+by default, ``--ci bootstrap`` for a percentile bootstrap of the mean).
 
 Seeds rarely evaluate at identical steps or times (different eval intervals, resumed or killed
 runs, and wall-clock always differs), so each run is linearly interpolated onto a common grid:
-the union of all eval x values of the group, restricted to where at least ``--min-seeds`` runs
+the union of all x values of the group, restricted to where at least ``--min-seeds`` runs
 (default: all of the group) have data. Nothing is extrapolated.
 
     reppo plot docs/results/cartpole_balance_cpu --out cartpole.png
     reppo plot runs/dmc_CartpoleBalance --group-by loss.kl_target --out kl.png
+    reppo plot runs/dmc_CartpoleBalance --metric train/kl_max --out kl_tail.png
 
 Importable: :func:`plot_runs` draws a list of :class:`reppo_common.curves.RunCurve`;
 :func:`curve_band` computes one band.
@@ -193,11 +195,13 @@ def plot_runs(runs: Sequence[RunCurve], out: str | Path, group_by: Sequence[str]
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="reppo plot",
-        description="Plot eval learning curves (vs env steps and wall-clock) of reppo run "
+        description="Plot learning curves (vs env steps and wall-clock) of reppo run "
                     "directories: mean ± CI over seeds, one row per env.")
     p.add_argument("runs", nargs="+", help="run directories (or folders containing them)")
     p.add_argument("--out", required=True, help="output PNG path")
-    p.add_argument("--metric", default=DEFAULT_METRIC, help="eval metric (default %(default)s)")
+    p.add_argument("--metric", default=DEFAULT_METRIC,
+                   help="an eval/* key, or a train/* or rollout/* key read from the train lines "
+                        "(e.g. train/kl_max); default %(default)s")
     p.add_argument("--group-by", default="backend",
                    help="comma-separated label keys: backend, seed, dir, meta.<key> or a config "
                         "field such as loss.kl_target (default %(default)s)")
@@ -238,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for what in summary["individual"]:
         print(f"note: {what}: the runs share no common range; drawn individually (dashed)")
     if summary["interpolated"]:
-        print(f"note: eval {' and '.join(summary['interpolated'])} differed across runs; those "
+        print(f"note: the {' and '.join(summary['interpolated'])} differed across runs; those "
               f"curves were linearly interpolated onto a common grid (no extrapolation)")
     print(f"wrote {summary['out']}")
     return 0

@@ -25,11 +25,12 @@ import optax
 from reppo_jax import distributions as D
 from reppo_jax import estimators as E
 from reppo_jax.losses import (
-    actor_loss, critic_loss, multiplier_loss, project_log_beta, q_value,
+    actor_loss, critic_loss, multiplier_loss, project_log_multiplier, q_value,
 )
 from reppo_jax.networks import Actor, Critic, Value
 from reppo_jax.normalization import RunningStats, normalize, running_stats_update
 from reppo_jax.targets import soft_rewards, soft_td_lambda
+from spec.backend import ITERATION_MAX_METRICS
 from spec.config import is_sampled_eval
 from spec.hyper import Hyper  # noqa: F401  (A.Hyper: resolved hyperparameters, shared by every port)
 
@@ -134,9 +135,10 @@ def actor_noise(h: Hyper, key, batch: int) -> tuple[jax.Array, jax.Array]:
 
 def multiplier_step(h: Hyper, mult_opt, state: AgentState, entropy, kl) -> AgentState:
     """One Adam step on [log α, log β] from the (stop-gradient) entropy and KL estimates of the
-    actor step, then log β projected onto [``h.log_beta_min``, ∞) (``loss.beta_min``; −inf: no
-    bound); β is frozen when the KL term is off (``kl_mode='none'``, see ``multiplier_loss``;
-    the config keeps the bound ≤ beta_init in that mode, so the projection leaves it there). Shared by the continuous and
+    actor step, then log α projected onto [``h.log_alpha_min``, ∞) (``loss.alpha_min``) and
+    log β onto [``h.log_beta_min``, ∞) (``loss.beta_min``); −inf: no bound. β is frozen when
+    the KL term is off (``kl_mode='none'``, see ``multiplier_loss``; the config keeps its bound
+    ≤ beta_init in that mode, so the projection leaves it there). Shared by the continuous and
     the discrete agent."""
 
     def mult_loss(logs):
@@ -146,7 +148,8 @@ def multiplier_step(h: Hyper, mult_opt, state: AgentState, entropy, kl) -> Agent
     mgrads = jax.grad(mult_loss)(logs)
     mupdates, mult_opt_state = mult_opt.update(mgrads, state.mult_opt, logs)
     logs = optax.apply_updates(logs, mupdates)
-    return state._replace(log_alpha=logs[0], log_beta=project_log_beta(logs[1], h.log_beta_min),
+    return state._replace(log_alpha=project_log_multiplier(logs[0], h.log_alpha_min),
+                          log_beta=project_log_multiplier(logs[1], h.log_beta_min),
                           mult_opt=mult_opt_state)
 
 
@@ -198,7 +201,8 @@ def actor_update(nets: Nets, h: Hyper, actor_opt, mult_opt, state: AgentState, b
     new_state = multiplier_step(h, mult_opt, state, entropy, kl)._replace(
         actor=actor_params, actor_opt=actor_opt_state)
     out = {"train/actor_loss": loss, "train/actor_grad_norm": optax.tree.norm(grads),
-           "train/kl": info["kl_mean"], "train/kl_violation_frac": info["kl_violation_frac"],
+           "train/kl": info["kl_mean"], "train/kl_max": info["kl_max"],
+           "train/kl_violation_frac": info["kl_violation_frac"],
            "train/entropy": info["entropy_mean"]}
     if h.actor_gradient == "ppo":
         out.update({"train/clip_frac": info["clip_frac"], "train/ratio": info["ratio_mean"]})
@@ -294,8 +298,8 @@ def update(nets: Nets, h: Hyper, opts, agent: AgentState, batch: Transition, tar
     """num_epochs × num_minibatches of (critic step, [value step,] actor step, multiplier step).
 
     ``extras``: further per-transition arrays (T, N, ...) for the minibatches (the ppo
-    estimator's ``reppo_jax.estimators.compute_advantages``). Returns the new agent and metrics averaged over
-    every minibatch of the iteration.
+    estimator's ``reppo_jax.estimators.compute_advantages``). Returns the new agent and metrics
+    over every minibatch of the iteration (:func:`iteration_metrics`).
     ``shard_minibatches``: an optional layout hint applied to each epoch's
     ``(num_minibatches, minibatch, ...)`` arrays — with several devices,
     ``reppo_jax.distributed.DataParallel.shard_minibatches`` splits every minibatch over them; it
@@ -329,7 +333,14 @@ def update(nets: Nets, h: Hyper, opts, agent: AgentState, batch: Transition, tar
         return jax.lax.scan(minibatch, agent, (mbs, keys, mb_eps))
 
     agent, infos = jax.lax.scan(epoch, agent, (jax.random.split(key, h.num_epochs), noise))
-    return agent, jax.tree.map(jnp.mean, infos)
+    return agent, iteration_metrics(infos)
+
+
+def iteration_metrics(infos: dict) -> dict:
+    """An iteration's metrics from the stacked per-update ones (leading axes: epochs,
+    minibatches): the mean over every update, the maximum for
+    ``spec.backend.ITERATION_MAX_METRICS`` (shared by the continuous and the discrete agent)."""
+    return {k: (jnp.max if k in ITERATION_MAX_METRICS else jnp.mean)(v) for k, v in infos.items()}
 
 
 UPDATE_NOISE = ("perm", "actor", "kl")

@@ -101,31 +101,48 @@ def arrays_to_tree(arrays: Mapping[str, np.ndarray], template: Any, *, source: s
 # NaN / inf guard (names and order: reppo_common.guard)
 # --------------------------------------------------------------------------------------------
 
-def _all_finite(tree: Any) -> jax.Array:
-    leaves = [x for x in jax.tree.leaves(tree)
-              if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact)]
-    if not leaves:
-        return jnp.asarray(True)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+def _finite_flags(parts: Sequence[Any]) -> jax.Array:
+    """One flag per part (an array or a pytree of arrays): True where all its floating-point
+    elements are finite (a part without any is finite).
+
+    One ``isfinite`` over the concatenation of every part's raveled float leaves, then one
+    ``all`` per part: a handful of fused kernels for the whole guard. (A reduction per leaf,
+    ~70 leaves for the continuous agent, compiled ~200 kernels: ~10% of the compile time of
+    the training iteration.)"""
+    segments = []
+    for part in parts:
+        leaves = [jnp.ravel(x) for x in jax.tree.leaves(part)
+                  if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact)]
+        segments.append(jnp.concatenate(leaves) if leaves else None)
+    present = [s for s in segments if s is not None]
+    finite = jnp.isfinite(jnp.concatenate(present)) if present else None
+    flags, start = [], 0
+    for s in segments:
+        if s is None:
+            flags.append(jnp.ones((1,), bool))
+        elif s.size == 1:
+            flags.append(finite[start:start + 1])
+        else:
+            flags.append(jnp.all(finite[start:start + s.size])[None])
+        start += 0 if s is None else s.size
+    return jnp.concatenate(flags)
 
 
 def guard_iteration(iteration):
     """Wrap a ``carry -> (carry, info)`` iteration so that (under the same jit) it also returns
     ``info[GUARD_KEY]``: a bool vector, one flag per :func:`guard_names` entry, True where the
-    quantity is finite. Costs one ``isfinite`` reduction per leaf."""
+    quantity is finite (:func:`_finite_flags`)."""
 
     def guarded(carry):
         carry, info = iteration(carry)
         a = carry.agent
         names = guard_names(tuple(info))
         n_info = len(names) - len(STATE_GROUPS)
-        flags = [jnp.all(jnp.isfinite(info[k])) for k in names[:n_info]]
-        value = getattr(a, "value", None)
-        flags += [_all_finite(a.critic), _all_finite(a.actor), jnp.isfinite(a.log_alpha),
-                  jnp.isfinite(a.log_beta), _all_finite(a.obs_stats), _all_finite(value),
-                  _all_finite((a.actor_opt, a.critic_opt, a.mult_opt,
-                               getattr(a, "value_opt", None)))]
-        return carry, {**info, GUARD_KEY: jnp.stack([jnp.asarray(f, bool) for f in flags])}
+        parts = [info[k] for k in names[:n_info]]
+        parts += [a.critic, a.actor, a.log_alpha, a.log_beta, a.obs_stats,
+                  getattr(a, "value", None),
+                  (a.actor_opt, a.critic_opt, a.mult_opt, getattr(a, "value_opt", None))]
+        return carry, {**info, GUARD_KEY: _finite_flags(parts)}
 
     return guarded
 

@@ -59,14 +59,21 @@ def kl_switch(objective, kl, beta, violated, mode: str):
     raise ValueError(f"unknown kl mode {mode!r}: expected one of {KL_MODES}")
 
 
+def kl_stats(kl, violated) -> dict[str, jax.Array]:
+    """The KL statistics every actor loss reports (``spec.reference.losses.kl_stats``):
+    kl_violation_frac, kl_mean and kl_max (the per-state tail the mean hides)."""
+    if violated.shape != kl.shape:
+        raise ValueError(f"violated {violated.shape} and kl {kl.shape} must have the same shape")
+    return {"kl_violation_frac": jnp.mean(violated.astype(kl.dtype)), "kl_mean": jnp.mean(kl),
+            "kl_max": jnp.max(kl)}
+
+
 def _switched(objective, kl, beta, kl_target: float, mode: str):
     """Eq. 13's KL treatment shared by every continuous actor loss: batch mean of the switched
     per-state objective, and the KL statistics."""
     violated = kl >= kl_target
     per_state = kl_switch(objective, kl, beta, violated, mode)
-    info = {"kl_violation_frac": jnp.mean(violated.astype(objective.dtype)),
-            "kl_mean": jnp.mean(kl)}
-    return jnp.mean(per_state), info
+    return jnp.mean(per_state), kl_stats(kl, violated)
 
 
 def actor_loss(q_values, log_probs, kl, alpha, beta, kl_target: float, mode: str):
@@ -132,10 +139,11 @@ def beta_loss(log_beta, kl, kl_target: float):
     return -jnp.exp(log_beta) * jax.lax.stop_gradient(jnp.mean(kl) - kl_target)
 
 
-def project_log_beta(log_beta, log_beta_min: float):
-    """``loss.beta_min``: log β ← max(log β, log β_min) after each multiplier step (projected
-    gradient descent on the KL multiplier); −inf is the identity, a NaN stays NaN."""
-    return jnp.maximum(log_beta, jnp.asarray(log_beta_min, jnp.result_type(log_beta)))
+def project_log_multiplier(log_value, log_floor: float):
+    """``loss.alpha_min`` / ``loss.beta_min``: log m ← max(log m, log m_min) after each
+    multiplier step (projected gradient descent on the Lagrange multiplier); −inf is the
+    identity, a NaN stays NaN."""
+    return jnp.maximum(log_value, jnp.asarray(log_floor, jnp.result_type(log_value)))
 
 
 def multiplier_loss(logs, entropy, kl, entropy_target: float, kl_target: float, kl_mode: str):

@@ -33,11 +33,12 @@ from reppo_torch import estimators as E
 from reppo_torch.distributed import SINGLE, Shard, average_gradients_
 from reppo_torch.hlgauss import hlgauss_target
 from reppo_torch.losses import (
-    actor_loss, critic_loss, multiplier_grad, project_log_beta, q_value,
+    actor_loss, critic_loss, multiplier_grad, project_log_multiplier, q_value,
 )
 from reppo_torch.networks import Actor, Critic, Value
 from reppo_torch.normalization import RunningStats, normalize
 from reppo_torch.targets import soft_rewards, soft_td_lambda
+from spec.backend import ITERATION_MAX_METRICS
 from spec.config import is_sampled_eval
 from spec.hyper import Hyper  # noqa: F401  (A.Hyper: resolved hyperparameters, shared by every port)
 
@@ -303,13 +304,14 @@ def _actor_objective(h: Hyper, state: AgentState, mean: torch.Tensor, std: torch
 def actor_update(h: Hyper, state: AgentState, behaviour: Actor, obs: torch.Tensor,
                  noise: torch.Tensor, kl_noise: torch.Tensor,
                  mb: dict | None = None) -> tuple[AgentState, dict]:
-    """Actor step on the current critic, then the α/β step (log β then projected onto
-    [``h.log_beta_min``, ∞), ``loss.beta_min``). The noise is passed in (see
-    :func:`actor_noise`) so that the update is a deterministic function of its inputs — the
-    parity suite feeds the same noise to every port. ``mb`` (the minibatch) is read by the ppo
-    estimator (``pre_action``, ``advantage``) and for the behaviour policy's outputs at ``obs``
-    (``old_mean``, ``old_std``: the rollout's, see :class:`Transition`) where it holds them;
-    otherwise ``behaviour`` is evaluated here."""
+    """Actor step on the current critic, then the α/β step (log α and log β then projected onto
+    [``h.log_alpha_min``, ∞) and [``h.log_beta_min``, ∞): ``loss.alpha_min``,
+    ``loss.beta_min``). The noise is passed in (see :func:`actor_noise`) so that the update is
+    a deterministic function of its inputs — the parity suite feeds the same noise to every
+    port. ``mb`` (the minibatch) is read by the ppo estimator (``pre_action``, ``advantage``)
+    and for the behaviour policy's outputs at ``obs`` (``old_mean``, ``old_std``: the
+    rollout's, see :class:`Transition`) where it holds them; otherwise ``behaviour`` is
+    evaluated here."""
     logs = state.logs
     alpha = torch.exp(logs.detach()[0])
     beta = torch.exp(logs.detach()[1])
@@ -338,11 +340,13 @@ def actor_update(h: Hyper, state: AgentState, behaviour: Actor, obs: torch.Tenso
     m_grad = multiplier_grad(alpha, beta, entropy, kl, h.entropy_target, h.kl_target,
                              h.kl_mode)
     _step([logs], [m_grad], state.mult_opt, h.multiplier_max_grad_norm)
-    with torch.no_grad():  # the projection of loss.beta_min (a no-op for the default −inf)
-        logs[1] = project_log_beta(logs[1], h.log_beta_min)
+    with torch.no_grad():  # loss.alpha_min / loss.beta_min (no-ops for the default −inf)
+        logs[0] = project_log_multiplier(logs[0], h.log_alpha_min)
+        logs[1] = project_log_multiplier(logs[1], h.log_beta_min)
 
     out = {"train/actor_loss": loss.detach(), "train/actor_grad_norm": grad_norm,
-           "train/kl": info["kl_mean"], "train/kl_violation_frac": info["kl_violation_frac"],
+           "train/kl": info["kl_mean"], "train/kl_max": info["kl_max"],
+           "train/kl_violation_frac": info["kl_violation_frac"],
            "train/entropy": info["entropy_mean"]}
     if h.actor_gradient == "ppo":
         out.update({"train/clip_frac": info["clip_frac"], "train/ratio": info["ratio_mean"]})
@@ -460,9 +464,10 @@ def update(h: Hyper, agent: AgentState, behaviour: Actor, batch: Transition,
     """num_epochs × num_minibatches of (critic step, [value step,] actor step, multiplier step).
 
     ``extras``: further per-transition tensors (T, N, ...) for the minibatches (the ppo
-    estimator's ``reppo_torch.estimators.compute_advantages``). Returns the agent and metrics averaged over every
-    minibatch of the iteration (0-dim device tensors, summed on the device: no host sync
-    here). ``shard``: the part of the global batch this process holds — under torchrun each
+    estimator's ``reppo_torch.estimators.compute_advantages``). Returns the agent and metrics
+    averaged over every minibatch of the iteration, the maximum for
+    ``spec.backend.ITERATION_MAX_METRICS`` (0-dim device tensors, reduced on the device: no host
+    sync here). ``shard``: the part of the global batch this process holds — under torchrun each
     rank updates on its part of every minibatch with the matching slice of the global noise
     (``reppo_torch.distributed``); one process: unchanged. ``noise``: optional explicit draws
     instead of the streams' — ``perm`` (E, n), ``actor`` (E, M, …), ``kl`` (E, M, k, B, A);
@@ -498,10 +503,16 @@ def update(h: Hyper, agent: AgentState, behaviour: Actor, batch: Transition,
                       for v in info.values()]
             if total is None:
                 names, total = list(info), [v.clone() for v in values]
-            else:  # one in-place kernel for all metrics, the same float32 sums
-                torch._foreach_add_(total, values)
-    mean = torch.stack(total) / float(h.num_epochs * h.num_minibatches)
-    return agent, dict(zip(names, mean.unbind()))
+                maxed = [i for i, k in enumerate(names) if k in ITERATION_MAX_METRICS]
+                summed = [i for i in range(len(names)) if i not in maxed]
+                summed_total = [total[i] for i in summed]  # updated in place below
+            else:  # one in-place kernel for the summed metrics (the same float32 sums)
+                torch._foreach_add_(summed_total, [values[i] for i in summed])
+                for i in maxed:  # spec.backend.ITERATION_MAX_METRICS: the iteration's maximum
+                    torch.maximum(total[i], values[i], out=total[i])
+    n = float(h.num_epochs * h.num_minibatches)
+    out = [t if i in maxed else t / n for i, t in enumerate(total)]
+    return agent, dict(zip(names, out))
 
 
 UPDATE_NOISE = ("perm", "actor", "kl")

@@ -25,8 +25,8 @@ agent. What keeps the ranks one algorithm:
   is the single-process permutation, unchanged.
 
 Evaluation, checkpoints, metrics and the progress bar are rank 0's (metrics are averaged over the
-ranks first, :func:`mean_over_ranks`). The process group uses ``nccl`` on CUDA (device
-``cuda:LOCAL_RANK``) and ``gloo`` on CPU.
+ranks first, maxima maximised, :func:`mean_over_ranks`). The process group uses ``nccl`` on CUDA
+(device ``cuda:LOCAL_RANK``) and ``gloo`` on CPU.
 
 A :class:`Shard` can also hold *every* rank's part in one process (``Shard(groups, all ranks)``):
 that is the single-process reference of a multi-rank run, with the same minibatch grouping and
@@ -44,6 +44,7 @@ import torch.distributed as dist
 
 from reppo_common.errors import UserError
 from reppo_torch.normalization import RunningStats, running_stats_merge, running_stats_update
+from spec.backend import ITERATION_MAX_METRICS
 
 
 @dataclass(frozen=True)
@@ -137,11 +138,18 @@ _SUMMED = ("rollout/episodes",)
 
 
 def mean_over_ranks(info: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """An iteration's metrics over all ranks (one all-reduce): minibatch means are averaged
-    (equal parts per rank), episode counts summed, per-episode means weighted by episodes."""
+    """An iteration's metrics over all ranks (one all-reduce, a second one with MAX for the
+    ``spec.backend.ITERATION_MAX_METRICS`` present): minibatch means are averaged (equal parts
+    per rank), episode counts summed, per-episode means weighted by episodes, per-minibatch
+    maxima maximised (the global minibatch is the union of the ranks' parts)."""
     if not is_active():
         return dict(info)
-    keys = list(info)
+    maxed = [k for k in info if k in ITERATION_MAX_METRICS]
+    if maxed:
+        top = torch.stack([info[k].detach().to(torch.float32) for k in maxed])
+        dist.all_reduce(top, op=dist.ReduceOp.MAX)
+        info = {**info, **dict(zip(maxed, top.unbind()))}
+    keys = [k for k in info if k not in ITERATION_MAX_METRICS]
     vec = torch.stack([info[k].detach().to(torch.float32) for k in keys])
     for i, k in enumerate(keys):
         if k in _COUNT_WEIGHTED and _COUNT_WEIGHTED[k] in info:
@@ -157,7 +165,7 @@ def mean_over_ranks(info: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
             out[k] = total[k] / torch.clamp(total[_COUNT_WEIGHTED[k]], min=1.0)
         else:
             out[k] = total[k] / world
-    return out
+    return {k: out[k] if k in out else info[k] for k in info}
 
 
 @dataclass(frozen=True)

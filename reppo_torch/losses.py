@@ -128,16 +128,24 @@ def kl_switch(objective, kl, beta, violated, mode: str):
     raise ValueError(f"unknown kl mode {mode!r}: expected one of {KL_MODES}")
 
 
+def kl_stats(kl: torch.Tensor, violated: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The KL statistics every actor loss reports (``spec.reference.losses.kl_stats``), no
+    gradient: kl_violation_frac, kl_mean and kl_max (the per-state tail the mean hides)."""
+    if violated.shape != kl.shape:
+        raise ValueError(f"violated {tuple(violated.shape)} and kl {tuple(kl.shape)} must have "
+                         "the same shape")
+    with torch.no_grad():
+        return {"kl_violation_frac": torch.mean(violated.to(kl.dtype)),
+                "kl_mean": torch.mean(kl), "kl_max": torch.max(kl)}
+
+
 def _switched(objective: torch.Tensor, kl: torch.Tensor, beta: torch.Tensor | float,
               kl_target: float, mode: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Eq. 13's KL treatment shared by every continuous actor loss: batch mean of the switched
     per-state objective, and the KL statistics (no gradient)."""
     violated = kl >= kl_target  # the float scalar is compared in kl's dtype
     per_state = kl_switch(objective, kl, _const(beta), violated, mode)
-    with torch.no_grad():
-        info = {"kl_violation_frac": torch.mean(violated.to(kl.dtype)),
-                "kl_mean": torch.mean(kl)}
-    return torch.mean(per_state), info
+    return torch.mean(per_state), kl_stats(kl, violated)
 
 
 def actor_loss(
@@ -248,10 +256,11 @@ def beta_loss(log_beta: torch.Tensor, kl: torch.Tensor, kl_target: float) -> tor
     return -torch.exp(log_beta) * torch.mean(kl.detach() - kl_target)
 
 
-def project_log_beta(log_beta: torch.Tensor, log_beta_min: float) -> torch.Tensor:
-    """``loss.beta_min``: log β ← max(log β, log β_min) after each multiplier step (projected
-    gradient descent on the KL multiplier); −inf is the identity, a NaN stays NaN."""
-    return torch.clamp(log_beta, min=log_beta_min)  # the bound as a kernel argument: no copy
+def project_log_multiplier(log_value: torch.Tensor, log_floor: float) -> torch.Tensor:
+    """``loss.alpha_min`` / ``loss.beta_min``: log m ← max(log m, log m_min) after each
+    multiplier step (projected gradient descent on the Lagrange multiplier); −inf is the
+    identity, a NaN stays NaN."""
+    return torch.clamp(log_value, min=log_floor)  # the bound as a kernel argument: no copy
 
 
 def multiplier_grad(alpha: torch.Tensor, beta: torch.Tensor, entropy: torch.Tensor,

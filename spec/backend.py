@@ -13,6 +13,12 @@ from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 from spec.config import ReppoConfig
 
+ITERATION_MAX_METRICS = frozenset({"train/kl_max"})
+"""``train/*`` metrics that an iteration reduces over its updates (num_epochs × num_minibatches)
+with the maximum; every other ``train/*`` metric is the mean over them. A per-minibatch maximum
+is a tail, and the mean of tails would hide the one update where it spiked. Every port reduces
+with this set (and so does any reduction over data-parallel ranks)."""
+
 MetricsSink = Callable[[Mapping[str, Any]], None]
 """Receives one flat dict of metrics (``env_steps`` always present); the CLI appends it to
 ``metrics.jsonl`` (adding ``wall_s``) and to any other enabled sink."""
@@ -22,7 +28,8 @@ MetricsSink = Callable[[Mapping[str, Any]], None]
 class TrainHooks:
     """Callbacks the trainer calls; all optional so tools can run a backend headless.
 
-    - ``on_train_metrics(metrics)``: once per iteration, metrics averaged over the iteration.
+    - ``on_train_metrics(metrics)``: once per iteration, metrics averaged over the iteration
+      (the maximum for :data:`ITERATION_MAX_METRICS`).
     - ``on_eval_metrics(metrics)``: after every evaluation; must contain ``env_steps`` and
       ``eval/return_mean`` (plus ``eval/success_rate`` where the suite has one).
     - ``on_progress(env_steps, metrics)``: lightweight progress-bar update.

@@ -365,10 +365,20 @@ class LossConfig(_Section):
     """Initial entropy multiplier α, "α start" (0.01)."""
     beta_init: float = _f(0.01, gt=0.0)
     """Initial KL multiplier β, "β start" (0.01)."""
+    alpha_min: float = _f(0.0, ge=0.0)
+    """Lower bound on the entropy multiplier α (0 = unbounded, the paper's rule). After each
+    multiplier step log α is projected onto [log alpha_min, ∞) (projected gradient descent on
+    the Lagrange multiplier, ``spec.reference.losses.project_log_multiplier``, as for
+    ``beta_min``). Why: on D-REPPO Breakout (docs/dreppo.md) α of one seed fell to ~0.003 while
+    the entropy sat at its target, and the run stalled (greedy return 6.5 for 1.5M env steps,
+    actor gradient ~20x smaller than in the seeds that learned); with alpha_min = 0.03 that
+    seed learns. α starts at alpha_init: a floor above it lifts α onto the floor at the
+    first multiplier step (the first actor step sees alpha_init). α is never frozen (every
+    ``kl_mode`` trains it), so any floor is valid."""
     beta_min: float = _f(0.0, ge=0.0)
     """Lower bound on the KL multiplier β (0 = unbounded, the paper's rule). After each multiplier
     step log β is projected onto [log beta_min, ∞) (projected gradient descent on the Lagrange
-    multiplier, ``spec.reference.losses.project_log_beta``). Why: while the KL stays below
+    multiplier, ``spec.reference.losses.project_log_multiplier``). Why: while the KL stays below
     ε_KL, β shrinks at the multiplier's learning rate for the whole run (to 1e-4…1e-5 after a
     few million steps), so a later KL spike meets no restoring force until β has grown back;
     a floor keeps the trust region active. β starts at beta_init: a floor above it lifts β

@@ -87,6 +87,14 @@ class Hyper:
     log_beta_min: float = -math.inf
     """log of ``loss.beta_min``: the floor log β is projected onto after each multiplier step
     (−inf for beta_min = 0: no bound, the paper's rule)."""
+    log_alpha_min: float = -math.inf
+    """log of ``loss.alpha_min``: the floor log α is projected onto after each multiplier step
+    (−inf for alpha_min = 0: no bound, the paper's rule)."""
+
+
+def _log_floor(bound: float) -> float:
+    """log of a multiplier's lower bound; −inf for 0 (no bound)."""
+    return math.log(bound) if bound > 0 else -math.inf
 
 
 def require_value_support(config: ReppoConfig, reward_range: tuple[float, float] | None,
@@ -116,7 +124,8 @@ def resolve(config: ReppoConfig, env: EnvFacts) -> Hyper:
     - learning rates: ``actor.lr``/``critic.lr`` default to ``rollout.lr``; the multipliers'
       to the actor's; their clip norm to ``rollout.max_grad_norm``; the state-value network of
       ``actor.gradient=ppo`` uses the critic's;
-    - the floor of log β: log(``loss.beta_min``), −inf when it is 0 (unbounded).
+    - the floors of log α and log β: log(``loss.alpha_min``), log(``loss.beta_min``), −inf
+      where it is 0 (unbounded).
 
     Raises :class:`~spec.config.ConfigError` (one line) when the config cannot be resolved
     for this env.
@@ -172,5 +181,5 @@ def resolve(config: ReppoConfig, env: EnvFacts) -> Hyper:
         multiplier_max_grad_norm=(l.multiplier_max_grad_norm
                                   if l.multiplier_max_grad_norm is not None else r.max_grad_norm),
         actor_gradient=a.gradient, score_samples=l.score_samples, ppo_clip=l.ppo_clip,
-        log_beta_min=math.log(l.beta_min) if l.beta_min > 0 else -math.inf,
+        log_beta_min=_log_floor(l.beta_min), log_alpha_min=_log_floor(l.alpha_min),
     )

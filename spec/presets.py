@@ -164,16 +164,22 @@ PRESETS: dict[str, dict[str, Any]] = {
         # 16 minibatches (was 4): PQN's minibatch size, learns faster in env steps. β ≥ 0.1
         # (loss.beta_min): without a floor β decays to 1e-4…1e-5 and the mean KL of an
         # iteration exceeded 0.2 (2x the target, up to 2.1) in ~107 of 976 iterations of a 2M
-        # run, each with a collapse of the evaluation; with it, 0 (max 0.09). docs/dreppo.md.
+        # run, each with a collapse of the evaluation; with it, 0 (max 0.09). α ≥ 0.03
+        # (loss.alpha_min): without a floor α falls to ~0.003 on Breakout seed 1, whose policy
+        # then stalls at the entropy target (greedy return 6.5 for 1.5M steps, actor gradient
+        # ~20x smaller than the seeds that learn); with it Breakout seeds 0/1/2 first evaluate
+        # >= 20 at 0.59M/1.38M/1.08M env steps and end 1.5M at 28.0/21.5/26.9 (without: 0.44M/
+        # never/1.08M, 31.2/6.6/19.0). docs/dreppo.md, "Breakout seed 1: what we tried".
         "description": "CPU-sized D-REPPO (MinAtar, 2 cores): 128 envs x 16 steps, 16 "
-                       "minibatches, lambda 0.65, beta >= 0.1",
+                       "minibatches, lambda 0.65, beta >= 0.1, alpha >= 0.03",
         "overrides": {
             "env": {"normalize_obs": False},
             "rollout": {"num_envs": 128, "num_steps": 16, "num_minibatches": 16,
                         "num_epochs": 2, "total_env_steps": 5_000_000},
             "critic": {"hidden_dim": 128},
             "actor": {"hidden_dim": 128},
-            "loss": {"lam": 0.65, "alpha_init": 0.1, "multiplier_lr": 1e-2, "beta_min": 0.1},
+            "loss": {"lam": 0.65, "alpha_init": 0.1, "multiplier_lr": 1e-2, "beta_min": 0.1,
+                     "alpha_min": 0.03},
             "run": {"eval_interval": 100_000, "eval_episodes": 16,
                     "checkpoint_interval": 500_000},
         },

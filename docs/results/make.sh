@@ -183,3 +183,48 @@ for d, name in zip(sys.argv[1:], ("no floor", "beta_min 0.01")):
               f"{y[-1]:.1f} |")
 PYEOF
 cat docs/results/cartpole_balance_beta_min/compare.md
+
+# D-REPPO minatar/Breakout, preset cpu-discrete before its α floor (loss.alpha_min=0) with one
+# override at a time, 1.5M env steps, evaluated every 50k (docs/dreppo.md, "Breakout seed 1";
+# the loss.alpha_min=0.03 rows are the current preset): per run the first evaluation >= 20,
+# the evaluation at 1.5M, and medians over the last 0.4M env steps of the training episode
+# return, α and the actor's gradient norm. The unchanged preset's seeds 1 and 2 come from the
+# 5M benchmark curves (evaluated every ~100k; training is the same, evaluation has its own key).
+"$PY" - docs/results/dreppo_breakout_variants docs/benchmarks/minatar_5m \
+    > docs/results/dreppo_breakout_variants/stats.md <<'PYEOF'
+import csv, statistics, sys
+from pathlib import Path
+
+d, bench = Path(sys.argv[1]), Path(sys.argv[2])
+override = {"base": "(none)", "mlr3e-3": "--loss.multiplier_lr=3e-3",
+            "klt0.03": "--loss.kl_target=0.03", "ainit1": "--loss.alpha_init=1.0",
+            "ent0.6": "--loss.entropy_target_mult=0.6", "ent0.7": "--loss.entropy_target_mult=0.7",
+            "bins451": "--critic.num_bins=451", "vmax30": "--env.v_max=30",
+            "amin0.01": "--loss.alpha_min=0.01", "amin0.03": "--loss.alpha_min=0.03"}
+curves = {}
+for r in csv.DictReader(open(d / "eval.csv")):
+    curves.setdefault((r["run"], r["seed"]), []).append((int(r["env_steps"]), float(r["return_mean"])))
+for seed in ("1", "2"):
+    c = [(int(r["env_steps"]), float(r["return"])) for r in
+         csv.DictReader(open(bench / "curves/reppo/minatar_Breakout" / f"seed{seed}.csv"))]
+    curves[("base", seed)] = [(s, y) for s, y in c if s <= 1_500_000]
+train = {}
+for r in csv.DictReader(open(d / "train.csv")):
+    train.setdefault((r["run"], r["seed"]), []).append(r)
+for r in csv.DictReader(open(d.parent / "dreppo_breakout_seeds" / "train.csv")):
+    if r["seed"] in ("1", "2"):  # the same subsampling: iterations 1-100, then every 8th
+        train.setdefault(("base", r["seed"]), []).append(r)
+print("| override | seed | lowest entropy, first 100 iterations | first eval ≥ 20 (env steps) | eval at 1.5M | last 0.4M: training return | α | actor grad norm |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+for (run, seed), c in sorted(curves.items(), key=lambda kv: (list(override).index(kv[0][0]), kv[0][1])):
+    first = next((f"{s:,}" for s, y in c if y >= 20), "never")
+    t = train.get((run, seed))
+    if t:  # train.csv: every iteration up to 100, then every 8th
+        early = min(float(x["entropy"]) for x in t if int(x["iteration"]) <= 100)
+        late = [x for x in t if 1_100_000 <= int(x["env_steps"]) <= 1_500_000]
+        med = lambda k: statistics.median(float(x[k]) for x in late)
+        extra = (f"{early:.3f} | {first} | {c[-1][1]:.1f} | {med('rollout_episode_return'):.1f} | "
+                 f"{med('alpha'):.4f} | {med('actor_grad_norm'):.3f}")
+    print(f"| {override[run]} | {seed} | {extra} |")
+PYEOF
+cat docs/results/dreppo_breakout_variants/stats.md

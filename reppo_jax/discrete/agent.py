@@ -98,7 +98,8 @@ def actor_update(nets: Nets, h, actor_opt, mult_opt, state: A.AgentState, behavi
     new_state = A.multiplier_step(h, mult_opt, state, entropy, kl)._replace(
         actor=actor_params, actor_opt=actor_opt_state)
     info = {"train/actor_loss": loss, "train/actor_grad_norm": optax.tree.norm(grads),
-            "train/kl": info["kl_mean"], "train/kl_violation_frac": info["kl_violation_frac"],
+            "train/kl": info["kl_mean"], "train/kl_max": info["kl_max"],
+            "train/kl_violation_frac": info["kl_violation_frac"],
             "train/entropy": info["entropy_mean"], "train/q": info["q_mean"],
             "train/alpha": alpha, "train/beta": beta}
     return new_state, info
@@ -170,8 +171,8 @@ def compute_targets(h, agent: A.AgentState, batch: A.Transition) -> jax.Array:
 
 def update(nets: Nets, h, opts, agent: A.AgentState, batch: A.Transition, targets, key,
            shard_minibatches: Callable[[dict], dict] | None = None, perms=None):
-    """num_epochs × num_minibatches of (critic step, actor step, multiplier step); metrics are
-    averaged over every minibatch of the iteration.
+    """num_epochs × num_minibatches of (critic step, actor step, multiplier step); metrics over
+    every minibatch of the iteration as in the continuous agent (``A.iteration_metrics``).
     ``shard_minibatches``: an optional layout hint applied to each epoch's
     ``(num_minibatches, minibatch, ...)`` arrays, as in ``reppo_jax.agent.update`` (with several
     devices ``reppo_jax.distributed.DataParallel.shard_minibatches`` splits every minibatch over
@@ -197,7 +198,7 @@ def update(nets: Nets, h, opts, agent: A.AgentState, batch: A.Transition, target
         return jax.lax.scan(minibatch, agent, mbs)
 
     agent, infos = jax.lax.scan(epoch, agent, (jax.random.split(key, h.num_epochs), perms))
-    return agent, jax.tree.map(jnp.mean, infos)
+    return agent, A.iteration_metrics(infos)
 
 
 def iteration_info(info, batch, targets, episodes) -> dict:

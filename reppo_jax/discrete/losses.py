@@ -13,7 +13,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from reppo_jax.losses import kl_switch
+from reppo_jax.losses import kl_stats, kl_switch
 
 
 def categorical_log_probs(logits: jax.Array) -> jax.Array:
@@ -47,8 +47,8 @@ def discrete_actor_loss(q_values_all: jax.Array, logits: jax.Array, old_logits: 
     - "full":    ℓ_i = Σ_j π_j(α log π_j − Q_ij) + β·kl_i
     - "none":    ℓ_i = Σ_j π_j(α log π_j − Q_ij)
 
-    Returns (loss, info) with info keys kl_violation_frac, kl_mean, entropy_mean (exact) and
-    q_mean (mean Σ_j π_j Q_ij), as the continuous ``losses.actor_loss``.
+    Returns (loss, info) with info keys kl_violation_frac, kl_mean, kl_max, entropy_mean (exact)
+    and q_mean (mean Σ_j π_j Q_ij), as the continuous ``losses.actor_loss``.
     """
     if q_values_all.shape != logits.shape or q_values_all.ndim == 0:
         raise ValueError(f"q_values_all {q_values_all.shape} and logits {logits.shape} must be "
@@ -61,8 +61,7 @@ def discrete_actor_loss(q_values_all: jax.Array, logits: jax.Array, old_logits: 
     violated = kl >= kl_target
     per_state = kl_switch(objective, kl, beta, violated, mode)
     info = {
-        "kl_violation_frac": jnp.mean(violated.astype(lp.dtype)),
-        "kl_mean": jnp.mean(kl),
+        **kl_stats(kl, violated),
         "entropy_mean": jnp.mean(-jnp.sum(p * lp, axis=-1)),
         "q_mean": jnp.mean(jnp.sum(p * q, axis=-1)),
     }

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from reppo_torch.losses import kl_switch
+from reppo_torch.losses import kl_stats, kl_switch
 
 
 def _const(x):
@@ -65,8 +65,7 @@ def discrete_actor_loss(
     per_state = kl_switch(objective, kl, b, violated, mode)
     with torch.no_grad():
         info = {
-            "kl_violation_frac": torch.mean(violated.to(lp.dtype)),
-            "kl_mean": torch.mean(kl),
+            **kl_stats(kl, violated),
             "entropy_mean": torch.mean(-torch.sum(p * lp, dim=-1)),
             "q_mean": torch.mean(torch.sum(p * q, dim=-1)),
         }

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from spec.reference._common import as_float, float_dtype, log_softmax
-from spec.reference.losses import kl_switch
+from spec.reference.losses import kl_stats, kl_switch
 
 
 def categorical_log_probs(logits: np.ndarray) -> np.ndarray:
@@ -56,7 +56,8 @@ def discrete_actor_loss(
     - "full":    ℓ_i = Σ_j π_j(α log π_j − Q_ij) + β·kl_i
     - "none":    ℓ_i = Σ_j π_j(α log π_j − Q_ij)
 
-    Info keys as ``losses.actor_loss`` (entropy_mean exact, q_mean = mean Σ_j π_j Q_ij).
+    Info keys as ``losses.actor_loss`` (the KL statistics of ``losses.kl_stats``, entropy_mean
+    exact, q_mean = mean Σ_j π_j Q_ij).
     """
     dt = float_dtype(q_values_all, logits, old_logits)
     q = as_float(q_values_all, dt)
@@ -71,8 +72,7 @@ def discrete_actor_loss(
     violated = kl >= dt.type(kl_target)
     per_state = kl_switch(objective, kl, b, violated, mode)
     info = {
-        "kl_violation_frac": np.mean(violated.astype(dt)).astype(dt),
-        "kl_mean": np.mean(kl).astype(dt),
+        **kl_stats(kl, violated),
         "entropy_mean": np.mean(-np.sum(p * lp, axis=-1)).astype(dt),
         "q_mean": np.mean(np.sum(p * q, axis=-1)).astype(dt),
     }

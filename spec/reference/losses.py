@@ -129,15 +129,36 @@ def kl_switch(objective, kl, beta, violated, mode: str):
     raise ValueError(f"unknown kl mode {mode!r}: expected one of {KL_MODES}")
 
 
+def kl_stats(kl: np.ndarray, violated: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-minibatch statistics of the per-state KL estimates ``kl`` (any shape, at least
+    one element) that every actor loss (continuous and discrete) reports, in every
+    ``loss.kl_mode``, in ``kl``'s dtype:
+
+    - ``kl_violation_frac``: fraction of states with kl_i ≥ kl_target (``violated``);
+    - ``kl_mean``: mean_i kl_i, the quantity β's update (eq. 12) sees;
+    - ``kl_max``: max_i kl_i, the tail the mean hides: one state far beyond kl_target moves the
+      mean of a large minibatch by little. An element of ``kl`` itself, so no rounding enters
+      (the ports agree with the reference exactly on the same ``kl``); unlike a quantile it has
+      one definition in every framework, and the maximum over an iteration's minibatches is
+      again the maximum over every estimate of the iteration."""
+    dt = float_dtype(kl)
+    kl = as_float(kl, dt)
+    violated = np.asarray(violated)
+    if violated.shape != kl.shape:
+        raise ValueError(f"violated {violated.shape} and kl {kl.shape} must have the same shape")
+    return {"kl_violation_frac": np.mean(violated.astype(dt)).astype(dt),
+            "kl_mean": np.mean(kl).astype(dt),
+            "kl_max": np.max(kl).astype(dt)}
+
+
 def _switched(objective: np.ndarray, kl: np.ndarray, beta, kl_target: float, mode: str,
               dt: np.dtype) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Eq. 13's KL treatment of a per-state ``objective`` shared by every continuous actor loss
     (pathwise, score, ppo): the batch mean of :func:`kl_switch` and the KL statistics
-    (kl_violation_frac = fraction with kl ≥ kl_target, reported in every mode; kl_mean)."""
+    (:func:`kl_stats`)."""
     violated = kl >= dt.type(kl_target)
     per_state = kl_switch(objective, kl, dt.type(beta), violated, mode)
-    info = {"kl_violation_frac": np.mean(violated.astype(dt)).astype(dt),
-            "kl_mean": np.mean(kl).astype(dt)}
+    info = kl_stats(kl, violated)
     return np.mean(per_state).astype(dt), info
 
 
@@ -158,7 +179,7 @@ def actor_loss(
     - "none":    ℓ_i = α·logπ_i − Q_i                                  (no KL term)
 
     Info: kl_violation_frac (fraction with kl_i ≥ kl_target, reported in every mode), kl_mean,
-    entropy_mean (= −mean logπ), q_mean.
+    kl_max (:func:`kl_stats`), entropy_mean (= −mean logπ), q_mean.
     """
     dt = float_dtype(q_values, log_probs, kl)
     q, lp, k = (as_float(v, dt) for v in (q_values, log_probs, kl))
@@ -265,8 +286,8 @@ def ppo_actor_loss(
       term of eq. 13, unchanged, as are α, β and the KL switch.
     - ``clip_eps``: ε (``loss.ppo_clip``, 0.2).
 
-    Info: kl_violation_frac, kl_mean, entropy_mean (= −mean elogπ), clip_frac (fraction of
-    states with |ρ − 1| > ε) and ratio_mean.
+    Info: kl_violation_frac, kl_mean, kl_max, entropy_mean (= −mean elogπ), clip_frac
+    (fraction of states with |ρ − 1| > ε) and ratio_mean.
     """
     dt = float_dtype(log_probs, old_log_probs, advantages, entropy_log_probs, kl)
     lp, old, adv, elp, k = (as_float(v, dt) for v in
@@ -306,13 +327,14 @@ def beta_loss(log_beta: float | np.ndarray, kl: np.ndarray, kl_target: float) ->
     return (-np.exp(as_float(log_beta, dt)) * np.mean(k - dt.type(kl_target))).astype(dt)
 
 
-def project_log_beta(log_beta: float | np.ndarray, log_beta_min: float) -> np.ndarray:
-    """The projection after each multiplier step (``loss.beta_min``): log β ← max(log β,
-    log β_min), i.e. projected gradient descent on the KL multiplier over β ≥ β_min.
+def project_log_multiplier(log_value: float | np.ndarray, log_floor: float) -> np.ndarray:
+    """The projection after each multiplier step, applied to log α (``loss.alpha_min``) and
+    to log β (``loss.beta_min``) with each one's floor: log m ← max(log m, log m_min), i.e.
+    projected gradient descent on the Lagrange multiplier over m ≥ m_min.
 
-    ``log_beta_min`` = −inf (β_min = 0) is the identity (the paper's unbounded rule); the bound
-    is cast to log β's dtype, so the floor of a float32 run is float32(log β_min). A NaN log β
+    ``log_floor`` = −inf (m_min = 0) is the identity (the paper's unbounded rule); the bound
+    is cast to the log's dtype, so the floor of a float32 run is float32(log m_min). A NaN log
     stays NaN (so the run's non-finite guard still sees it). Adam's moments are not touched:
     only the parameter is projected."""
-    dt = float_dtype(log_beta)
-    return np.maximum(as_float(log_beta, dt), dt.type(log_beta_min)).astype(dt)
+    dt = float_dtype(log_value)
+    return np.maximum(as_float(log_value, dt), dt.type(log_floor)).astype(dt)

@@ -160,9 +160,23 @@ def test_overrides_mapping_and_immutability():
 def test_field_names_cover_readme():
     names = set(field_names())
     for n in ["env.physics_impl", "env.action_repeat", "critic.logit_prior_scale",
-              "loss.multiplier_max_grad_norm", "loss.beta_min", "run.keep_checkpoints",
+              "loss.multiplier_max_grad_norm", "loss.beta_min", "loss.alpha_min",
+              "run.keep_checkpoints",
               "actor.gradient"]:
         assert n in names
+
+
+def test_alpha_min_is_an_optional_floor():
+    assert LossConfig().alpha_min == 0.0  # unbounded: the paper's rule
+    assert apply_overrides(ReppoConfig(), ["loss.alpha_min=0.03"]).loss.alpha_min == 0.03
+    assert err(LossConfig, alpha_min=-1e-3).startswith("loss.alpha_min=-0.001 is invalid: must be")
+    assert "(finite)" in err(LossConfig, alpha_min=float("inf"))
+    assert "(finite)" in err(LossConfig, alpha_min=float("nan"))
+    # above alpha_init, in every kl_mode: α is never frozen, it is lifted onto the floor at the
+    # first multiplier step (tests/spec/test_hyper.py)
+    for mode in ("clipped", "full", "none"):
+        c = apply_overrides(ReppoConfig(), [f"loss.kl_mode={mode}", "loss.alpha_min=1.0"])
+        assert (c.loss.alpha_min, c.loss.alpha_init) == (1.0, 0.01)
 
 
 def test_beta_min_is_an_optional_floor():

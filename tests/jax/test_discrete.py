@@ -286,8 +286,9 @@ def test_cli_smoke_minatar_breakout(tmp_path, capsys):
     run directory, metrics with train and eval records, a loadable checkpoint, ``reppo eval``;
     ``--resume`` from the intermediate checkpoint writes the uninterrupted run's metrics and a
     bit-identical final checkpoint; ``reppo plot`` and ``reppo aggregate`` read the run dirs;
-    with ``loss.beta_min`` = ``loss.beta_init`` β never drops below the floor (D-REPPO shares the
-    continuous agent's multiplier step and its projection)."""
+    with ``loss.beta_min`` = ``loss.beta_init`` β never drops below the floor, and with
+    ``loss.alpha_min`` = ``loss.alpha_init`` neither does α (D-REPPO shares the continuous
+    agent's multiplier step and its projections)."""
     import shutil
 
     pytest.importorskip("gymnax")
@@ -298,7 +299,8 @@ def test_cli_smoke_minatar_breakout(tmp_path, capsys):
     run_dir = tmp_path / "run"
     rc = main(["train", "--backend", "jax", "--env", "minatar/Breakout", "--preset", "tiny",
                "--steps", "1024", "--no-progress", "--run-dir", str(run_dir),
-               "--loss.lam=0.65", "--run.checkpoint_interval=512", "--loss.beta_min=0.01"])
+               "--loss.lam=0.65", "--run.checkpoint_interval=512", "--loss.beta_min=0.01",
+               "--loss.alpha_min=0.01"])
     assert rc == 0
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     recs = [json.loads(line) for line in lines]
@@ -306,6 +308,8 @@ def test_cli_smoke_minatar_breakout(tmp_path, capsys):
     assert {"train", "eval"} <= kinds
     betas = [r["train/beta"] for r in recs if r["kind"] == "train"]
     assert min(betas) == pytest.approx(0.01, rel=1e-6), betas  # float32 exp(log 0.01)
+    alphas = [r["train/alpha"] for r in recs if r["kind"] == "train"]
+    assert min(alphas) == pytest.approx(0.01, rel=1e-6), alphas
     ev = [r for r in recs if r["kind"] == "eval"][-1]
     assert np.isfinite(ev["eval/return_mean"])
     assert json.loads((run_dir / "config.json").read_text())["env"]["name"] == "minatar/Breakout"

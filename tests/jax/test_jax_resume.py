@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -111,6 +112,62 @@ def test_guard_names_params_and_order():
     flags[4] = False
     assert CK.first_nonfinite(["train/q", "train/critic_loss", "rollout/reward"],
                               flags) == "params/actor"
+
+
+class _GuardCarry(NamedTuple):
+    """A carry for a toy iteration that returns ``info`` unchanged."""
+
+    agent: Any
+    info: dict
+
+
+@pytest.mark.parametrize("value_net", [False, True])
+def test_guard_flags_name_each_nonfinite_quantity(value_net):
+    """The jitted guard's flags (one isfinite over all groups at once) against a per-array
+    check: a NaN or inf planted in any one array of the agent state or the info clears exactly
+    the flag of its group; integer arrays and absent groups count as finite."""
+    import numpy as np
+
+    from reppo_jax import agent as A
+    from reppo_jax.normalization import running_stats_init
+
+    f32 = np.float32
+    nets = lambda k: {"w": np.full((3, 2), k, f32), "b": np.zeros(2, f32)}  # noqa: E731
+    agent = A.AgentState(
+        actor=nets(1), critic={"enc": nets(2), "head": nets(3)}, log_alpha=f32(0.1),
+        log_beta=f32(0.2), actor_opt=({"count": np.int32(4)}, {"mu": nets(4)}),
+        critic_opt=({"mu": nets(5)},), mult_opt=({"nu": np.ones(2, f32)},),
+        obs_stats=running_stats_init((3,)),
+        value=nets(6) if value_net else None, value_opt=({"mu": nets(7)},) if value_net else None)
+    info = {"train/critic_loss": f32(1.0), "rollout/reward": f32(0.5),
+            "rollout/episodes": np.int32(2), "train/vector": np.ones(3, f32)}
+    names = CK.guard_names(tuple(info))
+    guarded = jax.jit(CK.guard_iteration(lambda c: (c, dict(c.info))))
+
+    def flags_of(agent, info):
+        return np.asarray(guarded(_GuardCarry(agent, info))[1][CK.GUARD_KEY])
+
+    assert flags_of(agent, info).tolist() == [True] * len(names)
+    leaves, treedef = jax.tree_util.tree_flatten_with_path((agent, info))
+    group = {"actor": "params/actor", "critic": "params/critic", "log_alpha": "params/log_alpha",
+             "log_beta": "params/log_beta", "obs_stats": "params/obs_norm",
+             "value": "params/value", "actor_opt": "optimizer_state",
+             "critic_opt": "optimizer_state", "mult_opt": "optimizer_state",
+             "value_opt": "optimizer_state"}
+    checked = 0
+    for i, (path, leaf) in enumerate(leaves):
+        if not np.issubdtype(np.asarray(leaf).dtype, np.floating):
+            continue
+        top = path[1]
+        name = getattr(top, "key", None) or group[getattr(top, "name", None)]
+        for bad in (np.nan, np.inf):
+            planted = np.array(leaf, copy=True)
+            planted.reshape(-1)[-1] = bad
+            new = [planted if j == i else x for j, (_, x) in enumerate(leaves)]
+            flags = flags_of(*jax.tree_util.tree_unflatten(treedef, new))
+            assert [n for n, f in zip(names, flags) if not f] == [name], (path, bad)
+            checked += 1
+    assert checked == 2 * (16 + 3 + (4 if value_net else 0))
 
 
 # --------------------------------------------------------------------------------------------

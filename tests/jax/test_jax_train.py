@@ -130,3 +130,46 @@ def test_section_4_1_estimators_learn_the_toy_env(gradient):
     assert again.keys() == flat.keys()
     for k in flat:
         np.testing.assert_array_equal(again[k], flat[k], err_msg=k)
+
+
+@pytest.mark.parametrize("discrete", (False, True), ids=("continuous", "discrete"))
+def test_iteration_reduces_kl_max_by_max_and_kl_by_mean(monkeypatch, discrete):
+    """An iteration's ``train/kl_max`` is the maximum of its updates' (epochs × minibatches)
+    per-minibatch maxima and ``train/kl`` the mean of their means (``spec.backend.
+    ITERATION_MAX_METRICS``). The updates' values are recorded from inside the compiled
+    iteration (an ordered callback around ``minibatch_step``). The first update's policy is θ'
+    itself (KL̂ = 0), so the maximum and the mean of the maxima differ: a mean would fail."""
+    from reppo_jax.discrete import agent as DA
+    from reppo_jax.envs.toy_discrete import DiscreteBanditEnv
+
+    per_iter = 16 * 16
+    extra = {"rollout.total_env_steps": per_iter * 2}
+    if discrete:
+        cfg = _toy_config(**{"env.name": "toy/DiscreteBandit", "env.gamma": 0.5,
+                             "env.v_max": 4.0, **extra})
+        trainer, module = make_trainer(cfg, DiscreteBanditEnv(16), DiscreteBanditEnv(8)), DA
+    else:
+        cfg = _toy_config(**extra)
+        trainer, module = make_trainer(cfg, make_toy_env(16), make_toy_env(8)), A
+    seen: list[tuple[float, float]] = []
+    step = module.minibatch_step
+
+    def recording(*args, **kwargs):
+        state, info = step(*args, **kwargs)
+        jax.debug.callback(lambda kl, top: seen.append((float(kl), float(top))),
+                           info["train/kl"], info["train/kl_max"], ordered=True)
+        return state, info
+
+    monkeypatch.setattr(module, "minibatch_step", recording)
+    updates = cfg.rollout.num_epochs * cfg.rollout.num_minibatches
+    carry = trainer.init(cfg.run.seed)
+    for _ in range(2):
+        del seen[:]
+        carry, info = trainer.iteration(carry)
+        jax.effects_barrier()
+        assert len(seen) == updates, len(seen)
+        means, tops = np.array(seen, np.float32).T
+        assert all(t >= m for m, t in seen)
+        assert float(info["train/kl_max"]) == np.max(tops)
+        assert float(info["train/kl"]) == pytest.approx(float(np.mean(means)), rel=1e-5)
+        assert np.max(tops) > np.mean(tops) > 0.0

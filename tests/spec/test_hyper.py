@@ -35,6 +35,7 @@ def test_defaults_derive_from_env_facts():
     assert (h.max_grad_norm, h.multiplier_max_grad_norm) == (0.5, 0.5)
     assert h.normalize_obs is True and h.kl_mode == "clipped"
     assert h.log_beta_min == -math.inf  # loss.beta_min = 0: no floor on β
+    assert h.log_alpha_min == -math.inf  # loss.alpha_min = 0: no floor on α
 
 
 def test_episode_length_sets_gamma_and_explicit_gamma_wins():
@@ -94,7 +95,7 @@ def test_beta_floor_resolves_to_its_log_and_never_moves_a_frozen_beta():
     import numpy as np
 
     from spec.params import init_params_from_config
-    from spec.reference.losses import project_log_beta
+    from spec.reference.losses import project_log_multiplier
 
     assert hyper.resolve(cfg("loss.beta_min=1e-3"), CARTPOLE).log_beta_min == math.log(1e-3)
     # kl_mode=none freezes β at beta_init; the floor (<= beta_init) must leave it there in the
@@ -106,4 +107,28 @@ def test_beta_floor_resolves_to_its_log_and_never_moves_a_frozen_beta():
         start = init_params_from_config(np.random.default_rng(0), c, 5, 1, v_min=h.v_min,
                                         v_max=h.v_max)["multipliers/log_beta"]
         assert start.dtype == np.float32
-        assert project_log_beta(start, h.log_beta_min) == start, (beta_init, beta_min)
+        assert project_log_multiplier(start, h.log_beta_min) == start, (beta_init, beta_min)
+
+
+def test_alpha_floor_resolves_to_its_log_and_lifts_alpha_onto_it():
+    import numpy as np
+
+    from spec.params import init_params_from_config
+    from spec.reference.losses import project_log_multiplier
+
+    h = hyper.resolve(cfg("loss.alpha_min=0.03"), CARTPOLE)
+    assert h.log_alpha_min == math.log(0.03) and h.log_beta_min == -math.inf
+    # α is trained in every kl_mode, so a floor above alpha_init is valid everywhere: the first
+    # multiplier step lifts log α (float32, as the ports hold it) onto float32(log alpha_min);
+    # a floor at alpha_init leaves the start where it is
+    for mode in ("clipped", "none"):
+        for alpha_min in (0.03, 0.01):
+            c = cfg(f"loss.kl_mode={mode}", "loss.alpha_init=0.01", f"loss.alpha_min={alpha_min}",
+                    "critic.hidden_dim=4", "actor.hidden_dim=4")
+            h = hyper.resolve(c, CARTPOLE)
+            start = init_params_from_config(np.random.default_rng(0), c, 5, 1, v_min=h.v_min,
+                                            v_max=h.v_max)["multipliers/log_alpha"]
+            assert start.dtype == np.float32
+            got = project_log_multiplier(start, h.log_alpha_min)
+            want = np.float32(math.log(alpha_min)) if alpha_min > 0.01 else start
+            assert got.dtype == np.float32 and got == want, (mode, alpha_min, got, want)

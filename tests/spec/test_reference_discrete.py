@@ -43,6 +43,7 @@ def test_actor_loss_switch_by_hand():
     assert kl1 > 0.1
     assert loss == pytest.approx((obj[0] + beta * kl1) / 2)
     assert info["kl_violation_frac"] == pytest.approx(0.5)
+    assert info["kl_max"] == pytest.approx(kl1)
     assert info["entropy_mean"] == pytest.approx(math.log(2))
     assert info["q_mean"] == pytest.approx(0.75)
     full, _ = Dd.discrete_actor_loss(q, logits, old, alpha, beta, 0.1, "full")

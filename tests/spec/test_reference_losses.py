@@ -17,8 +17,21 @@ def test_actor_loss_clipped_switch_by_hand():
     assert loss == pytest.approx(np.mean(per))
     assert info["kl_violation_frac"] == pytest.approx(0.5)
     assert info["kl_mean"] == pytest.approx(kl.mean())
+    assert info["kl_max"] == 0.2
     assert info["entropy_mean"] == pytest.approx(-lp.mean())
     assert info["q_mean"] == pytest.approx(q.mean())
+
+
+def test_kl_stats_tail_the_mean_hides():
+    """One state far beyond the target among many well inside it: the mean stays below the
+    target and 1 of 1000 states violates it, the maximum is that state's KL (in kl's dtype)."""
+    kl = np.full(1000, 0.01, np.float32)
+    kl[123] = 5.0
+    info = L.kl_stats(kl, kl >= np.float32(0.1))
+    assert info["kl_mean"] < 0.1 and info["kl_violation_frac"] == pytest.approx(1e-3)
+    assert info["kl_max"] == np.float32(5.0) and info["kl_max"].dtype == np.float32
+    with pytest.raises(ValueError):
+        L.kl_stats(kl, kl[:10] >= 0.1)
 
 
 def test_actor_loss_full_and_none():

@@ -207,6 +207,29 @@ def test_load_errors(tmp_path):
         load_runs([])
 
 
+def test_train_metric_curves_come_from_the_train_lines(tmp_path):
+    """``train/*`` and ``rollout/*`` keys are read from the per-iteration train lines (e.g.
+    ``train/kl_max``, which eval lines never carry); eval keys still from the eval lines; a
+    run that lacks the key, or a repeated train line, is a UserError naming it."""
+    d = make_run(tmp_path, "r0", [200], [5.0])  # one eval line; train lines written below
+    lines = [{"kind": "train", "env_steps": s, "train/kl_max": 0.1 * s / 64, "wall_s": s / 10}
+             for s in (64, 128, 192)]
+    lines.append({"kind": "eval", "env_steps": 200, "eval/return_mean": 5.0, "wall_s": 20.0})
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    r = load_run(d, "train/kl_max")
+    assert r.steps.tolist() == [64, 128, 192] and r.values == pytest.approx([0.1, 0.2, 0.3])
+    assert r.wall_s.tolist() == [6.4, 12.8, 19.2]
+    assert load_run(d).steps.tolist() == [200]
+    with pytest.raises(UserError, match="no train lines with 'train/kl'"):
+        load_run(d, "train/kl")
+    out = tmp_path / "kl.png"
+    assert plot_tool.main([str(d), "--metric", "train/kl_max", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines + lines[2:3]))
+    with pytest.raises(UserError, match="duplicate train line"):
+        load_run(d, "train/kl_max")
+
+
 # ---- tools -----------------------------------------------------------------------------
 
 

@@ -121,6 +121,9 @@ def run_update(shard: Dist.Shard) -> dict:
                                        part(obs, 0))
     out = _state_arrays(state)
     out.update({f"info/{k}": v.detach().numpy().copy() for k, v in info.items()})
+    if Dist.is_active():  # the metrics as rank 0 logs them: reduced over the ranks
+        out.update({f"reduced/{k}": v.numpy().copy()
+                    for k, v in Dist.mean_over_ranks(info).items()})
     out.update({"stats/mean": stats.mean.numpy(), "stats/var": stats.var.numpy(),
                 "stats/count": stats.count.numpy()})
     return out

@@ -179,6 +179,52 @@ def test_beta_floor_holds_in_training():
         assert float(info["train/beta"]) == pytest.approx(0.01, rel=1e-6)
 
 
+def test_iteration_reduces_kl_max_by_max_and_kl_by_mean(monkeypatch):
+    """An iteration's ``train/kl_max`` is the maximum of its updates' (epochs × minibatches)
+    per-minibatch maxima and ``train/kl`` the mean of their means (``spec.backend.
+    ITERATION_MAX_METRICS``), recorded around ``minibatch_step``. The first update's policy is
+    θ' itself (KL̂ = 0), so the maximum and the mean of the maxima differ: a mean would fail."""
+    cfg = _toy_config(**{"rollout.total_env_steps": 16 * 16 * 2})
+    trainer = Trainer(cfg, make_toy_env(16), make_toy_env(2))
+    seen: list[tuple[float, float]] = []
+    step = A.minibatch_step
+
+    def recording(*args, **kwargs):
+        state, info = step(*args, **kwargs)
+        seen.append((float(info["train/kl"]), float(info["train/kl_max"])))
+        return state, info
+
+    monkeypatch.setattr(A, "minibatch_step", recording)
+    carry = trainer.init(cfg.run.seed)
+    for _ in range(2):
+        del seen[:]
+        carry, info = trainer.iteration(carry)
+        assert len(seen) == cfg.rollout.num_epochs * cfg.rollout.num_minibatches, len(seen)
+        means, tops = np.array(seen, np.float32).T
+        assert all(t >= m for m, t in seen)
+        assert float(info["train/kl_max"]) == np.max(tops)
+        assert float(info["train/kl"]) == pytest.approx(float(np.mean(means)), rel=1e-5)
+        assert np.max(tops) > np.mean(tops) > 0.0
+
+
+def test_alpha_floor_holds_in_training():
+    """``loss.alpha_min`` = ``loss.alpha_init`` with an entropy target far below the toy
+    policy's entropy (ε_H = −10): every multiplier step pushes log α down and the projection
+    puts it back on the floor, through the trainer's whole iteration (parity layer 3 holds the
+    step itself to JAX's)."""
+    cfg = _toy_config(**{"rollout.total_env_steps": 16 * 16 * 2, "loss.alpha_min": 0.01,
+                         "loss.entropy_target_mult": 10.0})
+    trainer = Trainer(cfg, make_toy_env(16), make_toy_env(2))
+    floor = np.float32(math.log(0.01))
+    assert trainer.h.log_alpha_min == math.log(0.01)
+    carry = trainer.init(cfg.run.seed)
+    for _ in range(2):
+        carry, info = trainer.iteration(carry)
+        assert float(info["train/entropy"]) > trainer.h.entropy_target
+        assert carry.agent.log_alpha.item() == floor, (carry.agent.log_alpha.item(), floor)
+        assert float(info["train/alpha"]) == pytest.approx(0.01, rel=1e-6)
+
+
 def test_adam_step_equals_torch_optim_adam_step_bit_for_bit():
     """``agent.adam_step_`` (the fused kernel on ``opt.state`` with the gradients passed in, as
     the update runs it) = ``torch.optim.Adam(fused=True).step()`` with ``.grad`` set, bit for bit:
