@@ -161,7 +161,8 @@ def adam_step_(opt: torch.optim.Adam, params: list[nn.Parameter],
     gradients ``grads``: the step-count increment and the fused kernel that ``opt.step()``
     runs (``torch.optim.adam._fused_adam``), on the same state, without ``.grad``,
     ``zero_grad`` and ``step()``'s per-call bookkeeping (hooks, profiler ranges, the state and
-    device/dtype group scans: ~70 µs of a ~140 µs critic step at width 128 on one CPU thread).
+    device/dtype group scans; the critic's step at width 128 on one CPU thread: ~140 µs by
+    ``opt.step()``, ~75 µs by the two calls here, microbenchmark on the shared machine).
     ``tests/torch/test_torch_train.py`` checks it against ``opt.step()`` bit for bit. The
     state lives in ``opt.state`` (checkpoints read and restore it there) and is created on a
     parameter's first step as ``Adam`` creates it for ``fused=True`` (float32 step count on

@@ -165,8 +165,7 @@ class JaxBridgeEnv:
 
         if self._packed is None:
             raise RuntimeError("call reset(seed) before set_state()")
-        tree = arrays_to_tree(state, self.state,
-                              source="checkpoint env state")
+        tree = arrays_to_tree(state, self.state, source="checkpoint env state")
         self._packed = self._jax.jit(self._packer.pack)(tree)
 
     def close(self) -> None:
