@@ -33,8 +33,12 @@ both on the same quiet machine.
 process, after the JAX measurement, and reports its training env-steps/s (median over the same
 repeats; the first iteration is warm-up), its pure-simulation env-steps/s (random actions through
 the torch env, i.e. the JAX simulator behind DLPack) and the torch/JAX training throughput
-ratio measured in this run. ``--torch-threads`` sets torch's intra-op threads (default: the
-torch backend's ``DEFAULT_THREADS``).
+ratio measured in this run. The ratio is *paired*: each torch repeat runs right next to one
+more repeat of the compiled JAX iteration (JAX first on even repeats, torch first on odd ones),
+and the ratio is the median over repeats of JAX time / torch time for the same env steps — by
+wall clock and by process CPU time — so that both sides see the same load on a shared machine
+(JAX's own repeats above ran minutes earlier). ``--torch-threads`` sets torch's intra-op
+threads (default: the torch backend's ``DEFAULT_THREADS``).
 
 The persistent XLA compilation cache is disabled unless ``--use-cache`` (a warm cache would hide
 the compile time). Numbers are for whatever device JAX picks (``JAX_PLATFORMS=cpu`` forces CPU);
@@ -153,6 +157,7 @@ def bench_training(trainer, seed, iterations, repeats):
         _block((carry, info))
         times.append(time.perf_counter() - t0)
     bench_training.cpu_s_per_iteration = (time.process_time() - c0) / (repeats * iterations)
+    bench_training.state = (compiled, carry)  # the torch comparison's paired JAX repeats
     info = jax.device_get(dict(info))
     finite = bool(np.all(info.pop(GUARD_KEY))) and all(bool(np.isfinite(v))
                                                        for v in info.values())
@@ -249,10 +254,13 @@ def bench_simulation(env, num_steps, seed, iterations, repeats):
     return compile_s, first_s, times
 
 
-def bench_torch_training(cfg, seed, iterations, repeats, threads=None):
+def bench_torch_training(cfg, seed, iterations, repeats, threads=None, jax_repeat=None):
     """The torch backend's trainer on the same config: warm-up (first iteration) and
     steady-state seconds per repeat of ``iterations`` iterations (one host sync per iteration,
-    as in training)."""
+    as in training). With ``jax_repeat`` (runs ``iterations`` JAX iterations and blocks) every
+    torch repeat is paired with one JAX repeat, alternating which runs first; their wall and
+    process CPU seconds are set as ``bench_torch_training.paired`` (lists of
+    ``(jax_wall, torch_wall, jax_cpu, torch_cpu)``)."""
     import math as _math
 
     from reppo_torch.train import Trainer as TorchTrainer, _scalarize, configure_torch
@@ -266,16 +274,32 @@ def bench_torch_training(cfg, seed, iterations, repeats, threads=None):
     carry, info = trainer.iteration(carry)
     info = _scalarize(info)
     first_s = time.perf_counter() - t0
-    times = []
-    c0 = time.process_time()
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+    state = {"carry": carry, "info": info}
+
+    def torch_repeat():
         for _ in range(iterations):
-            carry, info = trainer.iteration(carry)
-            info = _scalarize(info)
-        times.append(time.perf_counter() - t0)
-    bench_torch_training.cpu_s_per_iteration = (time.process_time() - c0) / (repeats * iterations)
-    finite = all(_math.isfinite(v) for v in info.values())
+            state["carry"], info = trainer.iteration(state["carry"])
+            state["info"] = _scalarize(info)
+
+    def timed(fn):
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        return time.perf_counter() - t0, time.process_time() - c0
+
+    times, cpu, paired = [], [], []
+    for r in range(repeats):
+        if jax_repeat is not None and r % 2 == 0:
+            jw, jc = timed(jax_repeat)
+        tw, tc = timed(torch_repeat)
+        if jax_repeat is not None and r % 2 == 1:
+            jw, jc = timed(jax_repeat)
+        times.append(tw)
+        cpu.append(tc)
+        if jax_repeat is not None:
+            paired.append((jw, tw, jc, tc))
+    bench_torch_training.cpu_s_per_iteration = sum(cpu) / (repeats * iterations)
+    bench_torch_training.paired = paired
+    finite = all(_math.isfinite(v) for v in state["info"].values())
     return trainer, build_s, first_s, times, finite
 
 
@@ -356,19 +380,33 @@ def main(argv=None):
     if args.backend == "torch":
         import torch
 
+        compiled, jax_carry = bench_training.state
+        jax_state = {"carry": jax_carry}
+
+        def jax_repeat():
+            for _ in range(args.iterations):
+                jax_state["carry"], jax_info = compiled(jax_state["carry"])
+            _block((jax_state["carry"], jax_info))
+
         trainer_t, tb_s, tf_s, tt_times, t_finite = bench_torch_training(
-            cfg, args.seed, args.iterations, args.repeats, args.torch_threads)
+            cfg, args.seed, args.iterations, args.repeats, args.torch_threads, jax_repeat)
         tt_med = statistics.median(tt_times)
         torch_sps = steps_per_repeat / tt_med
+        paired = bench_torch_training.paired
+        n_it = args.repeats * args.iterations
         res.update({"torch_device": str(trainer_t.device), "torch_threads": torch.get_num_threads(),
                     "torch_build_s": tb_s, "torch_first_call_s": tf_s,
                     "torch_train_repeat_s": tt_times, "torch_train_sps": torch_sps,
                     "torch_train_metrics_finite": t_finite,
-                    "torch_over_jax_train_sps": torch_sps / train_sps,
-                    "jax_cpu_s_per_iteration": bench_training.cpu_s_per_iteration,
+                    "paired_repeats_s": [list(p) for p in paired],
+                    "paired_jax_train_sps": steps_per_repeat
+                    / statistics.median([p[0] for p in paired]),
+                    "torch_over_jax_train_sps": statistics.median([p[0] / p[1] for p in paired]),
+                    "torch_over_jax_train_sps_unpaired": torch_sps / train_sps,
+                    "jax_cpu_s_per_iteration": sum(p[2] for p in paired) / n_it,
                     "torch_cpu_s_per_iteration": bench_torch_training.cpu_s_per_iteration,
-                    "torch_over_jax_cpu_time_ratio": bench_training.cpu_s_per_iteration
-                    / bench_torch_training.cpu_s_per_iteration})
+                    "torch_over_jax_cpu_time_ratio": statistics.median([p[2] / p[3]
+                                                                        for p in paired])})
         rows.append(("torch", tb_s, tf_s, tt_med, torch_sps))
         if not args.no_sim:
             ts_first, ts_times = bench_torch_simulation(trainer_t.env, r.num_steps, args.seed,
@@ -420,14 +458,17 @@ def main(argv=None):
               f"FLOP count)")
     if "torch_train_sps" in res:
         print(f"torch/JAX training throughput = {res['torch_over_jax_train_sps']:.2f}x "
-              f"(torch {res['torch_train_sps']:.0f} vs JAX {train_sps:.0f} env-steps/s, same "
-              f"config, measured in this run; torch on {res['torch_device']} with "
-              f"{res['torch_threads']} thread(s); the torch row's 'compile s' is its build time "
-              f"and '1st call s' its warm-up iteration)")
-        print(f"process CPU seconds per iteration (all threads; robust to other load on "
-              f"the machine): JAX {res['jax_cpu_s_per_iteration']:.2f}, torch "
+              f"(median over {args.repeats} paired repeats, each torch repeat next to a JAX "
+              f"repeat: torch {res['torch_train_sps']:.0f} vs JAX "
+              f"{res['paired_jax_train_sps']:.0f} env-steps/s, same config; torch on "
+              f"{res['torch_device']} with {res['torch_threads']} thread(s); the torch row's "
+              f"'compile s' is its build time and '1st call s' its warm-up iteration; against "
+              f"the JAX row above, measured earlier: "
+              f"{res['torch_over_jax_train_sps_unpaired']:.2f}x)")
+        print(f"process CPU seconds per iteration in the paired repeats (all threads; robust "
+              f"to other load on the machine): JAX {res['jax_cpu_s_per_iteration']:.2f}, torch "
               f"{res['torch_cpu_s_per_iteration']:.2f} -> torch/JAX throughput by CPU time "
-              f"{res['torch_over_jax_cpu_time_ratio']:.2f}x")
+              f"{res['torch_over_jax_cpu_time_ratio']:.2f}x (median of the pairs)")
         if "torch_sim_sps" in res:
             print(f"torch train/sim time per env step = "
                   f"{res['torch_train_over_sim_time_per_step']:.2f}x")

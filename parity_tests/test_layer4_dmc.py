@@ -250,7 +250,7 @@ def torch_run(h, params, stats, noise):
     carry, info = A.make_iteration(h, env)(carry, {k: torch.from_numpy(v)
                                                    for k, v in noise.items()})
     ag = carry.agent
-    jstate = env.env._state
+    jstate = env.env.state
     state = {"params": to_canonical({"actor": ag.actor, "critic": ag.critic}),
              "logs": ag.logs.detach().numpy().copy(), "moments": {},
              "stats": BACKENDS["torch"].numpy(ag.obs_stats), "obs": carry.obs.numpy().copy(),

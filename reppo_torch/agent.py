@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import copy
 import functools
+import weakref
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import nn
-from torch.optim.adam import adam as _adam  # the functional Adam behind torch.optim.Adam
 
 from reppo_common.seeding import stream_int
 from reppo_torch import distributions as D
@@ -33,7 +33,7 @@ from reppo_torch import estimators as E
 from reppo_torch.distributed import SINGLE, Shard, average_gradients_
 from reppo_torch.hlgauss import hlgauss_target
 from reppo_torch.losses import (
-    actor_loss, critic_loss, multiplier_loss, project_log_multiplier, q_value,
+    actor_loss, critic_loss, multiplier_grad, project_log_multiplier, q_value,
 )
 from reppo_torch.networks import Actor, Critic, Value
 from reppo_torch.normalization import RunningStats, normalize
@@ -147,32 +147,50 @@ def optimizers(h: Hyper, actor: nn.Module, critic: nn.Module, logs: nn.Parameter
     return opts
 
 
+_ADAM_LISTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+"""Per optimiser: its state's tensors listed in parameter order, valid while ``opt.state`` is
+the same object (``load_state_dict`` replaces it) for the same parameters; the kernel updates
+the tensors in place, so the lists stay current."""
+
+
 @torch.no_grad()
 def adam_step_(opt: torch.optim.Adam, params: list[nn.Parameter],
                grads: list[torch.Tensor]) -> None:
     """One step of the fused Adam ``opt`` (built by :func:`optimizers`: one parameter group,
-    ``fused=True``) on ``params`` with the gradients ``grads`` — the same kernel and state as
-    ``opt.step()`` with ``p.grad = g``, without ``.grad``, ``zero_grad`` and ``step()``'s
-    per-call bookkeeping (hooks, profiler ranges, state-group scans), ~30% of a step at width
-    128. The state lives in ``opt.state`` (checkpoints read and restore it there) and is
-    created on a parameter's first step as ``Adam`` creates it (float32 step count on the
-    parameter's device, zero moments)."""
+    ``fused=True``, every parameter on one device with one dtype) on ``params`` with the
+    gradients ``grads``: the step-count increment and the fused kernel that ``opt.step()``
+    runs (``torch.optim.adam._fused_adam``), on the same state, without ``.grad``,
+    ``zero_grad`` and ``step()``'s per-call bookkeeping (hooks, profiler ranges, the state and
+    device/dtype group scans; the critic's step at width 128 on one CPU thread: ~140 µs by
+    ``opt.step()``, ~75 µs by the two calls here, microbenchmark on the shared machine).
+    ``tests/torch/test_torch_train.py`` checks it against ``opt.step()`` bit for bit. The
+    state lives in ``opt.state`` (checkpoints read and restore it there) and is created on a
+    parameter's first step as ``Adam`` creates it for ``fused=True`` (float32 step count on
+    the parameter's device, zero moments)."""
     group = opt.param_groups[0]
     state = opt.state
-    steps, exp_avgs, exp_avg_sqs = [], [], []
-    for p in params:
-        s = state[p]
-        if not s:
-            s["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
-            s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        steps.append(s["step"])
-        exp_avgs.append(s["exp_avg"])
-        exp_avg_sqs.append(s["exp_avg_sq"])
+    key = (state, tuple(map(id, params)))
+    cached = _ADAM_LISTS.get(opt)
+    if cached is not None and cached[0][0] is state and cached[0][1] == key[1]:
+        steps, exp_avgs, exp_avg_sqs = cached[1]
+    else:  # first step, other parameters, or a new state (load_state_dict replaces it)
+        steps, exp_avgs, exp_avg_sqs = [], [], []
+        for p in params:
+            s = state[p]
+            if not s:
+                s["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+                s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            steps.append(s["step"])
+            exp_avgs.append(s["exp_avg"])
+            exp_avg_sqs.append(s["exp_avg_sq"])
+        _ADAM_LISTS[opt] = (key, (steps, exp_avgs, exp_avg_sqs))
     beta1, beta2 = group["betas"]
-    _adam(params, grads, exp_avgs, exp_avg_sqs, [], steps, fused=True,
-                          amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"],
-                          weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
+    torch._foreach_add_(steps, 1)
+    torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False,
+                       lr=group["lr"], beta1=beta1, beta2=beta2,
+                       weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
+                       grad_scale=None, found_inf=None)
 
 
 def policy(h: Hyper, actor: Actor, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -201,22 +219,27 @@ def clip_by_global_norm_(grads: list[torch.Tensor], max_norm: float) -> torch.Te
     return norm
 
 
-def _clip_and_step(loss: torch.Tensor, params: list[nn.Parameter], opt: torch.optim.Adam,
-                   max_norm: float) -> torch.Tensor:
-    """Gradients of ``loss`` with respect to ``params`` (``torch.autograd.grad``: nothing is
-    accumulated in ``.grad``; a parameter the loss does not reach is not stepped, as
-    ``opt.step()`` skips a ``None`` gradient), averaged over the torchrun ranks (a no-op in one process),
+def _step(params: list[nn.Parameter], grads: list[torch.Tensor], opt: torch.optim.Adam,
+          max_norm: float) -> torch.Tensor:
+    """``grads`` (of ``params``) averaged over the torchrun ranks (a no-op in one process),
     global-norm clip, then the Adam step; returns the pre-clip norm of the averaged gradient
     (a device tensor)."""
-    grads = torch.autograd.grad(loss, params, allow_unused=True)
-    if any(g is None for g in grads):  # a parameter the loss does not use: Adam skips it
-        params, grads = [p for p, g in zip(params, grads) if g is not None], \
-            [g for g in grads if g is not None]
-    grads = list(grads)
     average_gradients_(grads)
     norm = clip_by_global_norm_(grads, max_norm)
     adam_step_(opt, params, grads)
     return norm
+
+
+def _clip_and_step(loss: torch.Tensor, params: list[nn.Parameter], opt: torch.optim.Adam,
+                   max_norm: float) -> torch.Tensor:
+    """:func:`_step` with the gradients of ``loss`` with respect to ``params``
+    (``torch.autograd.grad``: nothing is accumulated in ``.grad``; a parameter the loss does
+    not reach is not stepped, as ``opt.step()`` skips a ``None`` gradient)."""
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    if any(g is None for g in grads):  # a parameter the loss does not use: Adam skips it
+        params, grads = [p for p, g in zip(params, grads) if g is not None], \
+            [g for g in grads if g is not None]
+    return _step(params, list(grads), opt, max_norm)
 
 
 def critic_update(h: Hyper, state: AgentState, mb: dict) -> tuple[AgentState, dict]:
@@ -314,8 +337,10 @@ def actor_update(h: Hyper, state: AgentState, behaviour: Actor, obs: torch.Tenso
 
     entropy = D.entropy_estimate(log_prob.detach())
     kl = kl.detach()
-    m_loss = multiplier_loss(logs, entropy, kl, h.entropy_target, h.kl_target, h.kl_mode)
-    _clip_and_step(m_loss, [logs], state.mult_opt, h.multiplier_max_grad_norm)
+    # ∂ multiplier_loss in closed form (bit for bit autograd's; see multiplier_grad)
+    m_grad = multiplier_grad(alpha, beta, entropy, kl, h.entropy_target, h.kl_target,
+                             h.kl_mode)
+    _step([logs], [m_grad], state.mult_opt, h.multiplier_max_grad_norm)
     with torch.no_grad():  # loss.alpha_min / loss.beta_min (no-ops for the default −inf)
         logs[0] = project_log_multiplier(logs[0], h.log_alpha_min)
         logs[1] = project_log_multiplier(logs[1], h.log_beta_min)
@@ -463,9 +488,10 @@ def update(h: Hyper, agent: AgentState, behaviour: Actor, batch: Transition,
     for e in range(h.num_epochs):
         perm = shard.permutation(n, h.num_minibatches, streams.shuffle, device) \
             if noise is None else noise["perm"][e]
-        shuffled = {k: torch.index_select(v, 0, perm) for k, v in data.items()}
+        # the epoch's minibatches as views of the shuffled batch (one split per key)
+        blocks = {k: torch.index_select(v, 0, perm).split(size) for k, v in data.items()}
         for i in range(h.num_minibatches):
-            mb = {k: v[i * size:(i + 1) * size] for k, v in shuffled.items()}
+            mb = {k: v[i] for k, v in blocks.items()}
             if noise is None:
                 eps, kl_eps = actor_noise(h, streams.actor, shard.global_count(size), streams.kl,
                                           device)
@@ -480,8 +506,9 @@ def update(h: Hyper, agent: AgentState, behaviour: Actor, batch: Transition,
                 names, total = list(info), [v.clone() for v in values]
                 maxed = [i for i, k in enumerate(names) if k in ITERATION_MAX_METRICS]
                 summed = [i for i in range(len(names)) if i not in maxed]
+                summed_total = [total[i] for i in summed]  # updated in place below
             else:  # one in-place kernel for the summed metrics (the same float32 sums)
-                torch._foreach_add_([total[i] for i in summed], [values[i] for i in summed])
+                torch._foreach_add_(summed_total, [values[i] for i in summed])
                 for i in maxed:  # spec.backend.ITERATION_MAX_METRICS: the iteration's maximum
                     torch.maximum(total[i], values[i], out=total[i])
     n = float(h.num_epochs * h.num_minibatches)

@@ -78,7 +78,9 @@ def kl_estimate(
     x_j = μ_old + σ_old·ξ_j; KL̂ = mean_j [log N(x_j; μ_old, σ_old) − log N(x_j; μ, σ)]. The tanh
     Jacobians cancel at the shared pre-squash point.
     """
-    batch = torch.broadcast_shapes(old_mean.shape, old_std.shape, mean.shape, std.shape)
+    batch = mean.shape  # the common case without broadcasting skips broadcast_shapes (Python)
+    if not old_mean.shape == old_std.shape == batch == std.shape:
+        batch = torch.broadcast_shapes(old_mean.shape, old_std.shape, mean.shape, std.shape)
     if len(batch) == 0:
         raise ValueError("kl_estimate needs a trailing action dim on the policy parameters")
     if noise.dim() != len(batch) + 1 or noise.shape[0] < 1:

@@ -22,8 +22,8 @@ def _run(args, timeout):
 @pytest.mark.slow
 def test_bench_throughput_toy_reports_train_and_sim():
     p = _run(["-m", "benchmarks.bench_throughput", "--env", "toy/Bandit", "--preset", "tiny",
-              "--iterations", "2", "--repeats", "1", "--rollout.num_epochs=2", "--flops",
-              "--json"], timeout=600)
+              "--iterations", "2", "--repeats", "2", "--rollout.num_epochs=2", "--flops",
+              "--backend", "torch", "--json"], timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads(p.stdout.strip().splitlines()[-1])
     assert res["env"] == "toy/Bandit" and res["num_epochs"] == 2
@@ -37,6 +37,13 @@ def test_bench_throughput_toy_reports_train_and_sim():
     assert res["update_gflop_per_minibatch"] > 0 and res["matmul_peak_gflops"] > 0
     assert abs(res["update_gflop_per_iteration"] - 4 * res["update_gflop_per_minibatch"]) < 1e-9
     assert res["flop_bound_sps"] > 0 and "FLOP-bound ceiling" in p.stdout
+    # --backend torch: two paired repeats (JAX first, then torch first), ratios from the pairs
+    assert len(res["paired_repeats_s"]) == 2 and all(len(r) == 4 for r in res["paired_repeats_s"])
+    assert res["torch_train_metrics_finite"] and res["torch_train_sps"] > 0
+    assert res["torch_over_jax_train_sps"] == pytest.approx(
+        sorted(j / t for j, t, _, _ in res["paired_repeats_s"])[0] / 2
+        + sorted(j / t for j, t, _, _ in res["paired_repeats_s"])[1] / 2)
+    assert res["torch_over_jax_cpu_time_ratio"] > 0 and "paired repeats" in p.stdout
 
 
 @pytest.mark.slow
