@@ -436,6 +436,9 @@ def _train(args: argparse.Namespace, overrides: list[str], stop: _StopRequest) -
                 env.full_name, args.backend, cfg.run.seed)
             from reppo_common import __version__
 
+            prepare = getattr(backend, "prepare", None)
+            if prepare is not None:  # refuse a setup the trainer rejects before writing
+                prepare(cfg, RunDir(path).path)
             run = RunDir.create(path, cfg, {"backend": args.backend, "env": env.full_name,
                                             "reppo_version": __version__})
         return _train_locked(args, cfg, env, backend, run, resumed, resume, stop)

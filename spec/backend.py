@@ -129,6 +129,13 @@ class PortBackend:
         self._prepared = (config, Path(run_dir), trainer)
         return info
 
+    def prepare(self, config: ReppoConfig, run_dir: Path) -> None:
+        """Build the trainer of a new run before its run directory is created, so that a setup
+        the trainer refuses (e.g. ``run.devices`` left at all devices, which do not split the
+        batch) is a UserError while nothing is written yet; the following :meth:`train` with
+        the same config and run directory reuses the trainer."""
+        self._prepared = (config, Path(run_dir), self.make_trainer(config))
+
     def train(self, config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks,
               resume: bool = False) -> TrainResult:
         """Train (or with ``resume`` continue the run in ``run_dir`` from its latest full

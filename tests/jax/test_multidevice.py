@@ -162,3 +162,28 @@ def test_discrete_two_device_training_compiles_once_and_resumes_exactly(discrete
     assert r["resumed_iterations"] == [4]
     assert r["resume_exact"], r
     assert r["final_eval"]["eval/episodes"] == 4
+
+
+def test_cli_refuses_devices_that_do_not_split_the_batch_before_writing(tmp_path):
+    """With all devices (the default ``run.devices``) on 2 virtual devices and 3 envs, the
+    trainer refuses the setup; the CLI asks it before creating the run directory, so the
+    one-line error leaves nothing behind and the suggested ``--devices 1`` then trains into
+    the same ``--run-dir`` (a directory holding the failed start's config.json would have
+    refused the changed config)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "")
+                         + " --xla_force_host_platform_device_count=2").strip()}
+    run_dir = tmp_path / "run"
+    argv = [sys.executable, str(ROOT / "tests" / "jax" / "toy_cli.py"), "train", "--env",
+            "toy/Bandit", "--preset", "tiny", "--steps", "48", "--run-dir", str(run_dir),
+            "--rollout.num_envs=3", "--rollout.num_steps=16", "--rollout.num_minibatches=1",
+            "--no-progress"]
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "2 devices cannot split rollout.num_envs=3" in err[0], err
+    assert not run_dir.exists()
+    proc = subprocess.run(argv + ["--devices", "1"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (run_dir / "metrics.jsonl").read_text().strip()
