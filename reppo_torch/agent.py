@@ -245,7 +245,7 @@ def _clip_and_step(loss: torch.Tensor, params: list[nn.Parameter], opt: torch.op
 def critic_forward(h: Hyper, critic: Critic, mb: dict) -> tuple[torch.Tensor, dict]:
     """The critic loss (eq. 7 plus the auxiliary loss) on the minibatch ``mb``: (loss, info with
     ``value_loss`` and ``aux_loss``); differentiable in the critic's parameters. The part of the
-    critic step that ``run.torch_compile`` compiles (:func:`loss_forwards`)."""
+    critic step that ``run.torch_compile`` compiles (:func:`compiled_forwards`)."""
     out, z = critic(mb["obs"], mb["action"])
     pred_z, pred_r = critic.predict(z)
     return critic_loss(out, mb["target"], pred_z, mb["next_emb"], pred_r, mb["reward"],
@@ -254,10 +254,10 @@ def critic_forward(h: Hyper, critic: Critic, mb: dict) -> tuple[torch.Tensor, di
 
 
 def critic_update(h: Hyper, state: AgentState, mb: dict,
-                  forward: "Callable[[Hyper, Critic, dict], tuple] | None" = None
+                  forward: Callable[[Hyper, Critic, dict], tuple] | None = None
                   ) -> tuple[AgentState, dict]:
     """One critic step on ``mb``: the loss by ``forward`` (default :func:`critic_forward`;
-    :func:`loss_forwards` gives its compiled twin), its gradients, clip and Adam."""
+    :func:`compiled_forwards` gives its compiled twin), its gradients, clip and Adam."""
     loss, info = (forward or critic_forward)(h, state.critic, mb)
     grad_norm = _clip_and_step(loss, state.critic_params, state.critic_opt, h.max_grad_norm)
     info = {"train/critic_loss": loss.detach(), "train/value_loss": info["value_loss"].detach(),
@@ -319,7 +319,7 @@ def actor_forward(h: Hyper, actor: Actor, critic: Critic, obs: torch.Tensor,
     behaviour policy's (``old_mean``, ``old_std``) there and the (frozen) ``critic``: (loss,
     info, log-probs of the entropy estimate, per-state KL estimate); differentiable in the
     actor's parameters. The part of the actor step that ``run.torch_compile`` compiles
-    (:func:`loss_forwards`)."""
+    (:func:`compiled_forwards`)."""
     mean, std = policy(h, actor, obs)
     kl = D.kl_estimate(old_mean, old_std, mean, std, kl_noise)
     loss, info, log_prob = _actor_objective(h, critic, mean, std, obs, noise, kl, old_mean,
@@ -329,7 +329,7 @@ def actor_forward(h: Hyper, actor: Actor, critic: Critic, obs: torch.Tensor,
 
 def actor_update(h: Hyper, state: AgentState, behaviour: Actor, obs: torch.Tensor,
                  noise: torch.Tensor, kl_noise: torch.Tensor,
-                 mb: dict | None = None, forward: "Callable[..., tuple] | None" = None
+                 mb: dict | None = None, forward: Callable[..., tuple] | None = None
                  ) -> tuple[AgentState, dict]:
     """Actor step on the current critic, then the α/β step (log α and log β then projected onto
     [``h.log_alpha_min``, ∞) and [``h.log_beta_min``, ∞): ``loss.alpha_min``,
@@ -339,7 +339,7 @@ def actor_update(h: Hyper, state: AgentState, behaviour: Actor, obs: torch.Tenso
     and for the behaviour policy's outputs at ``obs`` (``old_mean``, ``old_std``: the
     rollout's, see :class:`Transition`) where it holds them; otherwise ``behaviour`` is
     evaluated here. ``forward``: the objective (default :func:`actor_forward`;
-    :func:`loss_forwards` gives its compiled twin)."""
+    :func:`compiled_forwards` gives its compiled twin)."""
     logs = state.logs
     alpha = torch.exp(logs.detach()[0])
     beta = torch.exp(logs.detach()[1])
@@ -412,7 +412,7 @@ def compiled_forwards() -> LossForwards:
 
 def minibatch_step(h: Hyper, state: AgentState, behaviour: Actor, mb: dict,
                    noise: torch.Tensor, kl_noise: torch.Tensor,
-                   forwards: "LossForwards | None" = None) -> tuple[AgentState, dict]:
+                   forwards: LossForwards | None = None) -> tuple[AgentState, dict]:
     """One minibatch of Algorithm 1: critic step, then actor and α/β step on the updated critic.
 
     ``mb`` holds ``obs`` (normalised), ``action``, ``reward``, ``target``, ``next_emb``,
@@ -421,7 +421,8 @@ def minibatch_step(h: Hyper, state: AgentState, behaviour: Actor, mb: dict,
     ``actor.gradient=ppo``, ``pre_action``, ``advantage``, ``value_target`` (the state-value
     network then steps between critic and actor); the actor noise is explicit (see
     :func:`actor_noise`). This is the unit the parity suite's layer 3 runs in every port.
-    ``forwards``: the loss forward passes (:func:`loss_forwards`; default the eager ones).
+    ``forwards``: the loss forward passes (default :data:`EAGER_FORWARDS`; or
+    :func:`compiled_forwards`).
     Mutates ``state`` in place and returns it with the metrics (0-dim device tensors)."""
     forwards = forwards or EAGER_FORWARDS
     state, c_info = critic_update(h, state, mb, forwards.critic)
