@@ -46,8 +46,9 @@ with the state of inductor's cache — cold (a fresh empty folder) unless ``--us
 keeps the persistent cache (``REPPO_TORCH_CACHE``; warm when an earlier run filled it).
 
 The persistent XLA compilation cache (and inductor's, with ``--torch-compile``) is disabled
-unless ``--use-cache`` (a warm cache would hide the compile time). Numbers are for whatever device JAX picks (``JAX_PLATFORMS=cpu`` forces CPU);
-on a shared machine, run nothing else meanwhile.
+unless ``--use-cache`` (a warm cache would hide the compile time). Numbers are for whatever
+device JAX picks (``JAX_PLATFORMS=cpu`` forces CPU); on a shared machine, run nothing else
+meanwhile.
 """
 
 from __future__ import annotations

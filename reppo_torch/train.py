@@ -18,6 +18,7 @@ Run-time choices that are not part of the algorithm:
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -116,8 +117,6 @@ def compile_count() -> int:
     """Graphs TorchDynamo has compiled so far in this process (0 until ``torch.compile`` first
     runs): the loop (``reppo_common.driver``) times an iteration during which this grew as
     compiling, not steady state. A recompilation compiles a new graph and counts too."""
-    import sys
-
     utils = sys.modules.get("torch._dynamo.utils")  # not imported: nothing compiled yet
     return int(utils.counters["stats"]["unique_graphs"]) if utils is not None else 0
 
@@ -336,7 +335,8 @@ def evaluate_run(config: ReppoConfig, run_dir: Path, episodes: int,
     backend's checkpoint: the file is the canonical layout). The episodes' initial states are
     drawn from seed ``run.seed + EVAL_RUN_SEED_OFFSET``, as in the JAX port, so on DMC both backends
     evaluate the same episodes."""
-    cfg = replace(config, run=replace(config.run, eval_episodes=episodes, devices=None))
+    cfg = replace(config, run=replace(config.run, eval_episodes=episodes, devices=None,
+                                      torch_compile=False))  # no update runs here
     device = resolve_device(cfg.run.device)
     trainer = Trainer(cfg, env=make_env(cfg, 1, device=device), eval_env=None, device=device)
     flat, _meta = P.load_params(checkpoint or C.latest_params_file(Path(run_dir) / "checkpoints"))
