@@ -2,7 +2,8 @@
 
     python -m benchmarks.bench_throughput --env dmc/CartpoleBalance --preset cpu \
         [--section.field=value ...] [--authors-config] --iterations 10 --repeats 3 \
-        [--baseline-sps 2000] [--backend jax|torch] [--torch-threads N] [--flops] [--json]
+        [--baseline-sps 2000] [--backend jax|torch] [--torch-threads N] [--torch-compile] \
+        [--flops] [--json]
 
 In one process it builds the JAX ``Trainer`` for the config and reports, side by side:
 
@@ -38,11 +39,16 @@ more repeat of the compiled JAX iteration (JAX first on even repeats, torch firs
 and the ratio is the median over repeats of JAX time / torch time for the same env steps — by
 wall clock and by process CPU time — so that both sides see the same load on a shared machine
 (JAX's own repeats above ran minutes earlier). ``--torch-threads`` sets torch's intra-op
-threads (default: the torch backend's ``DEFAULT_THREADS``).
+threads (default: the torch backend's ``DEFAULT_THREADS``). ``--torch-compile`` runs the torch
+side with ``run.torch_compile=true`` (the update's losses under ``torch.compile``; the JAX side
+is unchanged): its first iteration then includes the compile, printed as the torch compile time
+with the state of inductor's cache — cold (a fresh empty folder) unless ``--use-cache``, which
+keeps the persistent cache (``REPPO_TORCH_CACHE``; warm when an earlier run filled it).
 
-The persistent XLA compilation cache is disabled unless ``--use-cache`` (a warm cache would hide
-the compile time). Numbers are for whatever device JAX picks (``JAX_PLATFORMS=cpu`` forces CPU);
-on a shared machine, run nothing else meanwhile.
+The persistent XLA compilation cache (and inductor's, with ``--torch-compile``) is disabled
+unless ``--use-cache`` (a warm cache would hide the compile time). Numbers are for whatever
+device JAX picks (``JAX_PLATFORMS=cpu`` forces CPU); on a shared machine, run nothing else
+meanwhile.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -100,6 +107,9 @@ def parse_args(argv=None):
                         "measured here and the FLOP-bound throughput ceiling it implies")
     p.add_argument("--torch-threads", type=int, default=None,
                    help="torch intra-op threads (default: reppo_torch.train.DEFAULT_THREADS)")
+    p.add_argument("--torch-compile", action="store_true",
+                   help="with --backend torch: run the torch side with run.torch_compile=true "
+                        "and print its compile time (cold inductor cache unless --use-cache)")
     args, rest = p.parse_known_args(argv)
     bad = [r for r in rest if not (r.startswith("--") and "=" in r and "." in r.split("=")[0])]
     if bad:
@@ -107,6 +117,8 @@ def parse_args(argv=None):
                 f"{' '.join(bad)}")
     if args.iterations < 1 or args.repeats < 1:
         p.error("--iterations and --repeats must be >= 1")
+    if args.torch_compile and args.backend != "torch":
+        p.error("--torch-compile needs --backend torch")
     args.overrides = [r[2:] for r in rest]
     return args
 
@@ -270,10 +282,11 @@ def bench_torch_training(cfg, seed, iterations, repeats, threads=None, jax_repea
     configure_torch(threads)
     build_s = time.perf_counter() - t0
     carry = trainer.init(seed)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     carry, info = trainer.iteration(carry)
     info = _scalarize(info)
     first_s = time.perf_counter() - t0
+    bench_torch_training.first_cpu_s = time.process_time() - c0
     state = {"carry": carry, "info": info}
 
     def torch_repeat():
@@ -330,9 +343,15 @@ def bench_torch_simulation(env, num_steps, seed, iterations, repeats):
 
 def main(argv=None):
     args = parse_args(argv)
+    torch_cache = None  # with --torch-compile: (inductor's cache folder, did it hold entries)
     if not args.use_cache:
         os.environ["REPPO_JAX_CACHE"] = ""  # read by reppo_jax.train.enable_compilation_cache
+        if args.torch_compile:  # read by reppo_torch.train.enable_compile_cache
+            os.environ["REPPO_TORCH_CACHE"] = tempfile.mkdtemp(prefix="reppo-bench-inductor-")
     cfg = build_config(args)
+    if cfg.run.torch_compile:
+        raise SystemExit("error: pass --torch-compile instead of --run.torch_compile (the JAX "
+                         "side refuses the torch-only option)")
 
     import jax
 
@@ -388,8 +407,20 @@ def main(argv=None):
                 jax_state["carry"], jax_info = compiled(jax_state["carry"])
             _block((jax_state["carry"], jax_info))
 
+        torch_cfg = cfg
+        if args.torch_compile:
+            from dataclasses import replace
+
+            from reppo_torch.train import enable_compile_cache
+
+            torch_cfg = replace(cfg, run=replace(cfg.run, torch_compile=True))
+            enable_compile_cache()  # the trainer does it too; here to look at the folder first
+            from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+            folder = Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR") or default_cache_dir())
+            torch_cache = (folder, folder.is_dir() and any(folder.iterdir()))
         trainer_t, tb_s, tf_s, tt_times, t_finite = bench_torch_training(
-            cfg, args.seed, args.iterations, args.repeats, args.torch_threads, jax_repeat)
+            torch_cfg, args.seed, args.iterations, args.repeats, args.torch_threads, jax_repeat)
         tt_med = statistics.median(tt_times)
         torch_sps = steps_per_repeat / tt_med
         paired = bench_torch_training.paired
@@ -398,6 +429,8 @@ def main(argv=None):
                     "torch_build_s": tb_s, "torch_first_call_s": tf_s,
                     "torch_train_repeat_s": tt_times, "torch_train_sps": torch_sps,
                     "torch_train_metrics_finite": t_finite,
+                    "torch_compile": args.torch_compile,
+                    "torch_first_call_cpu_s": bench_torch_training.first_cpu_s,
                     "paired_repeats_s": [list(p) for p in paired],
                     "paired_jax_train_sps": steps_per_repeat
                     / statistics.median([p[0] for p in paired]),
@@ -469,6 +502,14 @@ def main(argv=None):
               f"to other load on the machine): JAX {res['jax_cpu_s_per_iteration']:.2f}, torch "
               f"{res['torch_cpu_s_per_iteration']:.2f} -> torch/JAX throughput by CPU time "
               f"{res['torch_over_jax_cpu_time_ratio']:.2f}x (median of the pairs)")
+        if torch_cache is not None:
+            state = "warm" if torch_cache[1] else "cold"
+            res.update({"torch_compile_cache": str(torch_cache[0]),
+                        "torch_compile_cache_warm": torch_cache[1]})
+            print(f"torch compile (run.torch_compile): first iteration {tf_s:.1f} s wall, "
+                  f"{res['torch_first_call_cpu_s']:.1f} s CPU of this process (the C++ "
+                  f"compiler runs in child processes, not counted), {state} inductor cache "
+                  f"{torch_cache[0]} ({'held entries' if torch_cache[1] else 'empty'} before)")
         if "torch_sim_sps" in res:
             print(f"torch train/sim time per env step = "
                   f"{res['torch_train_over_sim_time_per_step']:.2f}x")

@@ -54,6 +54,7 @@ FORMAT_VERSION = 1
 RESUME_CHANGEABLE = frozenset({
     "rollout.total_env_steps", "run.eval_interval", "run.eval_episodes",
     "run.checkpoint_interval", "run.keep_checkpoints", "run.device", "run.devices", "run.log",
+    "run.torch_compile",
 })
 """Config fields that may differ between a checkpoint and the run resuming it; every other field
 must match (it shapes the networks, the data or the update)."""

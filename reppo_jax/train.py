@@ -109,6 +109,14 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
+def refuse_torch_options(config: ReppoConfig) -> None:
+    """A UserError for a config that sets a torch-backend-only option (``run.torch_compile``)."""
+    if config.run.torch_compile:
+        raise UserError("run.torch_compile is a torch-backend option (torch.compile of the "
+                        "torch update); the JAX backend always compiles with XLA: drop it, or "
+                        "train with --backend torch")
+
+
 @dataclass
 class Trainer:
     """Owns the jitted iteration and evaluation for one run.
@@ -122,6 +130,7 @@ class Trainer:
     parallel: "DataParallel | None" = field(default=None, init=False)
 
     def __post_init__(self) -> None:
+        refuse_torch_options(self.config)
         enable_compilation_cache()
         cfg = self.config
         if self.env is None:
@@ -309,7 +318,8 @@ def evaluate_run(config: ReppoConfig, run_dir: Path, episodes: int,
     """Evaluate a saved run's policy (``run.eval_policy``) on ``episodes`` fresh episodes."""
     from dataclasses import replace
 
-    cfg = replace(config, run=replace(config.run, eval_episodes=episodes, devices=1))
+    cfg = replace(config, run=replace(config.run, eval_episodes=episodes, devices=1,
+                                      torch_compile=False))  # no update runs here
     trainer = make_trainer(cfg, env=make_env(cfg, 1), eval_env=None)
     flat, _meta = P.load_params(checkpoint or C.latest_params_file(Path(run_dir) / "checkpoints"))
     state = state_from_canonical(trainer.h, flat)

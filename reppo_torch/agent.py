@@ -22,7 +22,7 @@ import copy
 import functools
 import weakref
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -242,14 +242,23 @@ def _clip_and_step(loss: torch.Tensor, params: list[nn.Parameter], opt: torch.op
     return _step(params, list(grads), opt, max_norm)
 
 
-def critic_update(h: Hyper, state: AgentState, mb: dict) -> tuple[AgentState, dict]:
-    critic = state.critic
+def critic_forward(h: Hyper, critic: Critic, mb: dict) -> tuple[torch.Tensor, dict]:
+    """The critic loss (eq. 7 plus the auxiliary loss) on the minibatch ``mb``: (loss, info with
+    ``value_loss`` and ``aux_loss``); differentiable in the critic's parameters. The part of the
+    critic step that ``run.torch_compile`` compiles (:func:`compiled_forwards`)."""
     out, z = critic(mb["obs"], mb["action"])
     pred_z, pred_r = critic.predict(z)
-    loss, info = critic_loss(out, mb["target"], pred_z, mb["next_emb"], pred_r, mb["reward"],
-                             kind=h.value_kind, v_min=h.v_min, v_max=h.v_max,
-                             num_bins=h.num_bins, sigma=h.sigma, aux_mult=h.aux_mult,
-                             target_probs=mb.get("target_probs"))
+    return critic_loss(out, mb["target"], pred_z, mb["next_emb"], pred_r, mb["reward"],
+                       kind=h.value_kind, v_min=h.v_min, v_max=h.v_max, num_bins=h.num_bins,
+                       sigma=h.sigma, aux_mult=h.aux_mult, target_probs=mb.get("target_probs"))
+
+
+def critic_update(h: Hyper, state: AgentState, mb: dict,
+                  forward: Callable[[Hyper, Critic, dict], tuple] | None = None
+                  ) -> tuple[AgentState, dict]:
+    """One critic step on ``mb``: the loss by ``forward`` (default :func:`critic_forward`;
+    :func:`compiled_forwards` gives its compiled twin), its gradients, clip and Adam."""
+    loss, info = (forward or critic_forward)(h, state.critic, mb)
     grad_norm = _clip_and_step(loss, state.critic_params, state.critic_opt, h.max_grad_norm)
     info = {"train/critic_loss": loss.detach(), "train/value_loss": info["value_loss"].detach(),
             "train/aux_loss": info["aux_loss"].detach(), "train/critic_grad_norm": grad_norm}
@@ -279,7 +288,7 @@ def actor_noise(h: Hyper, generator: torch.Generator, batch: int,
     return noise, kl_noise
 
 
-def _actor_objective(h: Hyper, state: AgentState, mean: torch.Tensor, std: torch.Tensor,
+def _actor_objective(h: Hyper, critic: Critic, mean: torch.Tensor, std: torch.Tensor,
                      obs: torch.Tensor, noise: torch.Tensor, kl: torch.Tensor,
                      old_mean: torch.Tensor, old_std: torch.Tensor, alpha: torch.Tensor,
                      beta: torch.Tensor, mb: dict | None
@@ -289,10 +298,10 @@ def _actor_objective(h: Hyper, state: AgentState, mean: torch.Tensor, std: torch
     action, pre = D.tanh_gaussian_sample(mean, std, noise)
     log_prob = D.tanh_gaussian_log_prob(mean, std, pre)  # reparameterised: the entropy term
     if h.actor_gradient == "pathwise":
-        q, _ = q_of(h, state.critic, obs, action)
+        q, _ = q_of(h, critic, obs, action)
         loss, info = actor_loss(q, log_prob, kl, alpha, beta, h.kl_target, h.kl_mode)
     elif h.actor_gradient == "score":
-        loss, info = E.score_objective(h, lambda o, a: q_of(h, state.critic, o, a)[0], mean,
+        loss, info = E.score_objective(h, lambda o, a: q_of(h, critic, o, a)[0], mean,
                                        std, obs, noise, action, pre, log_prob, kl, alpha, beta)
     elif h.actor_gradient == "ppo":
         loss, info = E.ppo_objective(h, mean, std, old_mean, old_std, mb, log_prob, kl, alpha,
@@ -302,9 +311,26 @@ def _actor_objective(h: Hyper, state: AgentState, mean: torch.Tensor, std: torch
     return loss, info, log_prob
 
 
+def actor_forward(h: Hyper, actor: Actor, critic: Critic, obs: torch.Tensor,
+                  noise: torch.Tensor, kl_noise: torch.Tensor, old_mean: torch.Tensor,
+                  old_std: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
+                  mb: dict | None) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor]:
+    """The actor objective of ``h.actor_gradient`` for the policy at ``obs``, against the
+    behaviour policy's (``old_mean``, ``old_std``) there and the (frozen) ``critic``: (loss,
+    info, log-probs of the entropy estimate, per-state KL estimate); differentiable in the
+    actor's parameters. The part of the actor step that ``run.torch_compile`` compiles
+    (:func:`compiled_forwards`)."""
+    mean, std = policy(h, actor, obs)
+    kl = D.kl_estimate(old_mean, old_std, mean, std, kl_noise)
+    loss, info, log_prob = _actor_objective(h, critic, mean, std, obs, noise, kl, old_mean,
+                                            old_std, alpha, beta, mb)
+    return loss, info, log_prob, kl
+
+
 def actor_update(h: Hyper, state: AgentState, behaviour: Actor, obs: torch.Tensor,
                  noise: torch.Tensor, kl_noise: torch.Tensor,
-                 mb: dict | None = None) -> tuple[AgentState, dict]:
+                 mb: dict | None = None, forward: Callable[..., tuple] | None = None
+                 ) -> tuple[AgentState, dict]:
     """Actor step on the current critic, then the α/β step (log α and log β then projected onto
     [``h.log_alpha_min``, ∞) and [``h.log_beta_min``, ∞): ``loss.alpha_min``,
     ``loss.beta_min``). The noise is passed in (see :func:`actor_noise`) so that the update is
@@ -312,7 +338,8 @@ def actor_update(h: Hyper, state: AgentState, behaviour: Actor, obs: torch.Tenso
     port. ``mb`` (the minibatch) is read by the ppo estimator (``pre_action``, ``advantage``)
     and for the behaviour policy's outputs at ``obs`` (``old_mean``, ``old_std``: the
     rollout's, see :class:`Transition`) where it holds them; otherwise ``behaviour`` is
-    evaluated here."""
+    evaluated here. ``forward``: the objective (default :func:`actor_forward`;
+    :func:`compiled_forwards` gives its compiled twin)."""
     logs = state.logs
     alpha = torch.exp(logs.detach()[0])
     beta = torch.exp(logs.detach()[1])
@@ -322,14 +349,13 @@ def actor_update(h: Hyper, state: AgentState, behaviour: Actor, obs: torch.Tenso
         with torch.no_grad():
             old_mean, old_std = policy(h, behaviour, obs)
 
-    mean, std = policy(h, state.actor, obs)
-    kl = D.kl_estimate(old_mean, old_std, mean, std, kl_noise)
     critic_params = state.critic_params
     for p in critic_params:  # a fixed function here: no weight gradients recorded
         p.requires_grad_(False)
     try:
-        loss, info, log_prob = _actor_objective(h, state, mean, std, obs, noise, kl, old_mean,
-                                                old_std, alpha, beta, mb)
+        loss, info, log_prob, kl = (forward or actor_forward)(
+            h, state.actor, state.critic, obs, noise, kl_noise, old_mean, old_std, alpha, beta,
+            mb)
     finally:
         for p in critic_params:
             p.requires_grad_(True)
@@ -357,8 +383,36 @@ def actor_update(h: Hyper, state: AgentState, behaviour: Actor, obs: torch.Tenso
     return state, out
 
 
+class LossForwards(NamedTuple):
+    """The differentiable forward passes of a minibatch step, called as :func:`critic_forward`
+    and :func:`actor_forward` are; their outputs go to ``torch.autograd.grad`` (the gradient
+    clip, the Adam steps, the multiplier step and the projections run eagerly around them)."""
+
+    critic: Callable[..., tuple]
+    actor: Callable[..., tuple]
+
+
+EAGER_FORWARDS = LossForwards(critic_forward, actor_forward)
+"""The default: both forward passes op by op (eager PyTorch)."""
+
+
+def compiled_forwards() -> LossForwards:
+    """``run.torch_compile``: :func:`critic_forward` and :func:`actor_forward` under
+    ``torch.compile`` (TorchDynamo + inductor; on CPU generated C++, built with the system's
+    compiler). AOTAutograd compiles each one's backward too, so ``torch.autograd.grad`` of the
+    loss runs a compiled graph; the numbers differ from eager by float rounding only (fused
+    elementwise kernels, another summation order). Static shapes (``dynamic=False``): the
+    minibatch shapes never change within a run, so each function compiles once, in the first
+    iteration (``reppo_torch.train.compile_count`` counts the compilations). The update is
+    dispatch-bound at the presets' sizes (hundreds of small ops per minibatch step); fusing
+    them cuts the update's CPU time by ~1.3× at the cpu preset (docs/performance.md)."""
+    return LossForwards(torch.compile(critic_forward, dynamic=False),
+                        torch.compile(actor_forward, dynamic=False))
+
+
 def minibatch_step(h: Hyper, state: AgentState, behaviour: Actor, mb: dict,
-                   noise: torch.Tensor, kl_noise: torch.Tensor) -> tuple[AgentState, dict]:
+                   noise: torch.Tensor, kl_noise: torch.Tensor,
+                   forwards: LossForwards | None = None) -> tuple[AgentState, dict]:
     """One minibatch of Algorithm 1: critic step, then actor and α/β step on the updated critic.
 
     ``mb`` holds ``obs`` (normalised), ``action``, ``reward``, ``target``, ``next_emb``,
@@ -367,12 +421,16 @@ def minibatch_step(h: Hyper, state: AgentState, behaviour: Actor, mb: dict,
     ``actor.gradient=ppo``, ``pre_action``, ``advantage``, ``value_target`` (the state-value
     network then steps between critic and actor); the actor noise is explicit (see
     :func:`actor_noise`). This is the unit the parity suite's layer 3 runs in every port.
+    ``forwards``: the loss forward passes (default :data:`EAGER_FORWARDS`; or
+    :func:`compiled_forwards`).
     Mutates ``state`` in place and returns it with the metrics (0-dim device tensors)."""
-    state, c_info = critic_update(h, state, mb)
+    forwards = forwards or EAGER_FORWARDS
+    state, c_info = critic_update(h, state, mb, forwards.critic)
     if h.actor_gradient == "ppo":
         state, v_info = E.value_update(h, state, mb)
         c_info = {**c_info, **v_info}
-    state, a_info = actor_update(h, state, behaviour, mb["obs"], noise, kl_noise, mb)
+    state, a_info = actor_update(h, state, behaviour, mb["obs"], noise, kl_noise, mb,
+                                 forwards.actor)
     return state, {**c_info, **a_info}
 
 
@@ -461,7 +519,8 @@ def compute_targets(h: Hyper, agent: AgentState, batch: Transition) -> torch.Ten
 
 def update(h: Hyper, agent: AgentState, behaviour: Actor, batch: Transition,
            targets: torch.Tensor, streams: Streams, shard: Shard = SINGLE,
-           extras: dict | None = None, noise: dict | None = None) -> tuple[AgentState, dict]:
+           extras: dict | None = None, noise: dict | None = None,
+           forwards: LossForwards | None = None) -> tuple[AgentState, dict]:
     """num_epochs × num_minibatches of (critic step, [value step,] actor step, multiplier step).
 
     ``extras``: further per-transition tensors (T, N, ...) for the minibatches (the ppo
@@ -472,7 +531,7 @@ def update(h: Hyper, agent: AgentState, behaviour: Actor, batch: Transition,
     rank updates on its part of every minibatch with the matching slice of the global noise
     (``reppo_torch.distributed``); one process: unchanged. ``noise``: optional explicit draws
     instead of the streams' — ``perm`` (E, n), ``actor`` (E, M, …), ``kl`` (E, M, k, B, A);
-    the parity suite's layer 4 (one process)."""
+    the parity suite's layer 4 (one process). ``forwards``: see :func:`minibatch_step`."""
     n = h.num_envs * h.num_steps
     data = {"obs": batch.obs, "action": batch.action, "reward": batch.reward,
             "target": targets, "next_emb": batch.next_emb, **(extras or {})}
@@ -499,7 +558,7 @@ def update(h: Hyper, agent: AgentState, behaviour: Actor, batch: Transition,
                 eps, kl_eps = shard.take(eps, eps.dim() - 2), shard.take(kl_eps, 1)
             else:
                 eps, kl_eps = noise["actor"][e, i], noise["kl"][e, i]
-            agent, info = minibatch_step(h, agent, behaviour, mb, eps, kl_eps)
+            agent, info = minibatch_step(h, agent, behaviour, mb, eps, kl_eps, forwards)
             values = [v if v.dtype == torch.float32 else v.to(torch.float32)
                       for v in info.values()]
             if total is None:
@@ -521,11 +580,14 @@ UPDATE_NOISE = ("perm", "actor", "kl")
 ``action`` and ``bootstrap``)."""
 
 
-def make_iteration(h: Hyper, env):
+def make_iteration(h: Hyper, env, *, compile: bool = False):
     """The whole iteration as one function of the carry: snapshot θ', rollout, targets, update,
     and the rollout metrics (0-dim device tensors). ``iteration(carry, noise)`` takes optional
     explicit draws (a dict: ``action``, ``bootstrap`` for :func:`rollout`; ``perm``, ``actor``,
-    ``kl`` for :func:`update`) — the parity suite's layer 4; training passes none."""
+    ``kl`` for :func:`update`) — the parity suite's layer 4; training passes none.
+    ``compile``: the update's loss forward passes under ``torch.compile``
+    (:func:`compiled_forwards`; ``run.torch_compile``)."""
+    forwards = compiled_forwards() if compile else EAGER_FORWARDS
 
     def iteration(carry: Carry, noise: dict | None = None) -> tuple[Carry, dict]:
         snapshot(carry.agent, carry.behaviour)  # θ' fixed for the whole iteration
@@ -536,7 +598,8 @@ def make_iteration(h: Hyper, env):
                   else None)
         agent, info = update(h, carry.agent, carry.behaviour, batch, targets, carry.streams,
                              carry.shard, extras,
-                             None if noise is None else {k: noise[k] for k in UPDATE_NOISE})
+                             None if noise is None else {k: noise[k] for k in UPDATE_NOISE},
+                             forwards)
         with torch.no_grad():
             done = episodes["done"].to(torch.float32)
             n_done = torch.sum(done)

@@ -25,7 +25,8 @@ class TorchBackend(PortBackend):
         """Canonical parameter layout → torch agent state (on the run's device)."""
         from reppo_torch.train import state_from_canonical
 
-        trainer = self.make_trainer(replace(config, run=replace(config.run, devices=None)))
+        trainer = self.make_trainer(replace(config, run=replace(config.run, devices=None,
+                                                                torch_compile=False)))
         return state_from_canonical(config, trainer.h, params, trainer.device)
 
 

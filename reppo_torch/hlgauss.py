@@ -35,7 +35,9 @@ def _support(v_min: float, v_max: float, num_bins: int, dtype: torch.dtype,
 
 
 def _centres(v_min: float, v_max: float, num_bins: int, like: torch.Tensor) -> torch.Tensor:
-    return _support(float(v_min), float(v_max), int(num_bins), like.dtype, like.device)[0]
+    # torch.compile traces the constants into its graph (once): the cache is for eager calls
+    support = _support.__wrapped__ if torch.compiler.is_compiling() else _support
+    return support(float(v_min), float(v_max), int(num_bins), like.dtype, like.device)[0]
 
 
 def hlgauss_target(

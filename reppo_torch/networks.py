@@ -117,7 +117,9 @@ class Layer(nn.Linear):
         self._rms_block = block and norm == "rms"  # a plain attribute: read on every call
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._rms_block and torch.is_grad_enabled():
+        # under torch.compile the unfused ops instead: inductor derives and fuses the backward
+        # itself, and AOTAutograd's persistent cache skips graphs with custom autograd functions
+        if self._rms_block and torch.is_grad_enabled() and not torch.compiler.is_compiling():
             norm = self.norm
             return _RmsBlock.apply(x, self.weight, self.bias, norm.scale, norm.eps)
         y = F.linear(x, self.weight, self.bias)

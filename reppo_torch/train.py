@@ -9,11 +9,16 @@ Run-time choices that are not part of the algorithm:
   the JAX port's ``Precision.HIGHEST``); ``REPPO_TORCH_MATMUL_PRECISION=high|medium`` changes it.
 * intra-op threads: ``DEFAULT_THREADS`` (``REPPO_TORCH_THREADS`` overrides); see its docstring
   for the measurement behind it (1 thread: ~20× less CPU time than 2 on the shared 2-core box).
+* ``run.torch_compile``: the update's loss forward passes under ``torch.compile``
+  (``reppo_torch.agent.compiled_forwards``), inductor's cache persistent on disk
+  (:func:`enable_compile_cache`), the compiling iterations counted in ``compile_s``
+  (:func:`compile_count`).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -72,6 +77,48 @@ def configure_torch(threads: int | None = None, matmul_precision: str | None = N
     torch.set_float32_matmul_precision(
         matmul_precision or os.environ.get("REPPO_TORCH_MATMUL_PRECISION",
                                            DEFAULT_MATMUL_PRECISION))
+
+
+def enable_compile_cache() -> None:
+    """Keep inductor's compiled graphs and kernels across processes (``run.torch_compile``):
+    ``REPPO_TORCH_CACHE`` (default ``~/.cache/reppo/torch``) becomes ``TORCHINDUCTOR_CACHE_DIR``
+    (mirroring ``REPPO_JAX_CACHE``). Without ``REPPO_TORCH_CACHE`` an explicit
+    ``TORCHINDUCTOR_CACHE_DIR`` is kept; ``REPPO_TORCH_CACHE=""`` leaves torch's own default (a
+    per-user folder in the system's temporary directory). A warm cache cuts the compile from
+    tens of seconds to a few (the graphs are still traced; see docs/performance.md)."""
+    path = os.environ.get("REPPO_TORCH_CACHE")
+    if path is None:
+        if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+            return
+        path = str(Path.home() / ".cache" / "reppo" / "torch")
+    if path:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = path
+
+
+def prepare_compile(device: torch.device) -> None:
+    """Set up ``run.torch_compile`` for ``device``: the persistent cache
+    (:func:`enable_compile_cache`; first, since inductor's compiler search settles its cache
+    folder), then a UserError unless ``torch.compile`` can build code there — on CPU inductor
+    generates C++ and needs a compiler (``g++``, or ``$CXX``)."""
+    enable_compile_cache()
+    if device.type != "cpu":
+        return
+    from torch._inductor.cpp_builder import get_cpp_compiler
+
+    try:
+        get_cpp_compiler()
+    except Exception as e:  # inductor's InvalidCxxCompiler, or a broken compiler
+        raise UserError(f"run.torch_compile=true on CPU needs a C++ compiler for inductor's "
+                        f"generated code (g++, or the one $CXX names) and none works "
+                        f"({type(e).__name__}): install one, or drop run.torch_compile") from None
+
+
+def compile_count() -> int:
+    """Graphs TorchDynamo has compiled so far in this process (0 until ``torch.compile`` first
+    runs): the loop (``reppo_common.driver``) times an iteration during which this grew as
+    compiling, not steady state. A recompilation compiles a new graph and counts too."""
+    utils = sys.modules.get("torch._dynamo.utils")  # not imported: nothing compiled yet
+    return int(utils.counters["stats"]["unique_graphs"]) if utils is not None else 0
 
 
 def make_env(config: ReppoConfig, num_envs: int, *, evaluation: bool = False,
@@ -165,7 +212,9 @@ class Trainer:
             self.eval_env = make_env(cfg, cfg.run.eval_episodes, evaluation=True,
                                      device=self.device)
         self.h = replace(hyper.resolve(cfg, self.env), num_envs=num_envs)
-        self.iteration = A.make_iteration(self.h, self.env)
+        if cfg.run.torch_compile:
+            prepare_compile(self.device)
+        self.iteration = A.make_iteration(self.h, self.env, compile=cfg.run.torch_compile)
         self._evaluate = (A.make_evaluate(self.h, self.eval_env, self.eval_env.max_episode_steps,
                                           eval_policy=cfg.run.eval_policy)
                           if self.eval_env is not None else None)
@@ -244,6 +293,10 @@ class _LoopPort:
     def any_process(self, flag: bool) -> bool:
         return Dist.any_rank(flag)
 
+    def compile_count(self) -> int:
+        """See :func:`compile_count` (``run.torch_compile``)."""
+        return compile_count()
+
 
 def train(config: ReppoConfig, run_dir: Path | None, hooks: TrainHooks | None = None,
           *, env=None, eval_env=None, device: torch.device | None = None,
@@ -282,7 +335,8 @@ def evaluate_run(config: ReppoConfig, run_dir: Path, episodes: int,
     backend's checkpoint: the file is the canonical layout). The episodes' initial states are
     drawn from seed ``run.seed + EVAL_RUN_SEED_OFFSET``, as in the JAX port, so on DMC both backends
     evaluate the same episodes."""
-    cfg = replace(config, run=replace(config.run, eval_episodes=episodes, devices=None))
+    cfg = replace(config, run=replace(config.run, eval_episodes=episodes, devices=None,
+                                      torch_compile=False))  # no update runs here
     device = resolve_device(cfg.run.device)
     trainer = Trainer(cfg, env=make_env(cfg, 1, device=device), eval_env=None, device=device)
     flat, _meta = P.load_params(checkpoint or C.latest_params_file(Path(run_dir) / "checkpoints"))

@@ -431,6 +431,12 @@ class RunConfig(_Section):
     default the launched world size). Must divide rollout.num_envs and each minibatch."""
     log: tuple[str, ...] = _f(("jsonl",), items=LOG_SINKS)
     """Metric sinks; metrics.jsonl is always written, 'tensorboard'/'wandb' are optional extras."""
+    torch_compile: bool = _f(False)
+    """Torch backend only (the JAX backend refuses true): run the update's critic loss and actor
+    objective, forward and backward, under ``torch.compile`` (inductor; on CPU it needs a C++
+    compiler). Numbers differ from the default eager run by float rounding only; the compile (tens
+    of seconds, less from the persistent cache ``REPPO_TORCH_CACHE``) is counted in
+    ``compile_s``. See docs/performance.md."""
 
 
 SECTIONS: dict[str, type[_Section]] = {

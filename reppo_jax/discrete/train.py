@@ -14,7 +14,7 @@ from reppo_common.errors import UserError
 from reppo_jax.checkpoint import guard_iteration
 from reppo_jax.discrete import agent as DA
 from reppo_jax.discrete.networks import canonical_init, make_nets, torso_of
-from reppo_jax.train import Trainer, enable_compilation_cache, make_env
+from reppo_jax.train import Trainer, enable_compilation_cache, make_env, refuse_torch_options
 from spec import derived, hyper
 
 
@@ -31,6 +31,7 @@ class DiscreteTrainer(Trainer):
     for them; the default (None: all visible devices) means one device there."""
 
     def __post_init__(self) -> None:
+        refuse_torch_options(self.config)
         enable_compilation_cache()
         cfg = self.config
         if self.env is None:

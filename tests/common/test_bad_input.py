@@ -163,6 +163,8 @@ CLI_CASES = {
     "inf_override": (["train", "--rollout.lr=inf"], ["rollout.lr", "finite"]),
     "devices_zero": (["train", "--devices", "0"], ["run.devices=0"]),
     "log_empty_sink": (["train", "--log", "bogus"], ["run.log"]),
+    "torch_compile_on_jax": (["train", "--run.torch_compile=true"],
+                             ["run.torch_compile", "--backend torch"]),
 }
 
 

@@ -173,3 +173,15 @@ def test_iteration_reduces_kl_max_by_max_and_kl_by_mean(monkeypatch, discrete):
         assert float(info["train/kl_max"]) == np.max(tops)
         assert float(info["train/kl"]) == pytest.approx(float(np.mean(means)), rel=1e-5)
         assert np.max(tops) > np.mean(tops) > 0.0
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_torch_compile_is_refused(discrete):
+    """run.torch_compile is a torch-backend option: both JAX trainers refuse it with a one-line
+    UserError before building anything."""
+    from reppo_common.errors import UserError
+
+    env = "toy/DiscreteBandit" if discrete else "toy/Bandit"
+    cfg = apply_overrides(preset_config("tiny"), {"env.name": env, "run.torch_compile": True})
+    with pytest.raises(UserError, match=r"run\.torch_compile is a torch-backend option"):
+        make_trainer(cfg)
