@@ -21,7 +21,6 @@ N up to the number of GPUs. The persistent compilation cache is off unless ``--u
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -29,14 +28,12 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.cli_args import config_parser, parse_with_overrides
+
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog="Any other argument of the form --section.field=value is a config override.")
-    p.add_argument("--env", default="dmc/CartpoleBalance", help="suite/Task (config env.name)")
-    p.add_argument("--preset", default="cpu")
+    p = config_parser(__doc__.splitlines()[0])
     p.add_argument("--devices", type=int, default=2, help="N, compared against 1 device")
     p.add_argument("--iterations", type=int, default=5, help="timed iterations per repeat")
     p.add_argument("--repeats", type=int, default=3)
@@ -44,14 +41,9 @@ def parse_args(argv=None):
     p.add_argument("--use-cache", action="store_true",
                    help="keep the persistent XLA compilation cache (hides compile time)")
     p.add_argument("--json", action="store_true", help="also print one JSON line of results")
-    args, rest = p.parse_known_args(argv)
-    bad = [r for r in rest if not (r.startswith("--") and "=" in r and "." in r.split("=")[0])]
-    if bad:
-        p.error(f"unrecognized arguments (overrides look like --section.field=value): "
-                f"{' '.join(bad)}")
+    args = parse_with_overrides(p, argv)
     if args.devices < 2 or args.iterations < 1 or args.repeats < 1:
         p.error("--devices must be >= 2, --iterations and --repeats >= 1")
-    args.overrides = [r[2:] for r in rest]
     args.authors_config = False
     return args
 

@@ -53,7 +53,6 @@ meanwhile.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -63,6 +62,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.cli_args import config_parser, parse_with_overrides
 
 
 AUTHORS_CONFIG = {
@@ -82,11 +83,7 @@ runs)."""
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog="Any other argument of the form --section.field=value is a config override.")
-    p.add_argument("--env", default="dmc/CartpoleBalance", help="suite/Task (config env.name)")
-    p.add_argument("--preset", default="cpu")
+    p = config_parser(__doc__.splitlines()[0])
     p.add_argument("--iterations", type=int, default=10, help="timed iterations per repeat")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
@@ -110,16 +107,11 @@ def parse_args(argv=None):
     p.add_argument("--torch-compile", action="store_true",
                    help="with --backend torch: run the torch side with run.torch_compile=true "
                         "and print its compile time (cold inductor cache unless --use-cache)")
-    args, rest = p.parse_known_args(argv)
-    bad = [r for r in rest if not (r.startswith("--") and "=" in r and "." in r.split("=")[0])]
-    if bad:
-        p.error(f"unrecognized arguments (overrides look like --section.field=value): "
-                f"{' '.join(bad)}")
+    args = parse_with_overrides(p, argv)
     if args.iterations < 1 or args.repeats < 1:
         p.error("--iterations and --repeats must be >= 1")
     if args.torch_compile and args.backend != "torch":
         p.error("--torch-compile needs --backend torch")
-    args.overrides = [r[2:] for r in rest]
     return args
 
 

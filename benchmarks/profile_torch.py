@@ -23,31 +23,23 @@ to other load on a shared machine; wall time is not reported.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
 
+from benchmarks.cli_args import config_parser, parse_with_overrides
+
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog="Any other argument of the form --section.field=value is a config override.")
-    p.add_argument("--env", default="dmc/CartpoleBalance", help="suite/Task (config env.name)")
-    p.add_argument("--preset", default="cpu")
+    p = config_parser(__doc__.splitlines()[0])
     p.add_argument("--iterations", type=int, default=3,
                    help="iterations per measurement (phases, then profiled)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--top", type=int, default=15, help="operators listed")
     p.add_argument("--json", action="store_true", help="also print one JSON line of results")
-    args, rest = p.parse_known_args(argv)
-    bad = [r for r in rest if not (r.startswith("--") and "=" in r and "." in r.split("=")[0])]
-    if bad:
-        p.error(f"unrecognized arguments (overrides look like --section.field=value): "
-                f"{' '.join(bad)}")
+    args = parse_with_overrides(p, argv)
     if args.iterations < 1 or args.top < 1:
         p.error("--iterations and --top must be >= 1")
-    args.overrides = [r[2:] for r in rest]
     args.authors_config = False  # bench_throughput.build_config's flag: the plain preset here
     return args
 
