@@ -228,3 +228,38 @@ for (run, seed), c in sorted(curves.items(), key=lambda kv: (list(override).inde
     print(f"| {override[run]} | {seed} | {extra} |")
 PYEOF
 cat docs/results/dreppo_breakout_variants/stats.md
+
+# Start-up and throughput on the 2-core CPU machine, quiet (docs/performance.md, "Measured on a
+# quiet machine"): the README's first command with a cold then a warm compile cache (start.csv),
+# bench_throughput's JAX and torch outputs (*.json) -> performance/summary.md.
+"$PY" - docs/results/performance > docs/results/performance/summary.md <<'PYEOF'
+import csv, json, statistics, sys
+from pathlib import Path
+
+d = Path(sys.argv[1])
+rows = list(csv.DictReader(open(d / "start.csv")))
+print("| start | `wall_s` of the first train record (s) | compile_s | iteration 2 (s) | median of iterations 3-20 (s) | process wall / CPU (s) |")
+print("| --- | --- | --- | --- | --- | --- |")
+for start in ("cold", "warm"):
+    it = {int(r["iteration"]): r for r in rows if r["start"] == start}
+    med = statistics.median(float(it[i]["iteration_s"]) for i in range(3, 21))
+    proc = json.load(open(d / f"{start}_process.json"))
+    print(f"| {start} cache | {float(it[1]['wall_s']):.1f} | {float(it[1]['compile_s']):.1f} | "
+          f"{float(it[2]['iteration_s']):.3f} | {med:.3f} | {proc['process_wall_s']:.1f} / "
+          f"{proc['process_user_s'] + proc['process_sys_s']:.1f} |")
+print()
+jax = json.load(open(d / "bench_jax.json"))
+print(f"JAX iteration, cold compile: {jax['train_compile_s']:.1f} s wall "
+      f"({jax['train_compile_cpu_s']:.1f} s process CPU); steady state "
+      f"{jax['train_sps']:,.0f} env-steps/s")
+print()
+print("| torch side | threads | torch/JAX by wall (paired median) | by process CPU time | torch env-steps/s | JAX env-steps/s (paired) |")
+print("| --- | --- | --- | --- | --- | --- |")
+for name, label in (("bench_torch", "eager"), ("bench_torch_compile", "run.torch_compile"),
+                    ("bench_torch_compile_2threads", "run.torch_compile")):
+    r = json.load(open(d / f"{name}.json"))
+    print(f"| {label} | {r['torch_threads']} | {r['torch_over_jax_train_sps']:.2f}x | "
+          f"{r['torch_over_jax_cpu_time_ratio']:.2f}x | {r['torch_train_sps']:,.0f} | "
+          f"{r['paired_jax_train_sps']:,.0f} |")
+PYEOF
+cat docs/results/performance/summary.md
