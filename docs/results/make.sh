@@ -263,3 +263,30 @@ for name, label in (("bench_torch", "eager"), ("bench_torch_compile", "run.torch
           f"{r['paired_jax_train_sps']:,.0f} |")
 PYEOF
 cat docs/results/performance/summary.md
+
+# REPPO (preset cpu) on DMC tasks with sparse rewards vs dense ones, from the DMC benchmark's
+# runs (docs/benchmarks/dmc_1m): alpha, entropy and the rollout reward per iteration
+# (dmc_sparse_alpha/train.csv: every 4th iteration up to 100, then every 16th) -> stats.md.
+"$PY" - docs/results/dmc_sparse_alpha docs/benchmarks/dmc_1m > docs/results/dmc_sparse_alpha/stats.md <<'PYEOF'
+import csv, sys
+from pathlib import Path
+
+d, bench = Path(sys.argv[1]), Path(sys.argv[2])
+runs = {}
+for r in csv.DictReader(open(d / "train.csv")):
+    runs.setdefault((r["task"], int(r["seed"])), []).append(r)
+print("| task | seed | first iteration with mean rollout reward ≥ 0.01 (env steps) | α at ~250k | entropy at ~250k (target) | lowest α | final eval | best eval |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+for (task, seed), rows in sorted(runs.items()):
+    found = next((int(r["env_steps"]) for r in rows if int(r["iteration"]) > 10
+                  and float(r["rollout_reward"]) >= 0.01), None)
+    at = min(rows, key=lambda r: abs(int(r["env_steps"]) - 250_000))
+    curve = bench / "curves" / "reppo" / task.replace("/", "_") / f"seed{seed}.csv"
+    ret = [float(x["return"]) for x in csv.DictReader(open(curve))]
+    target = {"dmc/BallInCup": -1.0, "dmc/FingerSpin": -1.0, "dmc/HopperStand": -2.0,
+              "dmc/CartpoleBalance": -0.5, "dmc/WalkerStand": -3.0}[task]
+    print(f"| {task} | {seed} | {f'{found:,}' if found else 'never'} | {float(at['alpha']):.2g} | "
+          f"{float(at['entropy']):.2f} ({target}) | {min(float(r['alpha']) for r in rows):.1g} | "
+          f"{ret[-1]:.1f} | {max(ret):.1f} |")
+PYEOF
+cat docs/results/dmc_sparse_alpha/stats.md
