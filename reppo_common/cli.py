@@ -386,9 +386,6 @@ def _train(args: argparse.Namespace, overrides: list[str], stop: _StopRequest) -
     backend = load_backend(args.backend)
     if not backend.supports_env(env.full_name):
         raise UserError(f"backend {args.backend!r} does not support {env.full_name} yet")
-    if cfg.run.torch_compile and args.backend != "torch":  # before the run dir is created
-        raise UserError(f"run.torch_compile is a torch-backend option; the {args.backend} "
-                        f"backend refuses it: drop it, or train with --backend torch")
     if not getattr(backend, "is_main_process", lambda: True)():
         resume = bool(args.resume) and run.has_checkpoint()
         return _train_worker(backend, cfg, run.path if args.resume else None, resume, stop)
