@@ -74,6 +74,12 @@ class AgentState:
         """The critic's parameters, listed once (see :attr:`actor_params`)."""
         return list(self.critic.parameters())
 
+    @functools.cached_property
+    def value_params(self) -> list[nn.Parameter]:
+        """The state-value network's parameters (``actor.gradient=ppo`` only), listed once (see
+        :attr:`actor_params`)."""
+        return list(self.value.parameters())
+
     @property
     def log_alpha(self) -> torch.Tensor:
         return self.logs.detach()[0]

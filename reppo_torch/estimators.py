@@ -60,7 +60,7 @@ def value_update(h: Hyper, state: Any, mb: dict) -> tuple[Any, dict]:
 
     value = state.value
     loss = torch.mean(mse_value_loss(v_of(value, mb["obs"]), mb["value_target"]))
-    grad_norm = _clip_and_step(loss, list(value.parameters()), state.value_opt, h.max_grad_norm)
+    grad_norm = _clip_and_step(loss, state.value_params, state.value_opt, h.max_grad_norm)
     return state, {"train/v_loss": loss.detach(), "train/v_grad_norm": grad_norm}
 
 
