@@ -34,12 +34,18 @@ from reppo_jax.envs.dmc import make_dmc_env
 
 def random_action_scan(env, num_steps):
     """``run(state, key) -> (state, key, reward_sum)``: ``num_steps`` vectorised steps of ``env``
-    with uniform random actions in [-1, 1] (the pure-simulation workload both benchmarks time)."""
+    with uniform random actions (the pure-simulation workload both benchmarks time): in [-1, 1]
+    per dimension for a continuous env, a uniform int32 index in [0, |A|) for a discrete one
+    (``env.discrete``)."""
     n, a_dim = env.num_envs, env.action_dim
+    discrete = bool(getattr(env, "discrete", False))
 
     def run(state, key):
         def body(s, k):
-            act = jax.random.uniform(k, (n, a_dim), minval=-1.0, maxval=1.0)
+            if discrete:
+                act = jax.random.randint(k, (n,), 0, a_dim, dtype=jnp.int32)
+            else:
+                act = jax.random.uniform(k, (n, a_dim), minval=-1.0, maxval=1.0)
             s, out = env.step(s, act)
             return s, out.reward.sum()
 
