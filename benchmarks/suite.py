@@ -881,6 +881,23 @@ def cmd_store(a: argparse.Namespace) -> int:
     return _report(a, dest, dest)
 
 
+def cmd_versus(a: argparse.Namespace) -> int:
+    """``versus``: :func:`benchmarks.suite_report.versus` of a suite directory, as markdown on
+    stdout (and in ``--out``)."""
+    from benchmarks.suite_report import format_versus, load_suite, versus
+
+    if a.baseline == "reppo":
+        raise UserError("--baseline must name the other algorithm (e.g. pqn or ppo), not reppo")
+    curves, manifest = load_suite(Path(a.dir))
+    text = format_versus(versus(curves, manifest, a.baseline,
+                                parse_steps(a.level_at, "--level-at"),
+                                [parse_steps(x, "--at") for x in a.at]))
+    if a.out is not None:
+        Path(a.out).write_text(text)
+    print(text, end="")
+    return 0
+
+
 def _report_options(a: argparse.Namespace, stored: dict[str, Any]
                     ) -> tuple[float, dict[str, tuple[float, float]], list[int]]:
     """(threshold, norms, at) of a report: the command line's, else the stored copy's
@@ -965,6 +982,19 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--replace", action="store_true", help="replace data already in DEST")
     _add_report_options(st)
 
+    v = sub.add_parser("versus", help="REPPO against one baseline at the baseline's level",
+                       description="Per task: the baseline's mean return at --level-at env "
+                                   "steps is the level; when each run first reaches it "
+                                   "(env steps, wall-clock), collapses after it, and the mean "
+                                   "returns at --at.")
+    v.add_argument("dir", type=Path, help="a suite directory or a stored copy")
+    v.add_argument("--baseline", required=True, help="the baseline algo (e.g. pqn, ppo)")
+    v.add_argument("--level-at", required=True, metavar="STEPS",
+                   help="env steps at which the baseline's mean return sets the level")
+    v.add_argument("--at", nargs="+", default=[], metavar="STEPS",
+                   help="also compare the mean returns at these env steps")
+    v.add_argument("--out", type=Path, default=None, help="also write the markdown here")
+
     j = sub.add_parser("job", help="(internal) one baseline job; `run` starts these")
     j.add_argument("--algo", required=True)
     j.add_argument("--task", required=True)
@@ -993,6 +1023,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_job(a)
         if a.command == "store":
             return cmd_store(a)
+        if a.command == "versus":
+            return cmd_versus(a)
         return _report(a, a.dir, a.out or a.dir)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

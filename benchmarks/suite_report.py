@@ -407,3 +407,116 @@ def report(src: Path, dest: Path, threshold: float = 0.9,
     print(f"wrote {dest / TABLE}, {dest / SUMMARY}"
           + (f", {dest / FIGURE}" if drew else " (no figure: matplotlib is not installed)"))
     return s
+
+
+# ----------------------------------------------------------------------------------------------
+# REPPO against one baseline at the baseline's own level (``suite versus``)
+# ----------------------------------------------------------------------------------------------
+
+
+def versus(curves: Sequence[Curve], manifest: dict[str, Any], baseline: str, level_at: int,
+           at: Sequence[int]) -> dict[str, Any]:
+    """Per task, REPPO against ``baseline`` measured at the baseline's own level: ``level`` is
+    the baseline's mean return (over seeds) at ``level_at`` env steps (last evaluation at or
+    before it). Per run (both algorithms): the first evaluation ≥ level (env steps and
+    wall-clock), and how many later evaluations fall below half of the run's running best
+    (which starts at that first evaluation): a collapse after learning. Per task and algorithm:
+    runs reaching the level, censored medians of both times, collapses, and the mean return at
+    each of ``at``; REPPO's median wall-clock to the level over the baseline's (None unless both
+    medians exist). ``ahead``: per ``at``, REPPO's mean ≥ the baseline's. A task without curves
+    of both algorithms is left out; none at all is a UserError."""
+    if level_at <= 0:
+        raise UserError(f"--level-at must be > 0 env steps, got {level_at}")
+    tasks = _order({c.task for c in curves}, list(manifest.get("tasks", {})))
+    out: dict[str, Any] = {"baseline": baseline, "level_at": int(level_at), "at": list(at),
+                           "tasks": {}}
+    for task in tasks:
+        runs = {a: sorted((c for c in curves if c.task == task and c.algo == a),
+                          key=lambda c: c.seed) for a in ("reppo", baseline)}
+        if not runs["reppo"] or not runs[baseline]:
+            continue
+        level = float(np.mean([value_at_or_before(c.steps, c.ret, level_at)
+                               for c in runs[baseline]]))
+        entry: dict[str, Any] = {"level": _finite(level), "algos": {}}
+        for algo, rs in runs.items():
+            per_seed = []
+            for c in rs:
+                i = first_reach(c.ret, level) if math.isfinite(level) else None
+                drops = 0
+                if i is not None:
+                    best = -math.inf
+                    for j, y in enumerate(c.ret[i:]):
+                        best = max(best, float(y)) if math.isfinite(y) else best
+                        drops += bool(j > 0 and not y >= 0.5 * best)
+                per_seed.append({
+                    "seed": c.seed,
+                    "steps_to_level": None if i is None else int(c.steps[i]),
+                    "wall_to_level": None if i is None else _finite(float(c.wall[i])),
+                    "collapses": drops if i is not None else None,
+                    "at": {str(s): _finite(value_at_or_before(c.steps, c.ret, s)) for s in at}})
+            at_mean = {}
+            for s in at:
+                vals = [p["at"][str(s)] for p in per_seed]
+                at_mean[str(s)] = None if any(v is None for v in vals) else float(np.mean(vals))
+            entry["algos"][algo] = {
+                "seeds": len(per_seed),
+                "reached": sum(p["steps_to_level"] is not None for p in per_seed),
+                "median_steps_to_level": censored_median([p["steps_to_level"] for p in per_seed]),
+                "median_wall_to_level": censored_median([p["wall_to_level"] for p in per_seed]),
+                "collapses": sum(p["collapses"] or 0 for p in per_seed),
+                "at": at_mean, "per_seed": per_seed}
+        r, b = entry["algos"]["reppo"], entry["algos"][baseline]
+        rw, bw = r["median_wall_to_level"], b["median_wall_to_level"]
+        entry["wall_ratio"] = rw / bw if rw is not None and bw else None
+        entry["ahead"] = {str(s): (None if r["at"][str(s)] is None or b["at"][str(s)] is None
+                                   else bool(r["at"][str(s)] >= b["at"][str(s)])) for s in at}
+        out["tasks"][task] = entry
+    if not out["tasks"]:
+        have = sorted({c.algo for c in curves})
+        raise UserError(f"no task has curves of both reppo and {baseline} (algos here: "
+                        f"{', '.join(have)})")
+    out["ahead_at_all"] = sum(all(v for v in e["ahead"].values()) for e in out["tasks"].values())
+    return out
+
+
+def format_versus(v: dict[str, Any]) -> str:
+    """The markdown of :func:`versus`: a per-task summary, then every run."""
+    b, at = v["baseline"], v["at"]
+    lines = [f"# REPPO against {b} at {b}'s level",
+             "",
+             f"Level: {b}'s mean return at {v['level_at']:,} env steps. Collapses: evaluations "
+             f"below half of the run's running best after it first reached the level.",
+             "",
+             "| task | level | algo | reached | median env steps to level | median wall-clock "
+             "to level | collapses | " + " | ".join(f"mean @ {s:,}" for s in at) + " |",
+             "|---|---|---|---|---|---|---|" + "---|" * len(at)]
+    for task, e in v["tasks"].items():
+        for algo, r in e["algos"].items():
+            cells = [_num(r["at"][str(s)]) for s in at]
+            if algo == "reppo":
+                cells = [f"**{c}**" if e["ahead"][str(s)] else c for c, s in zip(cells, at)]
+            lines.append(f"| {task} | {_num(e['level'])} | {algo} | {r['reached']}/{r['seeds']} "
+                         f"| {_steps(r['median_steps_to_level'])} | "
+                         f"{_wall(r['median_wall_to_level'])} | {r['collapses']} | "
+                         + " | ".join(cells) + " |")
+    n = len(v["tasks"])
+    lines += ["",
+              "Bold: REPPO's mean at least the baseline's. " + (
+                  f"Tasks where REPPO is at least {b}'s mean at every one of "
+                  f"{', '.join(f'{s:,}' for s in at)} env steps: {v['ahead_at_all']} of {n}."
+                  if at else ""),
+              "",
+              f"REPPO's median wall-clock to the level over {b}'s: " + "; ".join(
+                  f"{t} {_num(e['wall_ratio'], 2) if e['wall_ratio'] is not None else 'n/a'}"
+                  for t, e in v["tasks"].items()) + ".",
+              "",
+              "| task | algo | seed | first eval ≥ level: env steps (wall-clock) | collapses |",
+              "|---|---|---|---|---|"]
+    for task, e in v["tasks"].items():
+        for algo, r in e["algos"].items():
+            for p in r["per_seed"]:
+                hit = ("never" if p["steps_to_level"] is None else
+                       f"{p['steps_to_level']:,} ({_wall(p['wall_to_level'])})")
+                lines.append(f"| {task} | {algo} | {p['seed']} | {hit} | "
+                             f"{'–' if p['collapses'] is None else p['collapses']} |")
+    return "\n".join(lines) + "\n"

@@ -131,33 +131,8 @@ cat docs/results/dreppo_breakout_seeds/stats.md
 # then per game the level PQN reaches at 1M env steps (mean over seeds), when each run first
 # reaches it, and how many later evaluations fall below half of that run's running best.
 "$PY" -m benchmarks.suite report docs/benchmarks/minatar_5m > /dev/null
-"$PY" - docs/benchmarks/minatar_5m > docs/benchmarks/minatar_5m/collapses.md <<'PYEOF'
-import csv, sys
-from pathlib import Path
-
-d = Path(sys.argv[1]) / "curves"
-def curve(algo, game, seed):
-    return [(int(r["env_steps"]), float(r["wall_s"]), float(r["return"]))
-            for r in csv.DictReader(open(d / algo / f"minatar_{game}" / f"seed{seed}.csv"))]
-print("| game | PQN @ 1M (level) | algo | seed | first eval ≥ level: env steps (wall s) | later evals < ½ running best |")
-print("| --- | --- | --- | --- | --- | --- |")
-for game in ("Breakout", "Asterix", "Freeway", "SpaceInvaders"):
-    at1m = [[y for s, _, y in curve("pqn", game, k) if s <= 1_000_000][-1] for k in (0, 1, 2)]
-    level = sum(at1m) / 3
-    for algo in ("reppo", "pqn"):
-        for k in (0, 1, 2):
-            c = curve(algo, game, k)
-            hit = next((i for i, (_, _, y) in enumerate(c) if y >= level), None)
-            if hit is None:
-                print(f"| {game} | {level:.1f} | {algo} | {k} | never | – |")
-                continue
-            best, drops = c[hit][2], 0
-            for _, _, y in c[hit + 1:]:
-                best = max(best, y)
-                drops += y < 0.5 * best
-            print(f"| {game} | {level:.1f} | {algo} | {k} | {c[hit][0]:,} ({c[hit][1]:.0f}) | {drops} |")
-PYEOF
-cat docs/benchmarks/minatar_5m/collapses.md
+"$PY" -m benchmarks.suite versus docs/benchmarks/minatar_5m --baseline pqn --level-at 1e6 \
+    --at 1e6 5e6 --out docs/benchmarks/minatar_5m/versus.md
 
 # dmc/CartpoleBalance (preset cpu), seeds 0-2, without and with loss.beta_min=0.01 (= beta_init:
 # β never below its start) — docs/stability.md.

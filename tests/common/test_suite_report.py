@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from benchmarks import suite
-from benchmarks.suite_report import compute, load_suite, parse_norms, report
+from benchmarks.suite_report import Curve, compute, load_suite, parse_norms, report, versus
 from reppo_common.errors import UserError
 from reppo_common.stats import censored_median, first_reach, value_at_or_before
 
@@ -163,6 +163,44 @@ def test_store_copies_curves_and_manifest_and_reports(tmp_path, capsys):
     assert (dest / "table.md").read_bytes() == table
     assert suite.main(["report", str(dest), "--at", "300"]) == 0  # the command line wins
     assert b"return @ 300" in (dest / "table.md").read_bytes()
+
+
+def test_versus_at_the_baselines_level_on_hand_made_curves(tmp_path, capsys):
+    """Level = ppo's mean at 200 steps = (40 + 0 + 60) / 3; dmc/B has no ppo curve: left out."""
+    src = make_suite(tmp_path / "src")
+    assert suite.main(["versus", str(src), "--baseline", "ppo", "--level-at", "200",
+                       "--at", "200", "400", "--out", str(tmp_path / "v.md")]) == 0
+    text = capsys.readouterr().out
+    assert (tmp_path / "v.md").read_text() == text
+    v = versus(*load_suite(src), "ppo", 200, [200, 400])
+    assert list(v["tasks"]) == ["dmc/A"]
+    e = v["tasks"]["dmc/A"]
+    assert e["level"] == pytest.approx(100 / 3)
+    r, b = e["algos"]["reppo"], e["algos"]["ppo"]
+    assert [p["steps_to_level"] for p in r["per_seed"]] == [200, 200, 300]
+    assert [p["steps_to_level"] for p in b["per_seed"]] == [200, None, 200]
+    assert (r["reached"], b["reached"]) == (3, 2)
+    assert (r["median_wall_to_level"], b["median_wall_to_level"]) == (2.0, 20.0)
+    assert e["wall_ratio"] == pytest.approx(0.1)
+    assert r["at"]["200"] == pytest.approx(54.0) and b["at"]["400"] == pytest.approx(182 / 3)
+    assert e["ahead"] == {"200": True, "400": True} and v["ahead_at_all"] == 1
+    assert "| dmc/A | 33.3 | reppo | 3/3 | 200 | 2.0 s | 0 | **54.0** | **85.3** |" in text
+    assert "| dmc/A | ppo | 1 | never | – |" in text
+
+
+def test_versus_counts_collapses_after_the_level():
+    """Level 10 reached at the 2nd evaluation; then 4 < 10/2, 12 raises the best, 5.9 < 6,
+    6 is not below, NaN counts: 3 collapses."""
+    steps = np.arange(1, 8) * 100
+    mk = lambda algo, ret: Curve(algo, "t/x", 0, steps, steps / 100.0, np.array(ret, float))
+    v = versus([mk("reppo", [0, 10, 4, 12, 5.9, 6, np.nan]), mk("pqn", [0, 10, 10, 10, 10, 10,
+                                                                        10])],
+               {}, "pqn", 200, [])
+    e = v["tasks"]["t/x"]
+    assert e["level"] == 10.0
+    assert e["algos"]["reppo"]["collapses"] == 3 and e["algos"]["pqn"]["collapses"] == 0
+    with pytest.raises(UserError, match="no task has curves of both reppo and ppo"):
+        versus([mk("reppo", [1] * 7)], {}, "ppo", 200, [])
 
 
 def _one_line_error(capsys, argv, *needles):
