@@ -186,8 +186,8 @@ def _median_seconds(fn, repeats: int = 15) -> float:
 
 
 def bench_update_flops(trainer, seed):
-    """FLOPs of one jitted minibatch step (critic, [value,] actor, α/β) at the config's minibatch
-    size, by XLA's cost analysis; and the FLOP rate of a chain of (minibatch × width) @
+    """FLOPs of one jitted minibatch step (critic, [value,] actor, α/β; D-REPPO's for a discrete
+    env) at the config's minibatch size, by XLA's cost analysis; and the FLOP rate of a chain of (minibatch × width) @
     (width × width) matmuls on the same device (the dense-layer peak the update can hope for).
 
     The whole iteration's cost analysis counts a scan body once, not once per trip, which is
@@ -201,27 +201,40 @@ def bench_update_flops(trainer, seed):
     h, nets = trainer.h, trainer.nets
     if getattr(trainer, "parallel", None) is not None:
         raise SystemExit("error: --flops measures one device; pass --run.devices=1")
+    from reppo_jax.discrete import agent as DA
     from reppo_jax.discrete.train import DiscreteTrainer
 
-    if isinstance(trainer, DiscreteTrainer):
-        raise SystemExit("error: --flops supports the continuous trainer (not D-REPPO)")
     carry = trainer.init(seed)
     agent = carry.agent
     b = h.num_envs * h.num_steps // h.num_minibatches
     ks = jax.random.split(jax.random.PRNGKey(seed), 8)
     obs = jax.random.normal(ks[0], (b, h.obs_dim))
-    action = jnp.tanh(jax.random.normal(ks[1], (b, h.action_dim)))
-    _, emb = jax.eval_shape(lambda: A.q_of(nets, h, agent.critic, obs, action))
-    mb = {"obs": obs, "action": action, "reward": jax.random.uniform(ks[2], (b,)),
-          "target": jax.random.uniform(ks[3], (b,)), "next_emb": jnp.zeros(emb.shape, emb.dtype)}
-    if h.actor_gradient == "ppo":
-        mb.update(pre_action=jax.random.normal(ks[4], (b, h.action_dim)),
-                  advantage=jax.random.normal(ks[5], (b,)), value_target=jnp.zeros((b,)))
     opts = A.optimizers(h)
+    if isinstance(trainer, DiscreteTrainer):  # D-REPPO: int actions, no actor noise
+        action = jax.random.randint(ks[1], (b,), 0, h.action_dim, dtype=jnp.int32)
+        _, emb = jax.eval_shape(lambda: DA.q_all_of(nets, h, agent.critic, obs))
+        mb = {"obs": obs, "action": action, "reward": jax.random.uniform(ks[2], (b,)),
+              "target": jax.random.uniform(ks[3], (b,)),
+              "next_emb": jnp.zeros(emb.shape, emb.dtype)}
 
-    def step(agent, mb, key):
-        noise, kl_noise = A.actor_noise(h, key, b)
-        return A.minibatch_step(nets, h, opts, agent, agent.actor, mb, noise, kl_noise)
+        def step(agent, mb, key):
+            del key
+            return DA.minibatch_step(nets, h, opts, agent, agent.actor, mb)
+    else:
+        step = None
+    if step is None:
+        action = jnp.tanh(jax.random.normal(ks[1], (b, h.action_dim)))
+        _, emb = jax.eval_shape(lambda: A.q_of(nets, h, agent.critic, obs, action))
+        mb = {"obs": obs, "action": action, "reward": jax.random.uniform(ks[2], (b,)),
+              "target": jax.random.uniform(ks[3], (b,)),
+              "next_emb": jnp.zeros(emb.shape, emb.dtype)}
+        if h.actor_gradient == "ppo":
+            mb.update(pre_action=jax.random.normal(ks[4], (b, h.action_dim)),
+                      advantage=jax.random.normal(ks[5], (b,)), value_target=jnp.zeros((b,)))
+
+        def step(agent, mb, key):
+            noise, kl_noise = A.actor_noise(h, key, b)
+            return A.minibatch_step(nets, h, opts, agent, agent.actor, mb, noise, kl_noise)
 
     flops = _cost_flops(jax.jit(step).lower(agent, mb, ks[6]).compile())
     width = max(trainer.config.critic.hidden_dim, trainer.config.actor.hidden_dim)

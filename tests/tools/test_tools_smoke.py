@@ -49,13 +49,15 @@ def test_bench_throughput_toy_reports_train_and_sim():
 @pytest.mark.slow
 def test_bench_throughput_discrete_env_simulates_with_action_indices():
     """D-REPPO's env: the simulation scan steps it with int32 action indices (a float action
-    array used to fail inside the env's step)."""
+    array used to fail inside the env's step); ``--flops`` costs D-REPPO's minibatch step."""
     p = _run(["-m", "benchmarks.bench_throughput", "--env", "toy/DiscreteBandit", "--preset",
-              "tiny", "--iterations", "2", "--repeats", "2", "--json"], timeout=600)
+              "tiny", "--iterations", "2", "--repeats", "2", "--flops", "--json"], timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads(p.stdout.strip().splitlines()[-1])
     assert res["env"] == "toy/DiscreteBandit"
     assert res["train_sps"] > 0 and res["sim_sps"] > 0 and res["train_metrics_finite"]
+    # --flops of D-REPPO's minibatch step (critic, closed-form actor, α/β)
+    assert res["update_gflop_per_minibatch"] > 0 and res["flop_bound_sps"] > 0
 
 
 @pytest.mark.slow
