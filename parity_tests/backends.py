@@ -209,7 +209,7 @@ _SAME_NAME = {
     "targets": ("soft_rewards", "soft_td_lambda", "gae_advantages"),
     "losses": ("mse_value_loss", "value_loss", "q_value", "aux_loss", "critic_loss",
                "kl_switch", "kl_stats", "actor_loss", "score_actor_loss", "ppo_actor_loss",
-               "alpha_loss", "beta_loss", "project_log_multiplier"),
+               "alpha_loss", "beta_loss", "project_log_multiplier", "faded_log_floor"),
     "normalization": ("running_stats_init", "running_stats_update", "normalize"),
     "discrete": ("categorical_log_probs", "categorical_entropy", "categorical_kl",
                  "discrete_actor_loss", "discrete_soft_value", "discrete_entropy_target"),

@@ -483,6 +483,34 @@ def test_project_log_multiplier(dtype, data, shape, bound):
             f"reference {ref!r}")
 
 
+@given(log_floor=S.log_multipliers(1e-4, 1.0), fade=st.floats(0.5, 1e4),
+       iteration=st.integers(0, 20_000))
+def test_faded_log_floor(log_floor, fade, iteration):
+    """``loss.alpha_min_fade_steps``: the floor of log α in iteration i, log(α_min·(1 − i/F)),
+    −inf from i ≥ F on, float32: every port agrees with the reference on whether the floor is
+    over (bit for bit: the same float32 division) and, while it holds, to 2 float32 ulps plus
+    what 1 ulp of the fraction becomes through the log (the ports' log kernels may round
+    differently)."""
+    from parity_tests.backends import reference
+    from parity_tests.harness import available_backends
+
+    ref = reference("losses.faded_log_floor")(log_floor, iteration, fade)
+    assert ref.dtype == np.float32
+    frac = np.float32(1.0) - np.float32(iteration) / np.float32(fade)
+    assert (ref == -np.inf) == (not frac > 0)
+    for be in available_backends():
+        got = be.numpy(counterpart(be.name, "losses.faded_log_floor")(
+            log_floor, be.array(np.asarray(iteration, np.int32)), fade))
+        assert got.dtype == np.float32, f"{be.name} faded_log_floor: dtype {got.dtype}"
+        if ref == -np.inf:
+            assert got == -np.inf, f"{be.name}: floor {got!r} after the fade"
+            continue
+        tol = 2 * abs(float(np.spacing(np.float32(ref)))) + float(np.spacing(frac)) / float(frac)
+        assert abs(float(got) - float(ref)) <= tol, (
+            f"{be.name} faded_log_floor({log_floor!r}, {iteration}, {fade!r}) = {got!r}, "
+            f"reference {ref!r}")
+
+
 # ---- normalization ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("shape", [(3,), (2, 2), 4])

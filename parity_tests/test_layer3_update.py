@@ -40,6 +40,7 @@ from spec.config import KL_MODES
 from spec.hyper import Hyper
 from spec.params import init_params, param_layout
 from spec.reference import distributions as RD
+from spec.reference import losses as RL
 from spec.reference import networks as RN
 
 OBS, ACT, HIDDEN, BINS, BATCH, K = 5, 2, 16, 11, 8, 4
@@ -64,7 +65,7 @@ def _require_both():
 
 def make_hyper(kind: str, kl_mode: str, gradient: str = "pathwise",
                log_beta_min: float = -math.inf, log_alpha_min: float = -math.inf,
-               entropy_target: float = -0.5 * ACT) -> Hyper:
+               entropy_target: float = -0.5 * ACT, alpha_fade: float = 0.0) -> Hyper:
     return Hyper(obs_dim=OBS, action_dim=ACT, num_envs=BATCH, num_steps=1, num_minibatches=1,
                  num_epochs=1, gamma=0.99, lam=0.95, v_min=V_MIN, v_max=V_MAX,
                  num_bins=BINS if kind == "hlgauss" else 1, sigma=SIGMA, value_kind=kind,
@@ -73,7 +74,7 @@ def make_hyper(kind: str, kl_mode: str, gradient: str = "pathwise",
                  critic_lr=CRITIC_LR, multiplier_lr=MULT_LR, max_grad_norm=MAX_GRAD_NORM,
                  multiplier_max_grad_norm=MULT_MAX_GRAD_NORM, actor_gradient=gradient,
                  score_samples=K_SCORE, ppo_clip=PPO_CLIP, log_beta_min=log_beta_min,
-                 log_alpha_min=log_alpha_min)
+                 log_alpha_min=log_alpha_min, alpha_min_fade_iterations=alpha_fade)
 
 
 def make_params(seed: int, kind: str, dtype, behaviour_scale: float, log_alpha: float,
@@ -147,13 +148,14 @@ def _reference_ratio(actor_params, behaviour, obs, pre_action):
 @functools.lru_cache(maxsize=None)
 def _jax_step(kind: str, kl_mode: str, gradient: str = "pathwise",
               log_beta_min: float = -math.inf, log_alpha_min: float = -math.inf,
-              entropy_target: float = -0.5 * ACT):
+              entropy_target: float = -0.5 * ACT, alpha_fade: float = 0.0):
     import jax
 
     from reppo_jax import agent as A
     from reppo_jax.networks import Actor, Critic, Value
 
-    h = make_hyper(kind, kl_mode, gradient, log_beta_min, log_alpha_min, entropy_target)
+    h = make_hyper(kind, kl_mode, gradient, log_beta_min, log_alpha_min, entropy_target,
+                   alpha_fade)
     nets = A.Nets(Actor(ACT, HIDDEN, 3, NORM), Critic(HIDDEN, 2, 2, 2, h.num_bins, NORM),
                   Value(HIDDEN, VALUE_LAYERS, NORM) if gradient == "ppo" else None)
     opts = A.optimizers(h)
@@ -172,7 +174,8 @@ def _jax_adam(opt_state):
 
 
 def run_jax(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient="pathwise",
-            log_beta_min=-math.inf, log_alpha_min=-math.inf, entropy_target=-0.5 * ACT):
+            log_beta_min=-math.inf, log_alpha_min=-math.inf, entropy_target=-0.5 * ACT,
+            alpha_fade=0.0):
     """Two minibatch steps; per step: (canonical params, logs, {name: (m, v)}, metrics)."""
     import jax.numpy as jnp
 
@@ -181,7 +184,7 @@ def run_jax(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient="pa
     from reppo_jax.normalization import RunningStats
 
     h, (a_opt, c_opt, m_opt, *v_opt), step = _jax_step(kind, kl_mode, gradient, log_beta_min,
-                                                       log_alpha_min, entropy_target)
+                                                       log_alpha_min, entropy_target, alpha_fade)
     jp = {k: jnp.asarray(v) for k, v in params.items()}
     actor, critic = nest(jp, "actor"), nest(jp, "critic")
     value = nest(jp, "value") if v_opt else None
@@ -215,7 +218,8 @@ def run_jax(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient="pa
 # ---- torch -------------------------------------------------------------------------------------
 
 def run_torch(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient="pathwise",
-              log_beta_min=-math.inf, log_alpha_min=-math.inf, entropy_target=-0.5 * ACT):
+              log_beta_min=-math.inf, log_alpha_min=-math.inf, entropy_target=-0.5 * ACT,
+              alpha_fade=0.0):
     import torch
 
     from reppo_torch import agent as A
@@ -224,7 +228,8 @@ def run_torch(kind, kl_mode, params, behaviour, logs, batches, dtype, gradient="
     )
     from reppo_torch.normalization import running_stats_init
 
-    h = make_hyper(kind, kl_mode, gradient, log_beta_min, log_alpha_min, entropy_target)
+    h = make_hyper(kind, kl_mode, gradient, log_beta_min, log_alpha_min, entropy_target,
+                   alpha_fade)
     tdt = torch.float32 if np.dtype(dtype) == np.float32 else torch.float64
     actor = Actor.from_canonical(params, NORM, dtype=tdt)
     critic = Critic.from_canonical(params, NORM, OBS, dtype=tdt)
@@ -557,3 +562,37 @@ def test_alpha_floor_binds(dtype, seed, data, log_beta, offset):
     m, v = (float(np.asarray(x, np.float64)[0]) for x in jax_out[0][2]["multipliers"])
     step = MULT_LR * (m / (1 - B1)) / (math.sqrt(v / (1 - B2)) + ADAM_EPS)
     assert log_alpha - step < LOG_ALPHA_MIN - MULT_LR / 2, "the bound did not bind"
+
+
+@settings(max_examples=max(1, settings.default.max_examples // 25),  # ci: 1, thorough: 20
+          phases=(Phase.explicit, Phase.reuse, Phase.generate))
+@given(seed=st.integers(0, 2**31 - 1), data=st.data(), log_beta=S.log_multipliers(1e-4, 10.0))
+def test_alpha_floor_fades(dtype, seed, data, log_beta):
+    """``loss.alpha_min_fade_steps`` (``Hyper.alpha_min_fade_iterations`` F = 1000; one
+    multiplier step per iteration here): log α starts on the floor and the entropy is far above
+    its target, so every Adam step (≈ lr = 3e-3) pushes log α below the floor of its iteration
+    i, log(α_min · (1 − i / F)) (the reference's ``faded_log_floor``: log α_min, then 1e-3 and
+    2e-3 lower), where the projection puts it: both ports agree as in the unbounded test and
+    each step ends on the reference floor to 2 ulps of float32 (the ports' log kernels may
+    round differently)."""
+    _require_both()
+    fade = 1000.0
+    log_alpha = float(np.asarray(LOG_ALPHA_MIN, dtype))
+    params, behaviour = make_params(seed, "hlgauss", dtype, 0.0, log_alpha, log_beta)
+    batches = [_minibatch(data, dtype) for _ in range(3)]
+    logs = np.asarray([log_alpha, log_beta], dtype)
+    floors = dict(log_alpha_min=LOG_ALPHA_MIN, entropy_target=LOW_ENTROPY_TARGET,
+                  alpha_fade=fade)
+    with BACKENDS["jax"].precision(dtype):
+        jax_out = run_jax("hlgauss", "clipped", params, behaviour, logs, batches, dtype, **floors)
+    torch_out = run_torch("hlgauss", "clipped", params, behaviour, logs, batches, dtype, **floors)
+    check_step_sequence(jax_out, torch_out, params, logs, np.dtype(dtype),
+                        {"actor": ACTOR_LR, "critic": CRITIC_LR, "multipliers": MULT_LR},
+                        entropy_scale=abs(LOW_ENTROPY_TARGET) + ACT + 10.0)
+    for i, frac in enumerate((1.0, 0.999, 0.998)):
+        want = RL.faded_log_floor(LOG_ALPHA_MIN, i, fade)
+        assert want == pytest.approx(LOG_ALPHA_MIN + math.log(frac), abs=1e-6)
+        for port, out in (("jax", jax_out), ("torch", torch_out)):
+            got = float(out[i][1][0])
+            assert got == pytest.approx(float(want), abs=2 * abs(float(np.spacing(np.float32(want))))), (
+                f"{port} step {i + 1}: log alpha {got!r}, expected the faded floor {want!r}")

@@ -25,7 +25,7 @@ import optax
 from reppo_jax import distributions as D
 from reppo_jax import estimators as E
 from reppo_jax.losses import (
-    actor_loss, critic_loss, multiplier_loss, project_log_multiplier, q_value,
+    actor_loss, critic_loss, faded_log_floor, multiplier_loss, project_log_multiplier, q_value,
 )
 from reppo_jax.networks import Actor, Critic, Value
 from reppo_jax.normalization import RunningStats, normalize, running_stats_update
@@ -135,7 +135,8 @@ def actor_noise(h: Hyper, key, batch: int) -> tuple[jax.Array, jax.Array]:
 
 def multiplier_step(h: Hyper, mult_opt, state: AgentState, entropy, kl) -> AgentState:
     """One Adam step on [log α, log β] from the (stop-gradient) entropy and KL estimates of the
-    actor step, then log α projected onto [``h.log_alpha_min``, ∞) (``loss.alpha_min``) and
+    actor step, then log α projected onto [``h.log_alpha_min``, ∞) (``loss.alpha_min``; faded
+    by ``loss.alpha_min_fade_steps``, the iteration read from the optimiser's step count) and
     log β onto [``h.log_beta_min``, ∞) (``loss.beta_min``); −inf: no bound. β is frozen when
     the KL term is off (``kl_mode='none'``, see ``multiplier_loss``; the config keeps its bound
     ≤ beta_init in that mode, so the projection leaves it there). Shared by the continuous and
@@ -148,7 +149,14 @@ def multiplier_step(h: Hyper, mult_opt, state: AgentState, entropy, kl) -> Agent
     mgrads = jax.grad(mult_loss)(logs)
     mupdates, mult_opt_state = mult_opt.update(mgrads, state.mult_opt, logs)
     logs = optax.apply_updates(logs, mupdates)
-    return state._replace(log_alpha=project_log_multiplier(logs[0], h.log_alpha_min),
+    if h.alpha_min_fade_iterations > 0:  # loss.alpha_min_fade_steps: the floor of this iteration
+        done = optax.tree_utils.tree_get(state.mult_opt, "count")  # multiplier steps before this
+        floor = faded_log_floor(h.log_alpha_min, done // (h.num_epochs * h.num_minibatches),
+                                h.alpha_min_fade_iterations)
+        log_alpha = jnp.maximum(logs[0], floor.astype(logs.dtype))
+    else:
+        log_alpha = project_log_multiplier(logs[0], h.log_alpha_min)
+    return state._replace(log_alpha=log_alpha,
                           log_beta=project_log_multiplier(logs[1], h.log_beta_min),
                           mult_opt=mult_opt_state)
 

@@ -146,6 +146,15 @@ def project_log_multiplier(log_value, log_floor: float):
     return jnp.maximum(log_value, jnp.asarray(log_floor, jnp.result_type(log_value)))
 
 
+def faded_log_floor(log_floor: float, iteration, fade_iterations: float) -> jax.Array:
+    """``loss.alpha_min_fade_steps``: the floor of log α in iteration ``iteration`` (0-based, an
+    int array), log(α_min · (1 − i / F)), −inf from i ≥ F on; float32 as
+    ``spec.reference.losses.faded_log_floor``. Only called with F > 0."""
+    frac = jnp.float32(1.0) - iteration.astype(jnp.float32) / jnp.float32(fade_iterations)
+    return jnp.where(frac > 0, jnp.float32(log_floor) + jnp.log(jnp.maximum(frac, 1e-30)),
+                     jnp.float32(-jnp.inf))
+
+
 def multiplier_loss(logs, entropy, kl, entropy_target: float, kl_target: float, kl_mode: str):
     """Eq. 11 + eq. 12 on ``logs`` = [log α, log β]. With ``kl_mode='none'`` the actor loss has
     no KL term, so β is frozen: its loss is 0·log β, a zero gradient that Adam turns into a zero

@@ -33,7 +33,7 @@ from reppo_torch import estimators as E
 from reppo_torch.distributed import SINGLE, Shard, average_gradients_
 from reppo_torch.hlgauss import hlgauss_target
 from reppo_torch.losses import (
-    actor_loss, critic_loss, multiplier_grad, project_log_multiplier, q_value,
+    actor_loss, critic_loss, faded_log_floor, multiplier_grad, project_log_multiplier, q_value,
 )
 from reppo_torch.networks import Actor, Critic, Value
 from reppo_torch.normalization import RunningStats, normalize
@@ -338,7 +338,8 @@ def actor_update(h: Hyper, state: AgentState, behaviour: Actor, obs: torch.Tenso
                  mb: dict | None = None, forward: Callable[..., tuple] | None = None
                  ) -> tuple[AgentState, dict]:
     """Actor step on the current critic, then the α/β step (log α and log β then projected onto
-    [``h.log_alpha_min``, ∞) and [``h.log_beta_min``, ∞): ``loss.alpha_min``,
+    [``h.log_alpha_min``, ∞) and [``h.log_beta_min``, ∞): ``loss.alpha_min``, faded by
+    ``loss.alpha_min_fade_steps`` (the iteration read from the optimiser's step count), and
     ``loss.beta_min``). The noise is passed in (see :func:`actor_noise`) so that the update is
     a deterministic function of its inputs — the parity suite feeds the same noise to every
     port. ``mb`` (the minibatch) is read by the ppo estimator (``pre_action``, ``advantage``)
@@ -374,7 +375,15 @@ def actor_update(h: Hyper, state: AgentState, behaviour: Actor, obs: torch.Tenso
                              h.kl_mode)
     _step([logs], [m_grad], state.mult_opt, h.multiplier_max_grad_norm)
     with torch.no_grad():  # loss.alpha_min / loss.beta_min (no-ops for the default −inf)
-        logs[0] = project_log_multiplier(logs[0], h.log_alpha_min)
+        if h.alpha_min_fade_iterations > 0:  # loss.alpha_min_fade_steps
+            done = state.mult_opt.state[logs]["step"] - 1  # multiplier steps before this one
+            floor = faded_log_floor(h.log_alpha_min,
+                                    torch.div(done, h.num_epochs * h.num_minibatches,
+                                              rounding_mode="floor"),
+                                    h.alpha_min_fade_iterations)
+            logs[0] = torch.maximum(logs[0], floor.to(logs.dtype))
+        else:
+            logs[0] = project_log_multiplier(logs[0], h.log_alpha_min)
         logs[1] = project_log_multiplier(logs[1], h.log_beta_min)
 
     out = {"train/actor_loss": loss.detach(), "train/actor_grad_norm": grad_norm,

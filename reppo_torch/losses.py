@@ -263,6 +263,21 @@ def project_log_multiplier(log_value: torch.Tensor, log_floor: float) -> torch.T
     return torch.clamp(log_value, min=log_floor)  # the bound as a kernel argument: no copy
 
 
+def faded_log_floor(log_floor: float, iteration: torch.Tensor,
+                    fade_iterations: float) -> torch.Tensor:
+    """``loss.alpha_min_fade_steps``: the floor of log α in iteration ``iteration`` (0-based, a
+    float32 tensor holding a whole number), log(α_min · (1 − i / F)), −inf from i ≥ F on;
+    float32 as ``spec.reference.losses.faded_log_floor``, on the tensor's device (no host
+    sync). Only called with F > 0."""
+    f32 = torch.float32
+    frac = 1.0 - iteration.to(f32) / torch.tensor(fade_iterations, dtype=f32,
+                                                   device=iteration.device)
+    floor = torch.tensor(log_floor, dtype=f32, device=iteration.device) + torch.log(
+        frac.clamp(min=1e-30))
+    return torch.where(frac > 0, floor, torch.tensor(-torch.inf, dtype=f32,
+                                                     device=iteration.device))
+
+
 def multiplier_grad(alpha: torch.Tensor, beta: torch.Tensor, entropy: torch.Tensor,
                     kl: torch.Tensor, entropy_target: float, kl_target: float,
                     kl_mode: str) -> torch.Tensor:

@@ -375,6 +375,15 @@ class LossConfig(_Section):
     seed learns. α starts at alpha_init: a floor above it lifts α onto the floor at the
     first multiplier step (the first actor step sees alpha_init). α is never frozen (every
     ``kl_mode`` trains it), so any floor is valid."""
+    alpha_min_fade_steps: int = _f(0, ge=0)
+    """Env steps over which the floor on α (``alpha_min``) fades linearly to 0; 0 = the floor
+    holds for the whole run. The iteration that starts after e env steps projects log α onto
+    log(alpha_min · (1 − e / alpha_min_fade_steps)), and onto nothing (−inf) from
+    e ≥ alpha_min_fade_steps on (``spec.reference.losses.faded_log_floor``). Why: on D-REPPO
+    MinAtar (docs/dreppo.md) a constant floor of 0.03 binds for the whole run on Breakout,
+    Asterix and Freeway: the entropy then climbs far above its target (0.85 against 0.55 on
+    Breakout) and the greedy return stalls; the floor is needed only early, while the critic
+    cannot yet tell the actions apart. Needs ``alpha_min`` > 0."""
     beta_min: float = _f(0.0, ge=0.0)
     """Lower bound on the KL multiplier β (0 = unbounded, the paper's rule). After each multiplier
     step log β is projected onto [log beta_min, ∞) (projected gradient descent on the Lagrange
@@ -393,6 +402,11 @@ class LossConfig(_Section):
     """Gradient-norm clip of the α/β optimiser; None = rollout.max_grad_norm."""
 
     def _check(self) -> None:
+        if self.alpha_min_fade_steps > 0 and self.alpha_min == 0:
+            raise ConfigError(
+                f"loss.alpha_min_fade_steps={self.alpha_min_fade_steps!r} fades the floor "
+                f"loss.alpha_min, which is 0 (no floor): set --loss.alpha_min too, or drop "
+                f"the fade")
         if self.kl_mode == "none" and self.beta_min > self.beta_init:
             raise ConfigError(
                 f"loss.beta_min={self.beta_min!r} is invalid with loss.kl_mode='none': β is "

@@ -90,6 +90,10 @@ class Hyper:
     log_alpha_min: float = -math.inf
     """log of ``loss.alpha_min``: the floor log α is projected onto after each multiplier step
     (−inf for alpha_min = 0: no bound, the paper's rule)."""
+    alpha_min_fade_iterations: float = 0.0
+    """``loss.alpha_min_fade_steps`` in iterations (env steps / env steps per iteration, not
+    rounded): the floor of log α fades over them (``spec.reference.losses.faded_log_floor``);
+    0 = a constant floor."""
 
 
 def _log_floor(bound: float) -> float:
@@ -125,7 +129,8 @@ def resolve(config: ReppoConfig, env: EnvFacts) -> Hyper:
       to the actor's; their clip norm to ``rollout.max_grad_norm``; the state-value network of
       ``actor.gradient=ppo`` uses the critic's;
     - the floors of log α and log β: log(``loss.alpha_min``), log(``loss.beta_min``), −inf
-      where it is 0 (unbounded).
+      where it is 0 (unbounded); the fade of α's floor in iterations
+      (``loss.alpha_min_fade_steps`` / env steps per iteration).
 
     Raises :class:`~spec.config.ConfigError` (one line) when the config cannot be resolved
     for this env.
@@ -182,4 +187,6 @@ def resolve(config: ReppoConfig, env: EnvFacts) -> Hyper:
                                   if l.multiplier_max_grad_norm is not None else r.max_grad_norm),
         actor_gradient=a.gradient, score_samples=l.score_samples, ppo_clip=l.ppo_clip,
         log_beta_min=_log_floor(l.beta_min), log_alpha_min=_log_floor(l.alpha_min),
+        alpha_min_fade_iterations=(l.alpha_min_fade_steps / derived.env_steps_per_iteration(
+            r.num_envs, r.num_steps, e.action_repeat) if l.alpha_min_fade_steps else 0.0),
     )

@@ -327,6 +327,22 @@ def beta_loss(log_beta: float | np.ndarray, kl: np.ndarray, kl_target: float) ->
     return (-np.exp(as_float(log_beta, dt)) * np.mean(k - dt.type(kl_target))).astype(dt)
 
 
+def faded_log_floor(log_floor: float, iteration: int, fade_iterations: float) -> np.float32:
+    """The floor of log α in iteration ``iteration`` (0-based) when ``loss.alpha_min_fade_steps``
+    fades it: log(α_min · (1 − i / F)) with F = ``fade_iterations``, −inf from i ≥ F on, and
+    ``log_floor`` itself (as float32) when F = 0 (no fade). Float32 arithmetic as the ports run
+    it: frac = 1 − float32(i) / float32(F), then float32(log_floor) + log(frac). The ports
+    read i from the multiplier optimiser's step count k (multiplier steps before this one):
+    i = k // (num_epochs · num_minibatches), so the floor is constant within an iteration."""
+    f32 = np.float32
+    if fade_iterations <= 0:
+        return f32(log_floor)
+    frac = f32(1.0) - f32(iteration) / f32(fade_iterations)
+    if not frac > 0:
+        return f32(-np.inf)
+    return f32(log_floor) + np.log(frac)
+
+
 def project_log_multiplier(log_value: float | np.ndarray, log_floor: float) -> np.ndarray:
     """The projection after each multiplier step, applied to log α (``loss.alpha_min``) and
     to log β (``loss.beta_min``) with each one's floor: log m ← max(log m, log m_min), i.e.

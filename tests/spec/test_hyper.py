@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from spec import derived, hyper
@@ -132,3 +133,23 @@ def test_alpha_floor_resolves_to_its_log_and_lifts_alpha_onto_it():
             got = project_log_multiplier(start, h.log_alpha_min)
             want = np.float32(math.log(alpha_min)) if alpha_min > 0.01 else start
             assert got.dtype == np.float32 and got == want, (mode, alpha_min, got, want)
+
+
+def test_alpha_floor_fade_resolves_to_iterations_and_needs_a_floor():
+    from spec.config import ConfigError
+    from spec.reference.losses import faded_log_floor
+
+    assert hyper.resolve(cfg("loss.alpha_min=0.03"), CARTPOLE).alpha_min_fade_iterations == 0.0
+    c = cfg("loss.alpha_min=0.03", "loss.alpha_min_fade_steps=1000000", "rollout.num_envs=128",
+            "rollout.num_steps=16", "env.action_repeat=2")
+    h = hyper.resolve(c, CARTPOLE)
+    assert h.alpha_min_fade_iterations == 1_000_000 / (128 * 16 * 2)
+    # iteration i starts after i·4096 env steps: α_min·(1 − i·4096/1e6), −inf from 1e6 on
+    assert faded_log_floor(h.log_alpha_min, 0, h.alpha_min_fade_iterations) == np.float32(
+        math.log(0.03))
+    assert faded_log_floor(h.log_alpha_min, 122, h.alpha_min_fade_iterations) == pytest.approx(
+        math.log(0.03 * (1 - 122 * 4096 / 1e6)), abs=1e-6)
+    assert faded_log_floor(h.log_alpha_min, 245, h.alpha_min_fade_iterations) == -np.inf
+    with pytest.raises(ConfigError, match=r"loss.alpha_min_fade_steps=1000 fades the floor "
+                                          r"loss.alpha_min, which is 0 .*--loss.alpha_min"):
+        cfg("loss.alpha_min_fade_steps=1000")
