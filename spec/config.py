@@ -380,10 +380,11 @@ class LossConfig(_Section):
     holds for the whole run. The iteration that starts after e env steps projects log α onto
     log(alpha_min · (1 − e / alpha_min_fade_steps)), and onto nothing (−inf) from
     e ≥ alpha_min_fade_steps on (``spec.reference.losses.faded_log_floor``). Why: on D-REPPO
-    MinAtar (docs/dreppo.md) a constant floor of 0.03 binds for the whole run on Breakout,
-    Asterix and Freeway: the entropy then climbs far above its target (0.85 against 0.55 on
-    Breakout) and the greedy return stalls; the floor is needed only early, while the critic
-    cannot yet tell the actions apart. Needs ``alpha_min`` > 0."""
+    MinAtar (docs/dreppo.md) the constant floor of 0.03 binds for the whole run on Breakout,
+    Asterix and Freeway, and the entropy climbs far above its target (0.85 against 0.55 on
+    Breakout seed 0); the floor was meant for the start, while the critic cannot yet tell the
+    actions apart. Whether fading it learns better is not settled (docs/dreppo.md has the
+    3-seed comparison), so no preset uses it. Needs ``alpha_min`` > 0."""
     beta_min: float = _f(0.0, ge=0.0)
     """Lower bound on the KL multiplier β (0 = unbounded, the paper's rule). After each multiplier
     step log β is projected onto [log beta_min, ∞) (projected gradient descent on the Lagrange
