@@ -527,6 +527,24 @@ min_std = 0.1 gives −log π ≥ −2.8 before the tanh correction), so dL/dlog
 and every multiplier step pushes log α down."""
 
 
+def _alpha_floor_steps(seed, data, dtype, log_alpha, log_beta, steps, fade=0.0):
+    """``steps`` minibatch steps of both ports with α's floor at log 0.03 (faded over ``fade``
+    iterations when > 0) and an entropy target far below every policy's entropy, checked to
+    agree as in the unbounded test; returns (jax steps, torch steps)."""
+    params, behaviour = make_params(seed, "hlgauss", dtype, 0.0, log_alpha, log_beta)
+    batches = [_minibatch(data, dtype) for _ in range(steps)]
+    logs = np.asarray([log_alpha, log_beta], dtype)
+    floors = dict(log_alpha_min=LOG_ALPHA_MIN, entropy_target=LOW_ENTROPY_TARGET,
+                  alpha_fade=fade)
+    with BACKENDS["jax"].precision(dtype):
+        jax_out = run_jax("hlgauss", "clipped", params, behaviour, logs, batches, dtype, **floors)
+    torch_out = run_torch("hlgauss", "clipped", params, behaviour, logs, batches, dtype, **floors)
+    check_step_sequence(jax_out, torch_out, params, logs, np.dtype(dtype),
+                        {"actor": ACTOR_LR, "critic": CRITIC_LR, "multipliers": MULT_LR},
+                        entropy_scale=abs(LOW_ENTROPY_TARGET) + ACT + 10.0)
+    return jax_out, torch_out
+
+
 @settings(max_examples=max(1, settings.default.max_examples // 25),  # ci: 1, thorough: 20
           phases=(Phase.explicit, Phase.reuse, Phase.generate))
 @given(seed=st.integers(0, 2**31 - 1), data=st.data(), log_beta=S.log_multipliers(1e-4, 10.0),
@@ -541,16 +559,7 @@ def test_alpha_floor_binds(dtype, seed, data, log_beta, offset):
     floor = dtype.type(LOG_ALPHA_MIN)
     log_alpha = float(np.asarray(LOG_ALPHA_MIN + offset, dtype))
     assume(log_alpha >= floor)
-    params, behaviour = make_params(seed, "hlgauss", dtype, 0.0, log_alpha, log_beta)
-    batches = [_minibatch(data, dtype) for _ in range(2)]
-    logs = np.asarray([log_alpha, log_beta], dtype)
-    floors = dict(log_alpha_min=LOG_ALPHA_MIN, entropy_target=LOW_ENTROPY_TARGET)
-    with BACKENDS["jax"].precision(dtype):
-        jax_out = run_jax("hlgauss", "clipped", params, behaviour, logs, batches, dtype, **floors)
-    torch_out = run_torch("hlgauss", "clipped", params, behaviour, logs, batches, dtype, **floors)
-    check_step_sequence(jax_out, torch_out, params, logs, np.dtype(dtype),
-                        {"actor": ACTOR_LR, "critic": CRITIC_LR, "multipliers": MULT_LR},
-                        entropy_scale=abs(LOW_ENTROPY_TARGET) + ACT + 10.0)
+    jax_out, torch_out = _alpha_floor_steps(seed, data, dtype, log_alpha, log_beta, 2)
     for port, out in (("jax", jax_out), ("torch", torch_out)):
         for t, (_, step_logs, _, info) in enumerate(out, 1):
             assert info["train/entropy"] > LOW_ENTROPY_TARGET, (
@@ -578,21 +587,12 @@ def test_alpha_floor_fades(dtype, seed, data, log_beta):
     _require_both()
     fade = 1000.0
     log_alpha = float(np.asarray(LOG_ALPHA_MIN, dtype))
-    params, behaviour = make_params(seed, "hlgauss", dtype, 0.0, log_alpha, log_beta)
-    batches = [_minibatch(data, dtype) for _ in range(3)]
-    logs = np.asarray([log_alpha, log_beta], dtype)
-    floors = dict(log_alpha_min=LOG_ALPHA_MIN, entropy_target=LOW_ENTROPY_TARGET,
-                  alpha_fade=fade)
-    with BACKENDS["jax"].precision(dtype):
-        jax_out = run_jax("hlgauss", "clipped", params, behaviour, logs, batches, dtype, **floors)
-    torch_out = run_torch("hlgauss", "clipped", params, behaviour, logs, batches, dtype, **floors)
-    check_step_sequence(jax_out, torch_out, params, logs, np.dtype(dtype),
-                        {"actor": ACTOR_LR, "critic": CRITIC_LR, "multipliers": MULT_LR},
-                        entropy_scale=abs(LOW_ENTROPY_TARGET) + ACT + 10.0)
+    jax_out, torch_out = _alpha_floor_steps(seed, data, dtype, log_alpha, log_beta, 3, fade)
     for i, frac in enumerate((1.0, 0.999, 0.998)):
         want = RL.faded_log_floor(LOG_ALPHA_MIN, i, fade)
         assert want == pytest.approx(LOG_ALPHA_MIN + math.log(frac), abs=1e-6)
         for port, out in (("jax", jax_out), ("torch", torch_out)):
             got = float(out[i][1][0])
-            assert got == pytest.approx(float(want), abs=2 * abs(float(np.spacing(np.float32(want))))), (
+            tol = 2 * abs(float(np.spacing(np.float32(want))))
+            assert got == pytest.approx(float(want), abs=tol), (
                 f"{port} step {i + 1}: log alpha {got!r}, expected the faded floor {want!r}")

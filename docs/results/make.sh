@@ -265,3 +265,44 @@ for (task, seed), rows in sorted(runs.items()):
           f"{ret[-1]:.1f} | {max(ret):.1f} |")
 PYEOF
 cat docs/results/dmc_sparse_alpha/stats.md
+
+# D-REPPO on MinAtar with the shipped preset (constant α floor 0.03) against PQN
+# (docs/benchmarks/minatar_5m_alpha_floor) and with the floor fading over the first 1M env steps
+# (docs/benchmarks/minatar_5m_alpha_fade, the same PQN runs): table, figure, versus.md of each;
+# then from the per-iteration traces (dreppo_alpha_fade/train.csv, every 16th iteration) per run:
+# how often α sits on its floor after 1M env steps, the median entropy over the last 1M against
+# the target (0.5 log|A|) and the greedy evaluation at 1M and 5M -> stats.md (docs/dreppo.md).
+for b in minatar_5m_alpha_floor minatar_5m_alpha_fade; do
+    "$PY" -m benchmarks.suite report docs/benchmarks/$b > /dev/null
+    "$PY" -m benchmarks.suite versus docs/benchmarks/$b --baseline pqn --level-at 1e6 \
+        --at 1e6 5e6 --out docs/benchmarks/$b/versus.md > /dev/null
+done
+"$PY" - docs/results/dreppo_alpha_fade docs/benchmarks > docs/results/dreppo_alpha_fade/stats.md <<'PYEOF'
+import csv, math, statistics, sys
+from pathlib import Path
+
+d, bench = Path(sys.argv[1]), Path(sys.argv[2])
+actions = {"Breakout": 3, "Asterix": 5, "Freeway": 3, "SpaceInvaders": 4}
+runs = {}
+for r in csv.DictReader(open(d / "train.csv")):
+    runs.setdefault((r["game"], r["variant"], int(r["seed"])), []).append(r)
+print("| game | variant | seed | α on the floor after 1M (share of iterations) | median entropy, last 1M (target) | eval @ 1M | eval @ 5M |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+for game in actions:
+    for variant in ("floor", "fade"):
+        for seed in range(3):
+            rows = runs.get((game, variant, seed))
+            if not rows:
+                continue
+            late = [r for r in rows if int(r["env_steps"]) > 1_000_000]
+            on = sum(float(r["alpha"]) <= 0.03 * 1.001 and variant == "floor" for r in late)
+            last = [float(r["entropy"]) for r in rows if int(r["env_steps"]) > 4_000_000]
+            sub = "alpha_floor" if variant == "floor" else "alpha_fade"
+            curve = [(int(x["env_steps"]), float(x["return"])) for x in csv.DictReader(
+                open(bench / f"minatar_5m_{sub}/curves/reppo/minatar_{game}/seed{seed}.csv"))]
+            at = lambda s: [y for x, y in curve if x <= s][-1]
+            share = f"{on / len(late):.2f}" if variant == "floor" else "– (no floor after 1M)"
+            print(f"| {game} | {variant} | {seed} | {share} | {statistics.median(last):.2f} "
+                  f"({0.5 * math.log(actions[game]):.2f}) | {at(1e6):.1f} | {at(5e6):.1f} |")
+PYEOF
+cat docs/results/dreppo_alpha_fade/stats.md
