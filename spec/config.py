@@ -383,8 +383,9 @@ class LossConfig(_Section):
     MinAtar (docs/dreppo.md) the constant floor of 0.03 binds for the whole run on Breakout,
     Asterix and Freeway, and the entropy climbs far above its target (0.85 against 0.55 on
     Breakout seed 0); the floor was meant for the start, while the critic cannot yet tell the
-    actions apart. Whether fading it learns better is not settled (docs/dreppo.md has the
-    3-seed comparison), so no preset uses it. Needs ``alpha_min`` > 0."""
+    actions apart. Fading it over 1M env steps brings the entropy back to its target but did
+    not learn better there (4 games, 5M env steps, 2–3 seeds each), so no preset uses it.
+    Needs ``alpha_min`` > 0."""
     beta_min: float = _f(0.0, ge=0.0)
     """Lower bound on the KL multiplier β (0 = unbounded, the paper's rule). After each multiplier
     step log β is projected onto [log beta_min, ∞) (projected gradient descent on the Lagrange
