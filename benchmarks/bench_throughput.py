@@ -221,8 +221,6 @@ def bench_update_flops(trainer, seed):
             del key
             return DA.minibatch_step(nets, h, opts, agent, agent.actor, mb)
     else:
-        step = None
-    if step is None:
         action = jnp.tanh(jax.random.normal(ks[1], (b, h.action_dim)))
         _, emb = jax.eval_shape(lambda: A.q_of(nets, h, agent.critic, obs, action))
         mb = {"obs": obs, "action": action, "reward": jax.random.uniform(ks[2], (b,)),

@@ -132,6 +132,21 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
+def _at_values(c: Curve, at: Sequence[int]) -> dict[str, float | None]:
+    """A run's return at each of ``at`` env steps: the last evaluation at or before it (None
+    if the first evaluation came later)."""
+    return {str(s): _finite(value_at_or_before(c.steps, c.ret, s)) for s in at}
+
+
+def _at_means(per_seed: Sequence[dict[str, Any]], at: Sequence[int]) -> dict[str, float | None]:
+    """The mean over seeds of :func:`_at_values` (None where any seed has no value)."""
+    out = {}
+    for s in at:
+        vals = [p["at"][str(s)] for p in per_seed]
+        out[str(s)] = None if any(v is None for v in vals) else float(np.mean(vals))
+    return out
+
+
 def compute(curves: Sequence[Curve], manifest: dict[str, Any], threshold: float = 0.9,
             norms: dict[str, tuple[float, float]] | None = None,
             at: Sequence[int] = ()) -> dict[str, Any]:
@@ -167,7 +182,7 @@ def compute(curves: Sequence[Curve], manifest: dict[str, Any], threshold: float 
                     "steps_to_level": None if i is None else int(c.steps[i]),
                     "wall_to_level": None if i is None else _finite(float(c.wall[i])),
                     "reliable": bool(level is not None and reliable_success(c.ret, level)[-1]),
-                    "at": {str(s): _finite(value_at_or_before(c.steps, c.ret, s)) for s in at},
+                    "at": _at_values(c, at),
                 })
                 if math.isfinite(final) and hi > lo:
                     scores.setdefault(algo, {}).setdefault(task, []).append(
@@ -177,10 +192,6 @@ def compute(curves: Sequence[Curve], manifest: dict[str, Any], threshold: float 
             mean, ci_lo, ci_hi = t_interval(finals[:, None])
             n = len(per_seed)
             reached = [p for p in per_seed if p["steps_to_level"] is not None]
-            at_mean = {}
-            for s in at:
-                vals = [p["at"][str(s)] for p in per_seed]
-                at_mean[str(s)] = None if any(v is None for v in vals) else float(np.mean(vals))
             entry["algos"][algo] = {
                 "seeds": n,
                 "final_mean": _finite(float(mean[0])),
@@ -194,7 +205,7 @@ def compute(curves: Sequence[Curve], manifest: dict[str, Any], threshold: float 
                     [p["wall_to_level"] for p in per_seed]) if level is not None else None,
                 "reached": len(reached),
                 "reliable": sum(p["reliable"] for p in per_seed),
-                "at": at_mean,
+                "at": _at_means(per_seed, at),
                 "per_seed": per_seed,
             }
         others = [x for x in entry["algos"] if x != "reppo"]
@@ -453,18 +464,14 @@ def versus(curves: Sequence[Curve], manifest: dict[str, Any], baseline: str, lev
                     "steps_to_level": None if i is None else int(c.steps[i]),
                     "wall_to_level": None if i is None else _finite(float(c.wall[i])),
                     "collapses": drops if i is not None else None,
-                    "at": {str(s): _finite(value_at_or_before(c.steps, c.ret, s)) for s in at}})
-            at_mean = {}
-            for s in at:
-                vals = [p["at"][str(s)] for p in per_seed]
-                at_mean[str(s)] = None if any(v is None for v in vals) else float(np.mean(vals))
+                    "at": _at_values(c, at)})
             entry["algos"][algo] = {
                 "seeds": len(per_seed),
                 "reached": sum(p["steps_to_level"] is not None for p in per_seed),
                 "median_steps_to_level": censored_median([p["steps_to_level"] for p in per_seed]),
                 "median_wall_to_level": censored_median([p["wall_to_level"] for p in per_seed]),
                 "collapses": sum(p["collapses"] or 0 for p in per_seed),
-                "at": at_mean, "per_seed": per_seed}
+                "at": _at_means(per_seed, at), "per_seed": per_seed}
         r, b = entry["algos"]["reppo"], entry["algos"][baseline]
         rw, bw = r["median_wall_to_level"], b["median_wall_to_level"]
         entry["wall_ratio"] = rw / bw if rw is not None and bw else None

@@ -149,14 +149,12 @@ def multiplier_step(h: Hyper, mult_opt, state: AgentState, entropy, kl) -> Agent
     mgrads = jax.grad(mult_loss)(logs)
     mupdates, mult_opt_state = mult_opt.update(mgrads, state.mult_opt, logs)
     logs = optax.apply_updates(logs, mupdates)
+    floor = h.log_alpha_min
     if h.alpha_min_fade_iterations > 0:  # loss.alpha_min_fade_steps: the floor of this iteration
         done = optax.tree_utils.tree_get(state.mult_opt, "count")  # multiplier steps before this
         floor = faded_log_floor(h.log_alpha_min, done // (h.num_epochs * h.num_minibatches),
                                 h.alpha_min_fade_iterations)
-        log_alpha = jnp.maximum(logs[0], floor.astype(logs.dtype))
-    else:
-        log_alpha = project_log_multiplier(logs[0], h.log_alpha_min)
-    return state._replace(log_alpha=log_alpha,
+    return state._replace(log_alpha=project_log_multiplier(logs[0], floor),
                           log_beta=project_log_multiplier(logs[1], h.log_beta_min),
                           mult_opt=mult_opt_state)
 

@@ -139,10 +139,11 @@ def beta_loss(log_beta, kl, kl_target: float):
     return -jnp.exp(log_beta) * jax.lax.stop_gradient(jnp.mean(kl) - kl_target)
 
 
-def project_log_multiplier(log_value, log_floor: float):
+def project_log_multiplier(log_value, log_floor: float | jax.Array):
     """``loss.alpha_min`` / ``loss.beta_min``: log m ← max(log m, log m_min) after each
     multiplier step (projected gradient descent on the Lagrange multiplier); −inf is the
-    identity, a NaN stays NaN."""
+    identity, a NaN stays NaN. ``log_floor``: a constant, or the traced floor of
+    :func:`faded_log_floor`; either is cast to the log's dtype."""
     return jnp.maximum(log_value, jnp.asarray(log_floor, jnp.result_type(log_value)))
 
 

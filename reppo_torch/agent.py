@@ -375,15 +375,14 @@ def actor_update(h: Hyper, state: AgentState, behaviour: Actor, obs: torch.Tenso
                              h.kl_mode)
     _step([logs], [m_grad], state.mult_opt, h.multiplier_max_grad_norm)
     with torch.no_grad():  # loss.alpha_min / loss.beta_min (no-ops for the default −inf)
+        floor = h.log_alpha_min
         if h.alpha_min_fade_iterations > 0:  # loss.alpha_min_fade_steps
             done = state.mult_opt.state[logs]["step"] - 1  # multiplier steps before this one
             floor = faded_log_floor(h.log_alpha_min,
                                     torch.div(done, h.num_epochs * h.num_minibatches,
                                               rounding_mode="floor"),
-                                    h.alpha_min_fade_iterations)
-            logs[0] = torch.maximum(logs[0], floor.to(logs.dtype))
-        else:
-            logs[0] = project_log_multiplier(logs[0], h.log_alpha_min)
+                                    h.alpha_min_fade_iterations).to(logs.dtype)
+        logs[0] = project_log_multiplier(logs[0], floor)
         logs[1] = project_log_multiplier(logs[1], h.log_beta_min)
 
     out = {"train/actor_loss": loss.detach(), "train/actor_grad_norm": grad_norm,

@@ -256,11 +256,13 @@ def beta_loss(log_beta: torch.Tensor, kl: torch.Tensor, kl_target: float) -> tor
     return -torch.exp(log_beta) * torch.mean(kl.detach() - kl_target)
 
 
-def project_log_multiplier(log_value: torch.Tensor, log_floor: float) -> torch.Tensor:
+def project_log_multiplier(log_value: torch.Tensor,
+                           log_floor: float | torch.Tensor) -> torch.Tensor:
     """``loss.alpha_min`` / ``loss.beta_min``: log m ← max(log m, log m_min) after each
     multiplier step (projected gradient descent on the Lagrange multiplier); −inf is the
-    identity, a NaN stays NaN."""
-    return torch.clamp(log_value, min=log_floor)  # the bound as a kernel argument: no copy
+    identity, a NaN stays NaN. ``log_floor``: a constant (passed to the kernel as an argument:
+    no copy), or the floor of :func:`faded_log_floor` as a tensor of the log's dtype."""
+    return torch.clamp(log_value, min=log_floor)
 
 
 def faded_log_floor(log_floor: float, iteration: torch.Tensor,

@@ -295,7 +295,7 @@ for game in actions:
             if not rows:
                 continue
             late = [r for r in rows if int(r["env_steps"]) > 1_000_000]
-            on = sum(float(r["alpha"]) <= 0.03 * 1.001 and variant == "floor" for r in late)
+            on = sum(float(r["alpha"]) <= 0.03 * 1.001 for r in late)  # the preset's floor
             last = [float(r["entropy"]) for r in rows if int(r["env_steps"]) > 4_000_000]
             sub = "alpha_floor" if variant == "floor" else "alpha_fade"
             curve = [(int(x["env_steps"]), float(x["return"])) for x in csv.DictReader(
